@@ -1,0 +1,10 @@
+#include "harness/core/version.h"
+
+#include <torch/version.h>
+
+namespace parity {
+
+std::string ParityVersion() { return PARITY_VERSION; }
+std::string LibtorchVersion() { return TORCH_VERSION; }
+
+}  // namespace parity

@@ -1,0 +1,59 @@
+// A Hugging Face checkpoint directory: config.json, one model.safetensors or shards listed in
+// model.safetensors.index.json, tokenizer and generation files beside them.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <ATen/Tensor.h>
+#include <nlohmann/json.hpp>
+
+#include "harness/io/safetensors.h"
+
+namespace parity::io {
+
+class Checkpoint {
+ public:
+  // Opens `dir`. Uses model.safetensors.index.json when present (every shard it names must exist,
+  // and every tensor it maps must be in that shard), else model.safetensors. Throws InputError naming
+  // the file and the tensor at fault. A tensor present in two shards is an error.
+  static Checkpoint Open(const std::string& dir);
+
+  const std::string& dir() const { return dir_; }
+  // config.json, parsed; throws InputError when missing or not JSON.
+  const nlohmann::json& config_json() const { return config_json_; }
+  // Tensor names in sorted order.
+  std::vector<std::string> names() const;
+  bool Contains(const std::string& name) const;
+  const TensorInfo& Info(const std::string& name) const;
+  // The shard file name (relative to dir) holding `name`.
+  const std::string& ShardOf(const std::string& name) const;
+  // A view of the mapped tensor (see SafetensorsFile::Get).
+  at::Tensor Get(const std::string& name) const;
+  // Shard file names, in index order (a single "model.safetensors" when not sharded).
+  const std::vector<std::string>& shard_files() const { return shard_files_; }
+  const SafetensorsFile& shard(const std::string& file) const;
+  bool sharded() const { return sharded_; }
+  // Bytes of all shard files together.
+  uint64_t bytes_on_disk() const;
+  // Sum over tensors of numel().
+  int64_t parameter_count() const;
+  // The index file's JSON (empty object when not sharded).
+  const nlohmann::json& index_json() const { return index_json_; }
+
+ private:
+  std::string dir_;
+  nlohmann::json config_json_;
+  nlohmann::json index_json_ = nlohmann::json::object();
+  bool sharded_ = false;
+  std::vector<std::string> shard_files_;
+  std::map<std::string, std::shared_ptr<SafetensorsFile>> shards_;  // by file name
+  std::map<std::string, std::string> tensor_to_shard_;
+};
+
+// Reads a JSON file; throws InputError naming the file when it is missing or not valid JSON.
+nlohmann::json ReadJsonFile(const std::string& path);
+
+}  // namespace parity::io
