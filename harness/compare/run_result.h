@@ -35,8 +35,9 @@ struct StepRecord {
   double kl = 0;            // KL(p||q), p = softmax(a), q = softmax(b), FP64, nats
   double kl_reverse = 0;    // KL(q||p)
   double js = 0;            // Jensen-Shannon divergence, nats (<= ln 2)
-  double nmse = 0;          // mean((b - a)^2) / var(a) (population variance); null when var(a) = 0
-  double cosine = 0;        // cos(a, b); null when a or b is the zero vector
+  std::optional<double> nmse;    // mean((b - a)^2) / var(a) (population variance); null when
+                                 // var(a) = 0
+  std::optional<double> cosine;  // cos(a, b); null when a or b is the zero vector
   bool top1_agree = true;   // token_a == token_b
   double topk_overlap = 1;  // |topk(a) ∩ topk(b)| / k, k = settings.top_k
   int64_t rank_b_in_a = 0;  // rank of token_b in a (0 = A's top-1; ties ranked by lower index)
@@ -97,8 +98,8 @@ struct RunMetrics {
   double p90_kl = 0;
   double p99_kl = 0;
   double mean_js = 0;
-  double max_nmse = 0;
-  double min_cosine = 1;
+  std::optional<double> max_nmse;    // over steps where nmse is defined; null when none
+  std::optional<double> min_cosine;  // over steps where cosine is defined; null when none
   double top1_agreement = 1;        // fraction of steps with top1_agree
   double topk_overlap_mean = 1;
   std::optional<int64_t> first_divergence_step;  // null when the argmaxes never differ
@@ -120,6 +121,18 @@ struct OracleResult {
   std::string rule;                   // the rule in words
 };
 
+// Gates. A gate that is null is not checked.
+struct Thresholds {
+  std::optional<double> max_kl;                      // metrics.max_kl <= this
+  std::optional<double> mean_kl;                     // metrics.mean_kl <= this
+  std::optional<double> p99_kl;                      // metrics.p99_kl <= this
+  std::optional<double> max_abs_logit_diff;          // metrics.max_abs_logit_diff <= this
+  std::optional<double> min_top1_agreement;          // metrics.top1_agreement >= this
+  std::optional<int64_t> min_first_divergence_step;  // no divergence, or at a step >= this
+  bool fail_on_real_divergence = false;              // a first divergence of kind "real" fails
+  bool require_oracle_acceptable = false;            // oracle.acceptable == false fails
+};
+
 struct Run {
   std::string id;                     // "p{prompt_index}/{a.model}@{a.precision}/{b.model}@{b.precision}"
   int64_t prompt_index = 0;           // index into the case's prompts
@@ -134,20 +147,10 @@ struct Run {
   std::optional<FirstDivergence> first_divergence;
   RunMetrics metrics;
   std::optional<OracleResult> oracle;
+  Thresholds thresholds;              // gates applied to this run (case thresholds, overridden by
+                                      // the pair's own)
   double elapsed_s = 0;               // wall time of the run (oracle included)
   bool pass = true;                   // no gate failed for this run
-};
-
-// Gates. A gate that is null is not checked.
-struct Thresholds {
-  std::optional<double> max_kl;                      // metrics.max_kl <= this
-  std::optional<double> mean_kl;                     // metrics.mean_kl <= this
-  std::optional<double> p99_kl;                      // metrics.p99_kl <= this
-  std::optional<double> max_abs_logit_diff;          // metrics.max_abs_logit_diff <= this
-  std::optional<double> min_top1_agreement;          // metrics.top1_agreement >= this
-  std::optional<int64_t> min_first_divergence_step;  // no divergence, or at a step >= this
-  bool fail_on_real_divergence = false;              // a first divergence of kind "real" fails
-  bool require_oracle_acceptable = false;            // oracle.acceptable == false fails
 };
 
 struct Failure {
