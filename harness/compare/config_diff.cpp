@@ -1,0 +1,429 @@
+// diff-config: one table of what each config.json field means for the network, then a verdict per
+// field from the raw values and from their meaning under each side's reference defaults.
+#include "harness/compare/config_diff.h"
+
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "harness/io/checkpoint.h"
+
+namespace parity::compare {
+namespace {
+
+using model::Architecture;
+using model::ModelConfig;
+using nlohmann::json;
+
+enum class FieldKind {
+  kNetwork,            // changes the computation: compared by meaning, a difference is a mismatch
+  kArchitecture,       // names the architecture: differs by design across a conversion
+  kConversionDropped,  // convert2llama drops it; otherwise irrelevant to the network
+  kIrrelevant,         // never changes the network
+};
+
+using Meaning = json (*)(const ModelConfig&);
+
+// One row of the field table. Only `bias` has a different name in the two architectures.
+struct FieldRule {
+  const char* internlm2_name;
+  const char* llama_name;
+  FieldKind kind;
+  Meaning meaning = nullptr;        // kNetwork: the value the network uses, defaults applied
+  const char* default_json = "";    // kIrrelevant: the value an absent field stands for ("" = none)
+  const char* why = "";             // note for a difference that is not a mismatch
+  bool alias = false;               // another spelling of fields that have rows of their own
+  const char* Name(Architecture arch) const {
+    return arch == Architecture::kInternLM2 ? internlm2_name : llama_name;
+  }
+};
+
+json IdOrNull(int64_t id) { return id < 0 ? json(nullptr) : json(id); }
+json Scaling(const model::RopeScaling& scaling) {
+  if (scaling.type == model::RopeScaling::Type::kNone) return nullptr;
+  return {{"type", model::RopeScalingTypeName(scaling.type)}, {"factor", scaling.factor}};
+}
+json DtypeOrNull(const ModelConfig& c) { return c.torch_dtype.empty() ? json(nullptr) : json(c.torch_dtype); }
+
+const std::vector<FieldRule>& FieldRules() {
+  static const std::vector<FieldRule> rules = {
+      // Sizes and the numerics of the network.
+      {"vocab_size", "vocab_size", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.vocab_size); }},
+      {"hidden_size", "hidden_size", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.hidden_size); }},
+      {"num_hidden_layers", "num_hidden_layers", FieldKind::kNetwork,
+       [](const ModelConfig& c) { return json(c.num_layers); }},
+      {"num_attention_heads", "num_attention_heads", FieldKind::kNetwork,
+       [](const ModelConfig& c) { return json(c.num_heads); }},
+      {"num_key_value_heads", "num_key_value_heads", FieldKind::kNetwork,
+       [](const ModelConfig& c) { return json(c.num_kv_heads); }},
+      {"head_dim", "head_dim", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.head_dim); }},
+      {"intermediate_size", "intermediate_size", FieldKind::kNetwork,
+       [](const ModelConfig& c) { return json(c.intermediate_size); }},
+      {"max_position_embeddings", "max_position_embeddings", FieldKind::kNetwork,
+       [](const ModelConfig& c) { return json(c.max_position_embeddings); }},
+      {"rms_norm_eps", "rms_norm_eps", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.rms_norm_eps); }},
+      {"rope_theta", "rope_theta", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.rope_theta); }},
+      {"rope_scaling", "rope_scaling", FieldKind::kNetwork,
+       [](const ModelConfig& c) { return Scaling(c.rope_scaling); }},
+      {"rope_parameters", "rope_parameters", FieldKind::kNetwork,
+       [](const ModelConfig& c) { return json{{"rope_theta", c.rope_theta}, {"scaling", Scaling(c.rope_scaling)}}; },
+       "", "", true},
+      {"bias", "attention_bias", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.bias); }},
+      {"mlp_bias", "mlp_bias", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.mlp_bias); }},
+      {"tie_word_embeddings", "tie_word_embeddings", FieldKind::kNetwork,
+       [](const ModelConfig& c) { return json(c.tie_word_embeddings); }},
+      {"hidden_act", "hidden_act", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.hidden_act); }},
+      {"bos_token_id", "bos_token_id", FieldKind::kNetwork,
+       [](const ModelConfig& c) { return IdOrNull(c.bos_token_id); }},
+      {"eos_token_id", "eos_token_id", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.eos_token_ids); }},
+      {"pad_token_id", "pad_token_id", FieldKind::kNetwork,
+       [](const ModelConfig& c) { return IdOrNull(c.pad_token_id); }},
+      {"torch_dtype", "torch_dtype", FieldKind::kNetwork, DtypeOrNull},
+      {"dtype", "dtype", FieldKind::kNetwork, DtypeOrNull, "", "", true},
+      // What the conversion changes on purpose.
+      {"model_type", "model_type", FieldKind::kArchitecture},
+      {"architectures", "architectures", FieldKind::kArchitecture},
+      {"auto_map", "auto_map", FieldKind::kConversionDropped, nullptr, "",
+       "points HF at InternLM2's remote code; a Llama checkpoint uses the built-in class"},
+      {"attn_implementation", "attn_implementation", FieldKind::kConversionDropped, nullptr, "",
+       "without it HF Llama picks SDPA attention, which rounds differently from eager (same network, "
+       "different numerics)"},
+      {"tokenizer_class", "tokenizer_class", FieldKind::kConversionDropped, nullptr, "",
+       "tokenizer wrapper class, not part of the network"},
+      {"_name_or_path", "_name_or_path", FieldKind::kConversionDropped, nullptr, "",
+       "where the config was loaded from"},
+      // Never part of the network.
+      {"transformers_version", "transformers_version", FieldKind::kIrrelevant, nullptr, "",
+       "the library version that wrote the file"},
+      {"use_cache", "use_cache", FieldKind::kIrrelevant, nullptr, "true", "KV-cache default of generate()"},
+      {"initializer_range", "initializer_range", FieldKind::kIrrelevant, nullptr, "0.02",
+       "initialisation of untrained weights"},
+      {"attention_dropout", "attention_dropout", FieldKind::kIrrelevant, nullptr, "0.0",
+       "dropout is off at inference"},
+      {"pretraining_tp", "pretraining_tp", FieldKind::kIrrelevant, nullptr, "1",
+       "HF Llama slices its projections when > 1: rounding changes, the network does not"},
+  };
+  return rules;
+}
+
+// PretrainedConfig's generic fields (generation defaults, training and export flags) that
+// to_dict() writes: none of them changes the network.
+const std::set<std::string>& GenericIrrelevantFields() {
+  static const std::set<std::string> fields = {
+      "_commit_hash", "_attn_implementation_autoset", "add_cross_attention", "bad_words_ids",
+      "begin_suppress_tokens", "chunk_size_feed_forward", "cross_attention_hidden_size",
+      "decoder_start_token_id", "diversity_penalty", "do_sample", "early_stopping",
+      "encoder_no_repeat_ngram_size", "exponential_decay_length_penalty", "finetuning_task",
+      "forced_bos_token_id", "forced_eos_token_id", "id2label", "is_decoder", "is_encoder_decoder",
+      "label2id", "length_penalty", "max_length", "min_length", "no_repeat_ngram_size",
+      "num_beam_groups", "num_beams", "num_return_sequences", "output_attentions",
+      "output_hidden_states", "output_scores", "prefix", "problem_type", "pruned_heads",
+      "remove_invalid_values", "repetition_penalty", "return_dict", "return_dict_in_generate",
+      "sep_token_id", "suppress_tokens", "task_specific_params", "temperature", "tf_legacy_loss",
+      "tie_encoder_decoder", "top_k", "top_p", "torchscript", "typical_p", "use_bfloat16"};
+  return fields;
+}
+
+std::optional<json> Lookup(const json& object, const std::string& key) {
+  auto it = object.find(key);
+  if (it == object.end()) return std::nullopt;
+  return *it;
+}
+
+std::string Shown(const std::optional<json>& value) { return value ? value->dump() : "(absent)"; }
+
+// Explains a kMatch reached through meaning rather than identical text.
+std::string MeaningNote(const std::optional<json>& a, const std::optional<json>& b, const json& meaning) {
+  if (!a) return fmt::format("absent in A, where it means {}", meaning.dump());
+  if (!b) return fmt::format("absent in B, where it means {}", meaning.dump());
+  return fmt::format("written differently, same meaning: {}", meaning.dump());
+}
+
+class Differ {
+ public:
+  Differ(const json& a, const ModelConfig& config_a, const json& b, const ModelConfig& config_b)
+      : a_(a), b_(b), config_a_(config_a), config_b_(config_b) {}
+
+  std::vector<FieldComparison> Run() {
+    for (const auto& rule : FieldRules()) CompareRule(rule);
+    CompareRemaining();
+    std::sort(rows_.begin(), rows_.end(),
+              [](const FieldComparison& x, const FieldComparison& y) { return x.field < y.field; });
+    return std::move(rows_);
+  }
+
+ private:
+  void CompareRule(const FieldRule& rule) {
+    std::string key_a = rule.Name(config_a_.arch);
+    std::string key_b = rule.Name(config_b_.arch);
+    FieldComparison row;
+    row.a = Lookup(a_, key_a);
+    row.b = Lookup(b_, key_b);
+    if (!row.a && !row.b) {
+      // Absent from both files, the field still has a meaning: each side's default. Where the
+      // defaults differ (InternLM2 `bias` true, Llama `attention_bias` false) the networks differ.
+      if (rule.kind == FieldKind::kNetwork && !rule.alias &&
+          rule.meaning(config_a_) != rule.meaning(config_b_)) {
+        row.field = key_a;
+        if (key_a != key_b) row.field_b = key_b;
+        row.verdict = FieldVerdict::kMismatch;
+        row.note = fmt::format("absent in both; by default A means {}, B means {}",
+                               rule.meaning(config_a_).dump(), rule.meaning(config_b_).dump());
+        rows_.push_back(std::move(row));
+      }
+      return;
+    }
+    if (row.a) handled_a_.insert(key_a);
+    if (row.b) handled_b_.insert(key_b);
+    row.field = row.a ? key_a : key_b;
+    if (row.a && row.b && key_a != key_b) row.field_b = key_b;
+    bool same_text = row.a && row.b && *row.a == *row.b;
+
+    switch (rule.kind) {
+      case FieldKind::kNetwork: {
+        json meaning_a = rule.meaning(config_a_);
+        json meaning_b = rule.meaning(config_b_);
+        if (same_text && key_a == key_b) {
+          row.verdict = FieldVerdict::kMatch;
+        } else if (meaning_a == meaning_b) {
+          if (row.a && row.b && key_a != key_b) {
+            row.verdict = FieldVerdict::kExpectedRename;
+            row.note = fmt::format("renamed {} -> {} by the conversion, value kept", key_a, key_b);
+          } else {
+            row.verdict = FieldVerdict::kMatch;
+            row.by_meaning = true;
+            row.note = MeaningNote(row.a, row.b, meaning_a);
+          }
+        } else {
+          row.verdict = FieldVerdict::kMismatch;
+          row.note = fmt::format("A means {}, B means {}", meaning_a.dump(), meaning_b.dump());
+        }
+        break;
+      }
+      case FieldKind::kArchitecture:
+        if (same_text) {
+          row.verdict = FieldVerdict::kMatch;
+        } else if (config_a_.arch == config_b_.arch) {
+          row.verdict = FieldVerdict::kMatch;
+          row.by_meaning = true;
+          row.note = fmt::format("both describe a {} model", model::ArchitectureName(config_a_.arch));
+        } else {
+          row.verdict = FieldVerdict::kExpectedDifference;
+          row.note = fmt::format("names the architecture: {} vs {}", model::ArchitectureName(config_a_.arch),
+                                 model::ArchitectureName(config_b_.arch));
+        }
+        break;
+      case FieldKind::kConversionDropped: {
+        bool a_to_b = config_a_.arch == Architecture::kInternLM2 && config_b_.arch == Architecture::kLlama;
+        bool b_to_a = config_b_.arch == Architecture::kInternLM2 && config_a_.arch == Architecture::kLlama;
+        if (same_text) {
+          row.verdict = FieldVerdict::kMatch;
+        } else if ((row.a && !row.b && a_to_b) || (row.b && !row.a && b_to_a)) {
+          row.verdict = FieldVerdict::kExpectedDrop;
+          row.note = fmt::format("dropped by convert2llama; {}", rule.why);
+        } else {
+          row.verdict = FieldVerdict::kIrrelevant;
+          row.note = rule.why;
+        }
+        break;
+      }
+      case FieldKind::kIrrelevant: {
+        if (same_text) {
+          row.verdict = FieldVerdict::kMatch;
+          break;
+        }
+        if (*rule.default_json != '\0') {
+          json fallback = json::parse(rule.default_json);
+          json meaning_a = row.a ? *row.a : fallback;
+          json meaning_b = row.b ? *row.b : fallback;
+          if (meaning_a == meaning_b) {
+            row.verdict = FieldVerdict::kMatch;
+            row.by_meaning = true;
+            row.note = MeaningNote(row.a, row.b, meaning_a);
+            break;
+          }
+        }
+        row.verdict = FieldVerdict::kIrrelevant;
+        row.note = rule.why;
+        break;
+      }
+    }
+    rows_.push_back(std::move(row));
+  }
+
+  // Fields no rule covers: generic PretrainedConfig fields are irrelevant; anything else that
+  // differs is a mismatch, because Parity cannot tell whether it changes the network.
+  void CompareRemaining() {
+    std::set<std::string> keys;
+    for (auto it = a_.begin(); it != a_.end(); ++it) keys.insert(it.key());
+    for (auto it = b_.begin(); it != b_.end(); ++it) keys.insert(it.key());
+    for (const auto& key : keys) {
+      FieldComparison row;
+      row.field = key;
+      if (!handled_a_.count(key)) row.a = Lookup(a_, key);
+      if (!handled_b_.count(key)) row.b = Lookup(b_, key);
+      if (!row.a && !row.b) continue;
+      if (row.a && row.b && *row.a == *row.b) {
+        row.verdict = FieldVerdict::kMatch;
+      } else if (GenericIrrelevantFields().count(key)) {
+        row.verdict = FieldVerdict::kIrrelevant;
+        row.note = "generic HF config field (generation or training default), not part of the network";
+      } else {
+        row.verdict = FieldVerdict::kMismatch;
+        row.note = "a field Parity does not know differs; it may change the network";
+      }
+      rows_.push_back(std::move(row));
+    }
+  }
+
+  const json& a_;
+  const json& b_;
+  const ModelConfig& config_a_;
+  const ModelConfig& config_b_;
+  std::set<std::string> handled_a_;
+  std::set<std::string> handled_b_;
+  std::vector<FieldComparison> rows_;
+};
+
+std::string Plural(int count, const char* singular, const char* plural) {
+  return fmt::format("{} {}", count, count == 1 ? singular : plural);
+}
+
+std::string Truncate(const std::string& text, size_t width) {
+  return text.size() <= width ? text : text.substr(0, width - 3) + "...";
+}
+
+}  // namespace
+
+const char* FieldVerdictName(FieldVerdict verdict) {
+  switch (verdict) {
+    case FieldVerdict::kMatch: return "match";
+    case FieldVerdict::kExpectedRename: return "expected rename";
+    case FieldVerdict::kExpectedDrop: return "expected drop";
+    case FieldVerdict::kExpectedDifference: return "expected difference";
+    case FieldVerdict::kIrrelevant: return "irrelevant";
+    case FieldVerdict::kMismatch: return "MISMATCH";
+  }
+  return "unknown";
+}
+
+bool ConfigDiff::same_network() const { return Count(FieldVerdict::kMismatch) == 0; }
+
+int ConfigDiff::Count(FieldVerdict verdict) const {
+  return static_cast<int>(std::count_if(fields.begin(), fields.end(),
+                                        [&](const FieldComparison& row) { return row.verdict == verdict; }));
+}
+
+std::string ConfigDiff::Summary() const {
+  int total = static_cast<int>(fields.size());
+  int mismatches = Count(FieldVerdict::kMismatch);
+  int by_meaning = static_cast<int>(std::count_if(
+      fields.begin(), fields.end(), [](const FieldComparison& row) { return row.by_meaning; }));
+  std::vector<std::string> details;
+  if (by_meaning > 0) details.push_back(fmt::format("{} by meaning", by_meaning));
+  if (int n = Count(FieldVerdict::kExpectedRename)) details.push_back(Plural(n, "expected rename", "expected renames"));
+  if (int n = Count(FieldVerdict::kExpectedDrop)) details.push_back(Plural(n, "expected drop", "expected drops"));
+  if (int n = Count(FieldVerdict::kExpectedDifference))
+    details.push_back(Plural(n, "expected difference", "expected differences"));
+  if (int n = Count(FieldVerdict::kIrrelevant))
+    details.push_back(Plural(n, "irrelevant difference", "irrelevant differences"));
+  std::string summary = fmt::format("{}/{} fields match", total - mismatches, total);
+  if (!details.empty()) summary += fmt::format(" ({})", fmt::join(details, ", "));
+  if (mismatches > 0) {
+    std::vector<std::string> names;
+    for (const auto& row : fields) {
+      if (row.verdict == FieldVerdict::kMismatch) names.push_back(row.field);
+    }
+    summary += fmt::format("; {} MISMATCH: {}", mismatches, fmt::join(names, ", "));
+  }
+  return summary;
+}
+
+nlohmann::json ConfigDiff::ToJson() const {
+  json rows = json::array();
+  for (const auto& row : fields) {
+    json entry = {{"field", row.field},
+                  {"a_present", row.a.has_value()},
+                  {"a", row.a ? *row.a : json(nullptr)},
+                  {"b_present", row.b.has_value()},
+                  {"b", row.b ? *row.b : json(nullptr)},
+                  {"verdict", FieldVerdictName(row.verdict)},
+                  {"by_meaning", row.by_meaning},
+                  {"note", row.note}};
+    if (!row.field_b.empty()) entry["field_b"] = row.field_b;
+    rows.push_back(std::move(entry));
+  }
+  json counts = {{"fields", fields.size()}};
+  for (auto verdict : {FieldVerdict::kMatch, FieldVerdict::kExpectedRename, FieldVerdict::kExpectedDrop,
+                       FieldVerdict::kExpectedDifference, FieldVerdict::kIrrelevant, FieldVerdict::kMismatch}) {
+    std::string key = FieldVerdictName(verdict);
+    std::transform(key.begin(), key.end(), key.begin(), [](char c) {
+      return c == ' ' ? '_' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    });
+    counts[key] = Count(verdict);
+  }
+  return {{"a", {{"path", source_a}, {"architecture", model::ArchitectureName(arch_a)}}},
+          {"b", {{"path", source_b}, {"architecture", model::ArchitectureName(arch_b)}}},
+          {"same_network", same_network()},
+          {"summary", Summary()},
+          {"counts", counts},
+          {"fields", rows}};
+}
+
+std::string ConfigDiff::ToText() const {
+  constexpr size_t kValueWidth = 28;
+  size_t field_width = 5;
+  for (const auto& row : fields) {
+    std::string name = row.field_b.empty() ? row.field : row.field + " / " + row.field_b;
+    field_width = std::max(field_width, name.size());
+  }
+  std::string text = fmt::format("A: {} ({})\nB: {} ({})\n\n", source_a, model::ArchitectureName(arch_a),
+                                 source_b, model::ArchitectureName(arch_b));
+  text += fmt::format("{:<{}}  {:<{}}  {:<{}}  {}\n", "field", field_width, "A", kValueWidth, "B",
+                      kValueWidth, "verdict");
+  for (const auto& row : fields) {
+    std::string name = row.field_b.empty() ? row.field : row.field + " / " + row.field_b;
+    std::string verdict = FieldVerdictName(row.verdict);
+    if (row.by_meaning) verdict += " (by meaning)";
+    text += fmt::format("{:<{}}  {:<{}}  {:<{}}  {}\n", name, field_width, Truncate(Shown(row.a), kValueWidth),
+                        kValueWidth, Truncate(Shown(row.b), kValueWidth), kValueWidth, verdict);
+    if (!row.note.empty()) text += fmt::format("{:<{}}  -> {}\n", "", field_width, row.note);
+  }
+  text += fmt::format("\n{}\n", Summary());
+  text += same_network() ? "verdict: the two configs describe the same network\n"
+                         : "verdict: the two configs describe DIFFERENT networks\n";
+  return text;
+}
+
+ConfigDiff DiffConfigs(const nlohmann::json& a, const std::string& source_a, const nlohmann::json& b,
+                       const std::string& source_b) {
+  ModelConfig config_a = model::ParseConfig(a, source_a);
+  ModelConfig config_b = model::ParseConfig(b, source_b);
+  ConfigDiff diff;
+  diff.source_a = source_a;
+  diff.source_b = source_b;
+  diff.arch_a = config_a.arch;
+  diff.arch_b = config_b.arch;
+  diff.fields = Differ(a, config_a, b, config_b).Run();
+  return diff;
+}
+
+std::string ConfigPathOf(const std::string& dir_or_file) {
+  if (std::filesystem::is_directory(dir_or_file)) {
+    return (std::filesystem::path(dir_or_file) / "config.json").string();
+  }
+  return dir_or_file;
+}
+
+ConfigDiff DiffConfigPaths(const std::string& a, const std::string& b) {
+  std::string path_a = ConfigPathOf(a);
+  std::string path_b = ConfigPathOf(b);
+  return DiffConfigs(io::ReadJsonFile(path_a), path_a, io::ReadJsonFile(path_b), path_b);
+}
+
+}  // namespace parity::compare
