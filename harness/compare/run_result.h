@@ -234,6 +234,16 @@ struct RunOutputs {
 // written as null and read back as NaN.
 
 nlohmann::json ToJson(const StepRecord& step);
+nlohmann::json ToJson(const SideSpec& side);
+nlohmann::json ToJson(const Pair& pair);
+nlohmann::json ToJson(const FirstDivergence& divergence);
+nlohmann::json ToJson(const RunMetrics& metrics);
+nlohmann::json ToJson(const OracleResult& oracle);
+nlohmann::json ToJson(const Run& run);
+nlohmann::json ToJson(const Failure& failure);
+nlohmann::json ToJson(const Settings& settings);
+nlohmann::json ToJson(const ModelInfo& model);
+nlohmann::json ToJson(const PairSummary& pair);
 StepRecord StepRecordFromJson(const nlohmann::json& json, const std::string& source);
 nlohmann::json ToJson(const Summary& summary);
 Summary SummaryFromJson(const nlohmann::json& json, const std::string& source);

@@ -1,0 +1,171 @@
+// `parity compare A B --prompt TEXT --dtypes fp32,fp16,bf16,fp64 --max-new-tokens N --out DIR`: the
+// case-free form of `parity run`: A vs B at each dtype (fp64 in the list also turns on the FP64
+// oracle). The arguments become a case object, validated like a case file.
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "harness/cli/command.h"
+#include "harness/compare/case.h"
+#include "harness/compare/suite.h"
+#include "harness/convert/internlm2_to_llama.h"
+#include "harness/core/error.h"
+
+namespace parity::cli {
+namespace {
+
+struct CompareOptions {
+  std::string a;
+  std::string b;
+  std::vector<std::string> prompts;
+  std::vector<std::string> prompt_tokens;  // "1,2,3" each
+  std::vector<std::string> dtypes = {"fp32"};
+  int64_t max_new_tokens = 32;
+  std::string out;
+  std::string mode = "free";
+  std::string teacher = "a";
+  bool chat = false;
+  std::string device = "cpu";
+  int64_t seed = 0;
+  int64_t top_k = 5;
+  double near_tie_ulps = 4;
+  std::optional<double> max_kl, mean_kl, p99_kl, min_top1_agreement;
+  std::optional<int64_t> min_first_divergence_step;
+  bool fail_on_real_divergence = false;
+  bool require_oracle_acceptable = false;
+};
+
+// Model labels from the directory names ("a" and "b" when they coincide).
+std::pair<std::string, std::string> Labels(const std::string& a, const std::string& b) {
+  auto name = [](const std::string& path) {
+    std::string n = std::filesystem::path(path).lexically_normal().filename().string();
+    if (n.empty()) n = std::filesystem::path(path).lexically_normal().parent_path().filename().string();
+    for (char& c : n) {
+      if (c == '@' || c == '/' || c == ' ') c = '_';
+    }
+    return n;
+  };
+  std::string la = name(a), lb = name(b);
+  if (la.empty() || lb.empty() || la == lb) return {"a", "b"};
+  return {la, lb};
+}
+
+std::vector<int64_t> ParseIds(const std::string& text) {
+  std::vector<int64_t> ids;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t end = text.find(',', start);
+    std::string item = text.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    try {
+      size_t used = 0;
+      ids.push_back(std::stoll(item, &used));
+      if (used != item.size()) throw std::invalid_argument(item);
+    } catch (const std::exception&) {
+      throw InputError("--prompt-tokens: expected comma-separated token ids, got \"" + text + "\"");
+    }
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  return ids;
+}
+
+int RunCompare(const CompareOptions& o) {
+  auto [label_a, label_b] = Labels(o.a, o.b);
+  auto absolute = [](const std::string& p) { return std::filesystem::absolute(p).string(); };
+  nlohmann::ordered_json json;
+  json["name"] = "compare";
+  json["models"][label_a] = {{"path", absolute(o.a)}};
+  json["models"][label_b] = {{"path", absolute(o.b)}};
+  json["prompts"] = nlohmann::ordered_json::array();
+  for (const std::string& text : o.prompts) json["prompts"].push_back(text);
+  for (const std::string& ids : o.prompt_tokens) {
+    json["prompts"].push_back({{"tokens", ParseIds(ids)}});
+  }
+  json["chat"] = o.chat;
+  json["dtypes"] = o.dtypes;
+  json["mode"] = o.mode;
+  json["teacher"] = o.teacher;
+  json["max_new_tokens"] = o.max_new_tokens;
+  json["device"] = o.device;
+  json["seed"] = o.seed;
+  json["top_k"] = o.top_k;
+  json["near_tie_ulps"] = o.near_tie_ulps;
+  nlohmann::ordered_json thresholds = nlohmann::ordered_json::object();
+  if (o.max_kl) thresholds["max_kl"] = *o.max_kl;
+  if (o.mean_kl) thresholds["mean_kl"] = *o.mean_kl;
+  if (o.p99_kl) thresholds["p99_kl"] = *o.p99_kl;
+  if (o.min_top1_agreement) thresholds["min_top1_agreement"] = *o.min_top1_agreement;
+  if (o.min_first_divergence_step) {
+    thresholds["min_first_divergence_step"] = *o.min_first_divergence_step;
+  }
+  thresholds["fail_on_real_divergence"] = o.fail_on_real_divergence;
+  thresholds["require_oracle_acceptable"] = o.require_oracle_acceptable;
+  json["thresholds"] = thresholds;
+
+  compare::Case c = compare::ParseCase(json, "parity compare");
+  c.path.reset();
+  compare::SuiteOptions suite;
+  suite.out_dir = o.out;
+  suite.convert = [](const std::string& src, const std::string& dst) {
+    convert::ConvertInternLM2ToLlama(src, dst);
+  };
+  compare::RunOutputs outputs = compare::RunCase(c, suite);
+  return compare::FinishRun(o.out, outputs);
+}
+
+CommandRegistrar compare_command("compare", [](CLI::App& app, Action& action) {
+  auto o = std::make_shared<CompareOptions>();
+  CLI::App* command = app.add_subcommand(
+      "compare",
+      "Compare two checkpoints (A is the reference) by lockstep greedy decoding at each dtype; "
+      "writes OUT/summary.json and OUT/steps.jsonl (reports/SCHEMA.md). Exit 0 when every gate "
+      "passes, 1 when one fails, 2 for bad input");
+  command->add_option("A", o->a, "Reference checkpoint directory")->required()->check(CLI::ExistingDirectory);
+  command->add_option("B", o->b, "Candidate checkpoint directory")->required()->check(CLI::ExistingDirectory);
+  command->add_option("--prompt", o->prompts, "Prompt text (repeatable)");
+  command->add_option("--prompt-tokens", o->prompt_tokens,
+                      "Prompt as comma-separated token ids, fed as they are (repeatable)");
+  command->add_option("--dtypes", o->dtypes, "Precisions, comma-separated: fp32, fp16, bf16, fp64 "
+                                              "(fp64 also runs the FP64 oracle)")
+      ->delimiter(',')
+      ->capture_default_str();
+  command->add_option("--max-new-tokens", o->max_new_tokens, "Decode steps at most")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  command->add_option("--out", o->out, "Output directory")->required();
+  command->add_option("--mode", o->mode, "free or teacher_forced")->capture_default_str();
+  command->add_option("--teacher", o->teacher, "teacher_forced: whose greedy stream both read (a or b)")
+      ->capture_default_str();
+  command->add_flag("--chat", o->chat, "Wrap text prompts in the ChatML template");
+  command->add_option("--device", o->device, "cpu, cuda or cuda:N")->capture_default_str();
+  command->add_option("--seed", o->seed, "at::manual_seed before every run")->capture_default_str();
+  command->add_option("--top-k", o->top_k, "k of the top-k overlap")->capture_default_str();
+  command->add_option("--near-tie-ulps", o->near_tie_ulps,
+                      "Near-tie tolerance in ULPs of the run precision")
+      ->capture_default_str();
+  command->add_option("--max-kl", o->max_kl, "Gate: max per-step KL");
+  command->add_option("--mean-kl", o->mean_kl, "Gate: mean per-step KL");
+  command->add_option("--p99-kl", o->p99_kl, "Gate: p99 of per-step KL");
+  command->add_option("--min-top1-agreement", o->min_top1_agreement, "Gate: same-top-1 rate");
+  command->add_option("--min-first-divergence-step", o->min_first_divergence_step,
+                      "Gate: a divergence must come at this step or later");
+  command->add_flag("--fail-on-real-divergence", o->fail_on_real_divergence,
+                    "Gate: a first divergence that is not a near-tie fails");
+  command->add_flag("--require-oracle-acceptable", o->require_oracle_acceptable,
+                    "Gate: B's FP64-oracle error must be within 2x (fp32) / 3x (fp16, bf16) of A's");
+  command->callback([o, &action] {
+    action = [o] {
+      if (o->prompts.empty() && o->prompt_tokens.empty()) {
+        throw InputError("compare: give at least one --prompt or --prompt-tokens");
+      }
+      return RunCompare(*o);
+    };
+  });
+});
+
+}  // namespace
+}  // namespace parity::cli

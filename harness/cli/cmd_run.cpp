@@ -1,0 +1,58 @@
+// `parity run CASE --out DIR`: runs a comparison case (cases/*.json), writes DIR/summary.json and
+// DIR/steps.jsonl, prints the table, and exits 1 when a gate fails.
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "harness/cli/command.h"
+#include "harness/compare/case.h"
+#include "harness/compare/suite.h"
+#include "harness/convert/internlm2_to_llama.h"
+#include "harness/decode/greedy.h"
+
+namespace parity::cli {
+namespace {
+
+struct RunOptions {
+  std::string case_path;
+  std::string out;
+  std::optional<std::string> device;
+  std::optional<int64_t> max_new_tokens;
+  std::optional<std::string> mode;
+};
+
+int RunCaseCommand(const RunOptions& options) {
+  compare::Case c = compare::LoadCase(options.case_path);
+  if (options.device) c.device = *options.device;
+  if (options.max_new_tokens) c.max_new_tokens = *options.max_new_tokens;
+  if (options.mode) c.mode = decode::ParseGreedyMode(*options.mode);
+  compare::SuiteOptions suite;
+  suite.out_dir = options.out;
+  suite.convert = [](const std::string& src, const std::string& dst) {
+    convert::ConvertInternLM2ToLlama(src, dst);
+  };
+  compare::RunOutputs outputs = compare::RunCase(c, suite);
+  return compare::FinishRun(options.out, outputs);
+}
+
+CommandRegistrar run_command("run", [](CLI::App& app, Action& action) {
+  auto options = std::make_shared<RunOptions>();
+  CLI::App* command = app.add_subcommand(
+      "run",
+      "Run a comparison case: lockstep greedy decoding of each pair on each prompt, per-step logit "
+      "metrics, first divergence; writes OUT/summary.json and OUT/steps.jsonl (reports/SCHEMA.md). "
+      "Exit 0 when every gate passes, 1 when one fails, 2 for bad input");
+  command->add_option("CASE", options->case_path, "Case file (cases/*.json)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  command->add_option("--out", options->out, "Output directory")->required();
+  command->add_option("--device", options->device, "Override the case's device: cpu, cuda, cuda:N");
+  command->add_option("--max-new-tokens", options->max_new_tokens,
+                      "Override the case's max_new_tokens")
+      ->check(CLI::PositiveNumber);
+  command->add_option("--mode", options->mode, "Override the case's mode: free or teacher_forced");
+  command->callback([options, &action] { action = [options] { return RunCaseCommand(*options); }; });
+});
+
+}  // namespace
+}  // namespace parity::cli

@@ -1,0 +1,158 @@
+#include "harness/decode/greedy.h"
+
+#include <algorithm>
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include "harness/core/error.h"
+
+namespace parity::decode {
+namespace {
+
+at::Tensor TokensTensor(const std::vector<int64_t>& ids, const forward::CausalLM& model) {
+  at::Tensor cpu = at::tensor(at::ArrayRef<int64_t>(ids), at::kLong).view({1, -1});
+  return cpu.to(model.numerics().device);
+}
+
+// Next-token logits after feeding `ids`: the last position of Forward's [1, T, V] output, as a [V]
+// FP32 CPU tensor.
+at::Tensor Feed(forward::CausalLM& model, const std::vector<int64_t>& ids, forward::KVCache& cache) {
+  at::Tensor logits = model.Forward(TokensTensor(ids, model), cache);
+  TORCH_CHECK(logits.dim() == 3 && logits.size(0) == 1, "Forward returned logits of shape ",
+              logits.sizes(), ", expected [1, T, V]");
+  return logits.select(0, 0).select(0, logits.size(1) - 1).to(at::kCPU).contiguous();
+}
+
+bool IsEos(int64_t token, const std::vector<int64_t>& eos_ids) {
+  return std::find(eos_ids.begin(), eos_ids.end(), token) != eos_ids.end();
+}
+
+void CheckInputs(const forward::CausalLM& a, const forward::CausalLM& b,
+                 const std::vector<int64_t>& prompt, const GreedyOptions& options) {
+  if (prompt.empty()) throw InputError("greedy decoding needs a prompt of at least one token");
+  if (options.max_new_tokens < 0) {
+    throw InputError(fmt::format("max_new_tokens: expected >= 0, got {}", options.max_new_tokens));
+  }
+  if (a.config().vocab_size != b.config().vocab_size) {
+    throw InputError(fmt::format("the two models have different vocabularies ({} and {} tokens)",
+                                 a.config().vocab_size, b.config().vocab_size));
+  }
+}
+
+}  // namespace
+
+const char* GreedyModeName(GreedyMode mode) {
+  return mode == GreedyMode::kFree ? "free" : "teacher_forced";
+}
+
+GreedyMode ParseGreedyMode(const std::string& text) {
+  if (text == "free") return GreedyMode::kFree;
+  if (text == "teacher_forced" || text == "teacher-forced") return GreedyMode::kTeacherForced;
+  throw InputError(fmt::format("mode: expected \"free\" or \"teacher_forced\", got \"{}\"", text));
+}
+
+int64_t GreedyArgmax(const at::Tensor& logits) {
+  at::Tensor flat = logits.detach().to(at::kCPU).to(at::kDouble).contiguous().view({-1});
+  TORCH_CHECK(flat.numel() > 0, "argmax of empty logits");
+  const double* data = flat.data_ptr<double>();
+  int64_t best = 0;
+  for (int64_t i = 1; i < flat.numel(); ++i) {
+    if (data[i] > data[best]) best = i;  // strict: the first maximum wins
+  }
+  return best;
+}
+
+GreedyResult RunLockstep(forward::CausalLM& model_a, forward::CausalLM& model_b,
+                         const std::vector<int64_t>& prompt, const GreedyOptions& options,
+                         const GreedyCallback& on_step) {
+  CheckInputs(model_a, model_b, prompt, options);
+  GreedyResult result;
+  if (options.max_new_tokens == 0) return result;
+  const int64_t prompt_length = static_cast<int64_t>(prompt.size());
+  forward::KVCache cache_a, cache_b;
+  at::Tensor logits_a = Feed(model_a, prompt, cache_a);
+  at::Tensor logits_b = Feed(model_b, prompt, cache_b);
+
+  if (options.mode == GreedyMode::kTeacherForced) {
+    for (int64_t step = 0; step < options.max_new_tokens; ++step) {
+      int64_t token_a = GreedyArgmax(logits_a), token_b = GreedyArgmax(logits_b);
+      if (on_step) {
+        on_step({step, prompt_length + step, true, logits_a, logits_b, token_a, token_b});
+      }
+      ++result.compared_steps;
+      result.same_context.push_back(true);
+      result.tokens_a.push_back(token_a);
+      result.tokens_b.push_back(token_b);
+      int64_t next = options.teacher_is_a ? token_a : token_b;
+      if (IsEos(next, options.eos_ids) || step + 1 == options.max_new_tokens) break;
+      result.input_a.push_back(next);
+      result.input_b.push_back(next);
+      logits_a = Feed(model_a, {next}, cache_a);
+      logits_b = Feed(model_b, {next}, cache_b);
+    }
+    return result;
+  }
+
+  bool live_a = true, live_b = true, same = true;
+  for (int64_t step = 0; step < options.max_new_tokens && (live_a || live_b); ++step) {
+    int64_t token_a = live_a ? GreedyArgmax(logits_a) : -1;
+    int64_t token_b = live_b ? GreedyArgmax(logits_b) : -1;
+    if (live_a && live_b) {
+      if (on_step) {
+        on_step({step, prompt_length + step, same, logits_a, logits_b, token_a, token_b});
+      }
+      ++result.compared_steps;
+      result.same_context.push_back(same);
+      if (token_a != token_b) same = false;
+    }
+    bool last_step = step + 1 == options.max_new_tokens;
+    if (live_a) {
+      result.tokens_a.push_back(token_a);
+      live_a = !IsEos(token_a, options.eos_ids);
+      if (live_a && !last_step) {
+        result.input_a.push_back(token_a);
+        logits_a = Feed(model_a, {token_a}, cache_a);
+      }
+    }
+    if (live_b) {
+      result.tokens_b.push_back(token_b);
+      live_b = !IsEos(token_b, options.eos_ids);
+      if (live_b && !last_step) {
+        result.input_b.push_back(token_b);
+        logits_b = Feed(model_b, {token_b}, cache_b);
+      }
+    }
+  }
+  return result;
+}
+
+at::Tensor TeacherForcedLogits(forward::CausalLM& model, const std::vector<int64_t>& prompt,
+                               const std::vector<int64_t>& stream, int64_t steps) {
+  if (prompt.empty()) throw InputError("teacher forcing needs a prompt of at least one token");
+  if (steps <= 0) return at::empty({0, model.config().vocab_size}, at::kFloat);
+  TORCH_CHECK(steps <= static_cast<int64_t>(stream.size()) + 1, "teacher forcing ", steps,
+              " steps needs at least ", steps - 1, " stream tokens, got ", stream.size());
+  std::vector<int64_t> ids = prompt;
+  ids.insert(ids.end(), stream.begin(), stream.begin() + (steps - 1));
+  const int64_t first = static_cast<int64_t>(prompt.size()) - 1;  // position whose logits are step 0
+
+  forward::KVCache cache;
+  at::Tensor logits = model.Forward(TokensTensor(ids, model), cache);
+  if (logits.size(1) == static_cast<int64_t>(ids.size())) {
+    // LM head over every position: one pass gives every step's logits.
+    return logits.select(0, 0).slice(0, first, first + steps).to(at::kCPU).contiguous();
+  }
+  // LM head over the last position only: feed the prompt, then one stream token per step.
+  std::vector<at::Tensor> rows;
+  forward::KVCache step_cache;
+  std::vector<int64_t> chunk = prompt;
+  for (int64_t step = 0; step < steps; ++step) {
+    at::Tensor out = model.Forward(TokensTensor(chunk, model), step_cache);
+    rows.push_back(out.select(0, 0).select(0, out.size(1) - 1).to(at::kCPU));
+    if (step + 1 < steps) chunk = {stream[step]};
+  }
+  return at::stack(rows).contiguous();
+}
+
+}  // namespace parity::decode
