@@ -1,0 +1,44 @@
+// `parity diff-weights A B`: tensor-by-tensor comparison across naming schemes.
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include "harness/cli/command.h"
+#include "harness/compare/weight_diff.h"
+#include "harness/core/error.h"
+
+namespace parity::cli {
+namespace {
+
+struct DiffWeightsOptions {
+  std::string a;
+  std::string b;
+  bool json = false;
+  bool all = false;
+};
+
+CommandRegistrar diff_weights_command("diff-weights", [](CLI::App& app, Action& action) {
+  auto options = std::make_shared<DiffWeightsOptions>();
+  CLI::App* command = app.add_subcommand(
+      "diff-weights",
+      "Compare the tensors of two checkpoints (InternLM2 or Llama layout; wqkv compared against "
+      "q/k/v). Exit 0 only when every tensor is bitwise equal and none is missing or unexpected.");
+  command->add_option("A", options->a, "First checkpoint directory (the reference)")->required();
+  command->add_option("B", options->b, "Second checkpoint directory")->required();
+  command->add_flag("--json", options->json, "Print the report as JSON");
+  command->add_flag("--all", options->all, "List bitwise-equal tensors too");
+  command->callback([options, &action] {
+    action = [options] {
+      const compare::WeightDiffReport report = compare::DiffWeights(options->a, options->b);
+      if (options->json) {
+        PrintJson(compare::WeightDiffToJson(report).dump(2));
+      } else {
+        std::cout << compare::FormatWeightDiff(report, options->all);
+      }
+      return static_cast<int>(report.identical() ? kExitOk : kExitDifferent);
+    };
+  });
+});
+
+}  // namespace
+}  // namespace parity::cli

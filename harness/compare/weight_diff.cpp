@@ -1,0 +1,379 @@
+#include "harness/compare/weight_diff.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <limits>
+#include <map>
+#include <optional>
+#include <tuple>
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "harness/convert/qkv_split.h"
+#include "harness/core/error.h"
+#include "harness/io/checkpoint.h"
+#include "harness/model/arch.h"
+#include "harness/model/config.h"
+
+namespace parity::compare {
+namespace {
+
+namespace fs = std::filesystem;
+using model::Architecture;
+using model::Role;
+
+// Role and layer in the comparison's key space: Llama roles when the two architectures differ
+// (InternLM2's packed tensors split), each side's own roles when they are the same.
+struct Key {
+  Role role;
+  int64_t layer;
+  bool operator<(const Key& other) const {
+    return std::tie(layer, role) < std::tie(other.layer, other.role);
+  }
+};
+
+// A tensor of one side, loaded only when compared.
+struct Entry {
+  WeightSide side;
+  std::function<at::Tensor()> load;
+};
+
+struct Side {
+  std::string dir;
+  io::Checkpoint checkpoint;
+  model::ModelConfig config;
+  std::map<Key, Entry> entries;
+  std::vector<UnmatchedTensor> unknown;  // names no table knows
+};
+
+bool IsFp8(io::DType dtype) { return dtype == io::DType::kF8E4M3 || dtype == io::DType::kF8E5M2; }
+
+// Which part of a packed qkv tensor a split role is: 0 = q, 1 = k, 2 = v, -1 = not a split role.
+int SplitPart(Role role) {
+  switch (role) {
+    case Role::kQ: case Role::kQBias: return 0;
+    case Role::kK: case Role::kKBias: return 1;
+    case Role::kV: case Role::kVBias: return 2;
+    default: return -1;
+  }
+}
+constexpr const char* kPartNames[] = {"q", "k", "v"};
+
+// The name under which `arch` holds the weights of `role` (a Llama role when packed in InternLM2).
+std::string NameIn(Architecture arch, Role role, int64_t layer) {
+  if (model::FindSpec(arch, role) != nullptr) return model::TensorName(arch, role, layer);
+  const auto packed = model::CounterpartRoles(Architecture::kLlama, role, arch);
+  if (packed.size() == 1 && SplitPart(role) >= 0) {
+    return fmt::format("{} [{}]", model::TensorName(arch, packed[0], layer),
+                       kPartNames[SplitPart(role)]);
+  }
+  return fmt::format("(no {} tensor in {})", model::RoleName(role), model::ArchitectureName(arch));
+}
+
+std::string KeyLabel(const Key& key) {
+  if (key.layer < 0) return model::RoleName(key.role);
+  return fmt::format("layer {} {}", key.layer, model::RoleName(key.role));
+}
+
+// Sort position: the embedding, then layer by layer, then the final norm and the LM head; within a
+// layer, Role's declaration order (norm, attention, MLP).
+std::pair<int64_t, int> Order(const Key& key) {
+  if (key.layer >= 0) return {key.layer, static_cast<int>(key.role)};
+  if (key.role == Role::kEmbedding) return {-1, 0};
+  return {std::numeric_limits<int64_t>::max(), static_cast<int>(key.role)};
+}
+
+void AddTensor(Side& side, Architecture other_arch, const std::string& name) {
+  const io::Checkpoint& ckpt = side.checkpoint;
+  const io::TensorInfo& info = ckpt.Info(name);
+  WeightSide base{name, ckpt.ShardOf(name), std::string(io::DTypeName(info.dtype)), info.shape};
+  const Architecture arch = side.config.arch;
+  const auto parsed = model::ParseTensorName(arch, name);
+  if (!parsed) {
+    side.unknown.push_back(
+        {base, fmt::format("not in the {} tensor table", model::ArchitectureName(arch))});
+    return;
+  }
+  std::vector<Role> roles{parsed->role};
+  if (arch == Architecture::kInternLM2 && other_arch == Architecture::kLlama) {
+    roles = model::CounterpartRoles(arch, parsed->role, other_arch);
+    if (roles.empty()) roles = {parsed->role};
+  }
+  const io::Checkpoint* checkpoint = &side.checkpoint;
+  if (roles.size() == 1) {
+    side.entries[{roles[0], parsed->layer}] = {base, [checkpoint, name] { return checkpoint->Get(name); }};
+    return;
+  }
+  // A packed qkv weight or bias compared part by part.
+  const convert::QkvLayout layout = convert::QkvLayoutOf(side.config);
+  if (info.shape.empty() || info.shape[0] != layout.rows()) {
+    side.unknown.push_back({base, fmt::format("cannot split into q/k/v: expected {} rows (kv_heads {} x "
+                                              "(G {} + 2) x head_dim {})",
+                                              layout.rows(), layout.kv_heads, layout.group,
+                                              layout.head_dim)});
+    return;
+  }
+  for (int part = 0; part < 3; ++part) {
+    WeightSide piece = base;
+    piece.name = fmt::format("{} [{}]", name, kPartNames[part]);
+    piece.shape[0] = layout.kv_heads * (part == 0 ? layout.group : 1) * layout.head_dim;
+    side.entries[{roles[part], parsed->layer}] = {piece, [checkpoint, name, layout, part] {
+      convert::SplitQkv split = convert::SplitPackedQkv(checkpoint->Get(name), layout, name);
+      return part == 0 ? split.q : part == 1 ? split.k : split.v;
+    }};
+  }
+}
+
+Side OpenSide(const std::string& dir) {
+  io::Checkpoint checkpoint = io::Checkpoint::Open(dir);
+  const std::string config_path = (fs::path(dir) / "config.json").string();
+  model::ModelConfig config = model::ParseConfig(checkpoint.config_json(), config_path);
+  return Side{dir, std::move(checkpoint), std::move(config), {}, {}};
+}
+
+double NanAwareMax(double current, double value) {
+  if (std::isnan(current) || std::isnan(value)) return std::numeric_limits<double>::quiet_NaN();
+  return std::max(current, value);
+}
+
+// FP64 statistics over both tensors, a chunk at a time so that a 7B embedding does not need 3 GB.
+void ComputeStatistics(const at::Tensor& a, const at::Tensor& b, WeightComparison& result) {
+  constexpr int64_t kChunk = int64_t{1} << 22;
+  const at::Tensor flat_a = a.reshape({-1});
+  const at::Tensor flat_b = b.reshape({-1});
+  const int64_t count = flat_a.numel();
+  double sum_squares = 0.0;
+  result.elements = count;
+  for (int64_t start = 0; start < count; start += kChunk) {
+    const int64_t length = std::min(kChunk, count - start);
+    const at::Tensor da = flat_a.narrow(0, start, length).to(at::kDouble);
+    const at::Tensor db = flat_b.narrow(0, start, length).to(at::kDouble);
+    const at::Tensor diff = da - db;
+    result.max_abs_diff = NanAwareMax(result.max_abs_diff, diff.abs().max().item<double>());
+    result.max_abs_a = NanAwareMax(result.max_abs_a, da.abs().max().item<double>());
+    sum_squares += (diff * diff).sum().item<double>();
+    result.differing_elements += da.ne(db).sum().item<int64_t>();
+  }
+  result.rms_diff = count > 0 ? std::sqrt(sum_squares / static_cast<double>(count)) : 0.0;
+  if (result.max_abs_a == 0.0) {
+    result.relative_error = result.max_abs_diff == 0.0 ? 0.0 : std::numeric_limits<double>::infinity();
+  } else {
+    result.relative_error = result.max_abs_diff / result.max_abs_a;
+  }
+  result.values_equal = result.differing_elements == 0;
+}
+
+bool SameBytes(const at::Tensor& a, const at::Tensor& b) {
+  const at::Tensor ca = a.contiguous();
+  const at::Tensor cb = b.contiguous();
+  const size_t bytes = static_cast<size_t>(ca.numel()) * ca.element_size();
+  return bytes == static_cast<size_t>(cb.numel()) * cb.element_size() &&
+         std::memcmp(ca.data_ptr(), cb.data_ptr(), bytes) == 0;
+}
+
+WeightComparison Compare(const Key& key, const Entry& a, const Entry& b) {
+  WeightComparison result{KeyLabel(key), a.side, b.side};
+  if (a.side.shape != b.side.shape) {
+    result.status = WeightStatus::kShapeMismatch;
+    return result;
+  }
+  const at::Tensor ta = a.load();
+  const at::Tensor tb = b.load();
+  const bool same_dtype = a.side.dtype == b.side.dtype;
+  if (same_dtype && SameBytes(ta, tb)) {
+    result.status = WeightStatus::kBitwiseEqual;
+    result.values_equal = true;
+    result.elements = ta.numel();
+    return result;
+  }
+  result.status = same_dtype ? WeightStatus::kValuesDiffer : WeightStatus::kDtypeDiffers;
+  const auto dtype_a = io::ParseDType(a.side.dtype);
+  const auto dtype_b = io::ParseDType(b.side.dtype);
+  if ((dtype_a && IsFp8(*dtype_a)) || (dtype_b && IsFp8(*dtype_b))) {
+    // libtorch 1.13 cannot decode FP8: count differing bytes, leave the value statistics NaN.
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    result.elements = ta.numel();
+    result.differing_elements = same_dtype ? ta.ne(tb).sum().item<int64_t>() : ta.numel();
+    result.max_abs_diff = result.max_abs_a = result.relative_error = result.rms_diff = nan;
+    return result;
+  }
+  ComputeStatistics(ta, tb, result);
+  return result;
+}
+
+std::string ShapeText(const std::vector<int64_t>& shape) {
+  return fmt::format("[{}]", fmt::join(shape, ", "));
+}
+
+nlohmann::json SideJson(const WeightSide& side) {
+  return {{"name", side.name}, {"shard", side.shard}, {"dtype", side.dtype}, {"shape", side.shape}};
+}
+
+std::string UnmatchedLine(const char* label, const UnmatchedTensor& tensor) {
+  return fmt::format("  {:<10} {} {} {} ({}): {}\n", label, tensor.side.name,
+                     ShapeText(tensor.side.shape), tensor.side.dtype, tensor.side.shard,
+                     tensor.reason);
+}
+
+}  // namespace
+
+const char* WeightStatusName(WeightStatus status) {
+  switch (status) {
+    case WeightStatus::kBitwiseEqual: return "bitwise_equal";
+    case WeightStatus::kValuesDiffer: return "values_differ";
+    case WeightStatus::kDtypeDiffers: return "dtype_differs";
+    case WeightStatus::kShapeMismatch: return "shape_mismatch";
+  }
+  return "unknown";
+}
+
+int64_t WeightDiffReport::Count(WeightStatus status) const {
+  return std::count_if(compared.begin(), compared.end(),
+                       [status](const WeightComparison& c) { return c.status == status; });
+}
+
+bool WeightDiffReport::identical() const {
+  return missing.empty() && unexpected.empty() &&
+         Count(WeightStatus::kBitwiseEqual) == static_cast<int64_t>(compared.size());
+}
+
+std::string WeightDiffReport::SummaryLine() const {
+  return fmt::format(
+      "{}/{} tensors bitwise equal; {} differ, {} dtype differences, {} shape mismatches, "
+      "{} missing, {} unexpected",
+      Count(WeightStatus::kBitwiseEqual), compared.size(), Count(WeightStatus::kValuesDiffer),
+      Count(WeightStatus::kDtypeDiffers), Count(WeightStatus::kShapeMismatch), missing.size(),
+      unexpected.size());
+}
+
+WeightDiffReport DiffWeights(const std::string& dir_a, const std::string& dir_b) {
+  Side a = OpenSide(dir_a);
+  Side b = OpenSide(dir_b);
+  for (const std::string& name : a.checkpoint.names()) AddTensor(a, b.config.arch, name);
+  for (const std::string& name : b.checkpoint.names()) AddTensor(b, a.config.arch, name);
+
+  WeightDiffReport report;
+  report.dir_a = dir_a;
+  report.dir_b = dir_b;
+  report.arch_a = model::ArchitectureName(a.config.arch);
+  report.arch_b = model::ArchitectureName(b.config.arch);
+  report.tensors_a = static_cast<int64_t>(a.checkpoint.names().size());
+  report.tensors_b = static_cast<int64_t>(b.checkpoint.names().size());
+
+  std::vector<std::pair<Key, const Entry*>> keys_a;
+  for (const auto& [key, entry] : a.entries) keys_a.push_back({key, &entry});
+  std::stable_sort(keys_a.begin(), keys_a.end(),
+                   [](const auto& x, const auto& y) { return Order(x.first) < Order(y.first); });
+  for (const auto& [key, entry] : keys_a) {
+    auto found = b.entries.find(key);
+    if (found == b.entries.end()) {
+      report.missing.push_back({entry->side, fmt::format("no counterpart in B (expected {})",
+                                                         NameIn(b.config.arch, key.role, key.layer))});
+      continue;
+    }
+    report.compared.push_back(Compare(key, *entry, found->second));
+  }
+  for (const auto& [key, entry] : b.entries) {
+    if (!a.entries.count(key)) {
+      report.unexpected.push_back({entry.side, fmt::format("no counterpart in A (expected {})",
+                                                           NameIn(a.config.arch, key.role, key.layer))});
+    }
+  }
+  report.missing.insert(report.missing.end(), a.unknown.begin(), a.unknown.end());
+  report.unexpected.insert(report.unexpected.end(), b.unknown.begin(), b.unknown.end());
+  return report;
+}
+
+nlohmann::json WeightDiffToJson(const WeightDiffReport& report) {
+  nlohmann::json compared = nlohmann::json::array();
+  for (const WeightComparison& c : report.compared) {
+    nlohmann::json item = {{"key", c.key},
+                           {"status", WeightStatusName(c.status)},
+                           {"a", SideJson(c.a)},
+                           {"b", SideJson(c.b)}};
+    if (c.status == WeightStatus::kValuesDiffer || c.status == WeightStatus::kDtypeDiffers) {
+      // NaN and infinity have no JSON spelling; nlohmann writes them as null.
+      item["elements"] = c.elements;
+      item["differing_elements"] = c.differing_elements;
+      item["max_abs_diff"] = c.max_abs_diff;
+      item["max_abs_a"] = c.max_abs_a;
+      item["relative_error"] = c.relative_error;
+      item["rms_diff"] = c.rms_diff;
+      item["values_equal"] = c.values_equal;
+    }
+    compared.push_back(std::move(item));
+  }
+  auto unmatched = [](const std::vector<UnmatchedTensor>& tensors) {
+    nlohmann::json list = nlohmann::json::array();
+    for (const UnmatchedTensor& t : tensors) {
+      nlohmann::json item = SideJson(t.side);
+      item["reason"] = t.reason;
+      list.push_back(std::move(item));
+    }
+    return list;
+  };
+  return {{"command", "diff-weights"},
+          {"a", {{"dir", report.dir_a}, {"arch", report.arch_a}, {"tensors", report.tensors_a}}},
+          {"b", {{"dir", report.dir_b}, {"arch", report.arch_b}, {"tensors", report.tensors_b}}},
+          {"compared", compared},
+          {"missing", unmatched(report.missing)},
+          {"unexpected", unmatched(report.unexpected)},
+          {"counts",
+           {{"compared", report.compared.size()},
+            {"bitwise_equal", report.Count(WeightStatus::kBitwiseEqual)},
+            {"values_differ", report.Count(WeightStatus::kValuesDiffer)},
+            {"dtype_differs", report.Count(WeightStatus::kDtypeDiffers)},
+            {"shape_mismatch", report.Count(WeightStatus::kShapeMismatch)},
+            {"missing", report.missing.size()},
+            {"unexpected", report.unexpected.size()}}},
+          {"identical", report.identical()},
+          {"summary", report.SummaryLine()}};
+}
+
+std::string FormatWeightDiff(const WeightDiffReport& report, bool all) {
+  std::string text = fmt::format("A: {} ({}, {} tensors)\nB: {} ({}, {} tensors)\n", report.dir_a,
+                                 report.arch_a, report.tensors_a, report.dir_b, report.arch_b,
+                                 report.tensors_b);
+  for (const WeightComparison& c : report.compared) {
+    const std::string pair = fmt::format("{}: {} vs {}", c.key, c.a.name, c.b.name);
+    switch (c.status) {
+      case WeightStatus::kBitwiseEqual:
+        if (all) {
+          text += fmt::format("  {:<10} {} {} {}\n", "EQUAL", pair, ShapeText(c.a.shape), c.a.dtype);
+        }
+        break;
+      case WeightStatus::kShapeMismatch:
+        text += fmt::format("  {:<10} {}: shape {} vs {}\n", "SHAPE", pair, ShapeText(c.a.shape),
+                            ShapeText(c.b.shape));
+        break;
+      case WeightStatus::kValuesDiffer:
+      case WeightStatus::kDtypeDiffers: {
+        const bool dtype = c.status == WeightStatus::kDtypeDiffers;
+        text += fmt::format("  {:<10} {} {} {}: ", dtype ? "DTYPE" : "DIFFER", pair,
+                            ShapeText(c.a.shape),
+                            dtype ? fmt::format("{} vs {}", c.a.dtype, c.b.dtype) : c.a.dtype);
+        if (c.values_equal) {
+          text += dtype ? "values equal after upcast to FP64\n"
+                        : "bytes differ but every value compares equal (e.g. +0 vs -0)\n";
+        } else {
+          text += fmt::format("max|diff| {:.6g}, max|a| {:.6g}, relative {:.6g}, rms {:.6g}, {} of {} "
+                              "elements differ\n",
+                              c.max_abs_diff, c.max_abs_a, c.relative_error, c.rms_diff,
+                              c.differing_elements, c.elements);
+        }
+        break;
+      }
+    }
+  }
+  for (const UnmatchedTensor& t : report.missing) text += UnmatchedLine("MISSING", t);
+  for (const UnmatchedTensor& t : report.unexpected) text += UnmatchedLine("UNEXPECTED", t);
+  text += report.SummaryLine() + "\n";
+  return text;
+}
+
+}  // namespace parity::compare

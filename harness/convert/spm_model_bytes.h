@@ -1,0 +1,15 @@
+// Reading a serialized SentencePiece ModelProto without the protobuf library (which Parity keeps out
+// of its own process: see the tokenizer shim), e.g. to learn the ids a training gave to symbols.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace parity::convert {
+
+// The pieces of a serialized ModelProto in id order (ModelProto field 1, each SentencePiece's field 1),
+// e.g. to find the ids the trainer gave to user-defined symbols. Throws InputError naming `source`
+// when the bytes are not a well-formed protobuf message.
+std::vector<std::string> ModelPieces(const std::string& model_bytes, const std::string& source);
+
+}  // namespace parity::convert
