@@ -17,7 +17,8 @@
 #             under (Parity emulates 4.41, the version InternLM2 checkpoints declare), so every
 #             difference is listed and only the fields that define the network decide the verdict
 #   tokenizer tokenizer.model bytes; other tokenizer files listed (transformers-version specific)
-# Exit 0 when weights, index, the network-defining config fields and tokenizer.model all agree.
+# Exit 0 when weights, index, the network-defining config fields and (where the reference writes
+# one) tokenizer.model all agree.
 set -euo pipefail
 
 if [[ $# -lt 2 ]]; then
@@ -148,7 +149,7 @@ for name in sorted(f for f in ref_files & our_files if f.endswith('.safetensors'
         else:
             equal += 1
     same = sha(os.path.join(ref_dir, name)) == sha(os.path.join(our_dir, name))
-    print(f"  {name}: {len(ref_keys)} tensors; file bytes {'IDENTICAL' if same else 'differ (layout)'}")
+    print(f"  {name}: {len(ref_keys)} tensors; file bytes {'IDENTICAL' if same else 'differ'}")
 print(f"weights: {equal}/{tensors} tensors bitwise equal, same names in the same shard files")
 
 # Index.
@@ -192,12 +193,20 @@ if a.get('dtype', a.get('torch_dtype')) != b.get('dtype', b.get('torch_dtype')):
     problems.append("config.json dtype / torch_dtype differ")
 print(f"config: {'identical content' if a == b else 'network-defining fields compared; other differences below'}")
 
-# Tokenizer.
+# Tokenizer. transformers 4.x's slow LlamaTokenizer saves tokenizer.model (Parity copies it, as
+# that does); transformers 5 saves tokenizer.json (+ chat_template.jinja) instead.
+agreed = ['weights', 'shards', 'index' if index in ref_files else 'no index (unsharded)',
+          'network-defining config fields']
 if 'tokenizer.model' in ref_files and 'tokenizer.model' in our_files:
     same = sha(os.path.join(ref_dir, 'tokenizer.model')) == sha(os.path.join(our_dir, 'tokenizer.model'))
     print(f"tokenizer.model: {'IDENTICAL' if same else 'DIFFERENT'}")
-    if not same:
+    if same:
+        agreed.append('tokenizer.model')
+    else:
         problems.append('tokenizer.model differs')
+elif 'tokenizer.model' in our_files:
+    print(f"tokenizer.model: not written by convert2llama under transformers {transformers.__version__} "
+          "(it writes tokenizer.json); not compared")
 for name in sorted(f for f in ref_files & our_files if f.endswith('.json') and f.startswith(('tokenizer', 'special', 'added'))):
     a, b = load_json(os.path.join(ref_dir, name)), load_json(os.path.join(our_dir, name))
     if a != b:
@@ -210,8 +219,7 @@ for note in notes:
     print(f"note: {note}")
 for problem in problems:
     print(f"PROBLEM: {problem}")
-print("VERDICT: " + ("PASS: weights, shards and index as convert2llama writes them; config fields "
-                     "that define the network and tokenizer.model agree"
+print("VERDICT: " + (f"PASS: {', '.join(agreed)} agree with convert2llama.py"
                      if not problems else f"FAIL: {len(problems)} problem(s) above"))
 sys.exit(0 if not problems else 1)
 PY
