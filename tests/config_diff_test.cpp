@@ -64,6 +64,25 @@ TEST(ConfigDiffTest, OneEightBAndItsConversionToo) {
   EXPECT_TRUE(diff.same_network()) << diff.ToText();
 }
 
+TEST(ConfigDiffTest, ATransformers5ConversionIsTheSameNetworkToo) {
+  for (const char* model : {"internlm2_5-7b-chat", "internlm2-chat-1_8b"}) {
+    ConfigDiff diff = DiffConfigPaths(Example(model), Example(std::string(model) + "-llama-tf5"));
+    EXPECT_TRUE(diff.same_network()) << diff.ToText();
+    // rope_theta and rope_scaling moved into rope_parameters, torch_dtype became dtype.
+    EXPECT_TRUE(Row(diff, "rope_theta").by_meaning);
+    EXPECT_TRUE(Row(diff, "rope_parameters").by_meaning);
+    EXPECT_TRUE(Row(diff, "torch_dtype").by_meaning);
+    EXPECT_TRUE(Row(diff, "head_dim").by_meaning);
+    EXPECT_EQ(Row(diff, "transformers_version").verdict, FieldVerdict::kIrrelevant);
+  }
+  // A wrong theta inside rope_parameters is caught.
+  json b = ExampleJson("internlm2_5-7b-chat-llama-tf5");
+  b["rope_parameters"]["rope_theta"] = 10000;
+  ConfigDiff diff = Diff(ExampleJson("internlm2_5-7b-chat"), b);
+  EXPECT_FALSE(diff.same_network());
+  EXPECT_EQ(Row(diff, "rope_theta").verdict, FieldVerdict::kMismatch);
+}
+
 TEST(ConfigDiffTest, ChangedRopeThetaIsAMismatchNamingTheField) {
   json converted = ExampleJson("internlm2_5-7b-chat-llama");
   converted["rope_theta"] = 10000.0;

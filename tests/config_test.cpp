@@ -71,6 +71,19 @@ TEST(ConfigTest, ParsesItsLlamaConversion) {
   EXPECT_EQ(c.rope_theta, 1e6);
 }
 
+TEST(ConfigTest, ParsesATransformers5Conversion) {
+  // Written by transformers 5.17.0 (tests/data/configs/README.md): dtype, head_dim, rope_parameters.
+  ModelConfig c = LoadConfig(Example("internlm2_5-7b-chat-llama-tf5"));
+  EXPECT_EQ(c.arch, Architecture::kLlama);
+  EXPECT_EQ(c.head_dim, 128);
+  EXPECT_TRUE(c.head_dim_explicit);
+  EXPECT_EQ(c.rope_theta, 1e6);
+  EXPECT_EQ(c.rope_scaling.type, RopeScaling::Type::kDynamic);
+  EXPECT_EQ(c.rope_scaling.factor, 2.0);
+  EXPECT_EQ(c.torch_dtype, "bfloat16");
+  EXPECT_EQ(CountParameters(c).total, 7737708544);
+}
+
 TEST(ConfigTest, LoadConfigAcceptsADirectory) {
   ModelConfig c = LoadConfig(TestDataPath("configs/internlm2-chat-1_8b"));
   EXPECT_EQ(c.hidden_size, 2048);
