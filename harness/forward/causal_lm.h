@@ -25,7 +25,7 @@ enum class ObservationPoint {
   kAttentionBlock, // residual stream after layer i's attention block (x + attn(norm(x)))
   kMlpBlock,       // residual stream after layer i's MLP block
   kFinalNorm,      // after the final RMSNorm, layer -1
-  kLogits,         // FP32 logits, layer -1
+  kLogits,         // logits as Forward returns them (FP32; FP64 for FP64 runs), layer -1
 };
 const char* ObservationPointName(ObservationPoint point);  // "embedding", "attention", "mlp"...
 
@@ -33,25 +33,33 @@ struct Observation {
   ObservationPoint point;
   int64_t layer;             // 0-based layer index as in the tensor names; -1 for global points
   const at::Tensor& value;   // [B, T, D] (or [B, T', V] for logits), in the run's storage dtype
+                             // (logits: Numerics::logits_type)
 };
-// Called at every point when set. Must not modify `value`.
+// Called at every point when set, in forward order: embedding, then per layer attention and mlp,
+// final norm, logits. Must not modify `value` (copy it to keep it). No cost when unset.
 using Observer = std::function<void(const Observation&)>;
 
 // Implementation choices that differ between reference stacks (diagnosis switches them one at a time).
 struct Variants {
   bool fused_qkv = true;            // InternLM2: one GEMM with wqkv; false: three GEMMs on its split
-  bool sdpa_attention = false;      // fused attention kernel (libtorch 2.x only) instead of eager
+  bool sdpa_attention = false;      // fused attention kernel (libtorch 2.x only; on 1.13 building a
+                                    // model with it throws InputError "sdpa needs libtorch 2.x")
   bool lm_head_all_positions = true;// LM head over every position (InternLM2 remote code) vs last only
   bool rotary_precomputed = true;   // cos/sin tables precomputed in the run dtype (old InternLM2
                                     // code) vs computed per step in FP32 then cast (HF Llama)
   bool kv_cache = true;             // false: recompute the whole prefix at every step
 };
-// The defaults each reference stack uses: InternLM2's remote code or HF Llama.
+// The defaults each reference stack uses: InternLM2's remote code (fused, eager, all positions,
+// precomputed rotary) or HF Llama (split, last position only, per-step rotary, and SDPA, which HF
+// picks for the converted copy, whose config lost attn_implementation; SDPA only when this build
+// has libtorch 2.x, else eager).
 Variants ReferenceVariants(model::Architecture arch);
 // "fused_qkv=1 sdpa=0 ..." for outputs.
 std::string DescribeVariants(const Variants& variants);
 
-// Keys and values of every layer: each [B, kv_heads, T_cached, d].
+// Keys and values of every layer: each [B, kv_heads, T_cached, d], rotated keys as the references
+// cache them. A default-constructed cache is empty; Forward sizes it on first use. Appending
+// reallocates per step (at::cat, as HF's DynamicCache does), which is cheap next to the GEMMs here.
 struct KVCache {
   std::vector<at::Tensor> keys;
   std::vector<at::Tensor> values;
@@ -66,16 +74,26 @@ class CausalLM {
   virtual const Variants& variants() const = 0;
 
   // Runs `tokens` [B, T] (int64) at positions cache.length .. cache.length + T - 1, appending to the
-  // cache. `attention_mask` [B, T_cached + T] (1 = real token, 0 = padding) may be undefined.
-  // Returns FP32 logits [B, T, V], or [B, 1, V] when lm_head_all_positions is false.
+  // cache. `attention_mask` [B, T_cached + T] (1 = real token, 0 = padding) may be undefined; with
+  // left padding, positions are cumsum(mask) - 1 per row, as HF computes them, and padding keys are
+  // masked out, so a padded row gives the logits of the row alone.
+  // Returns logits [B, T, V], or [B, 1, V] when lm_head_all_positions is false: FP32, except FP64
+  // for FP64 runs, so that the oracle keeps its precision (Numerics::logits_type).
   virtual at::Tensor Forward(const at::Tensor& tokens, KVCache& cache,
                              const at::Tensor& attention_mask = at::Tensor(),
                              const Observer* observer = nullptr) = 0;
 };
 
 // Builds the forward pass for the checkpoint's architecture, casting weights to `numerics`. Throws
-// InputError naming the tensor when one is missing or has the wrong shape.
+// InputError naming the tensor when one is missing or has the wrong shape (all such problems in one
+// error). `variants` defaults to ReferenceVariants of the checkpoint's architecture.
 std::unique_ptr<CausalLM> LoadCausalLM(const io::Checkpoint& checkpoint, const Numerics& numerics,
                                        const Variants* variants = nullptr);
+
+struct Weights;  // weights.h: tensors by role and layer
+// The same from a config and weights built in code (tests, planted faults): InternLM2 or Llama by
+// config.arch. Throws InputError listing every config or weight problem.
+std::unique_ptr<CausalLM> MakeCausalLM(const model::ModelConfig& config, const Weights& weights,
+                                       const Numerics& numerics, const Variants* variants = nullptr);
 
 }  // namespace parity::forward

@@ -1,6 +1,10 @@
 // How a forward pass represents and rounds numbers: the run precision, the device, and whether FP16 is
 // emulated (libtorch 1.13 on CPU has no FP16 kernels: each op computes in FP32 and its output is
 // rounded to FP16, which is also what CUDA half kernels do per element; GEMMs accumulate in FP32).
+//
+// Where the reference implementations upcast to FP32 (inside RMSNorm, softmax, the rotary cos/sin
+// computation), a run computes in `upcast`: FP32, or FP64 for the FP64 oracle, so that the oracle is a
+// true FP64 computation rather than an FP32 one in disguise.
 #pragma once
 
 #include <string>
@@ -23,17 +27,26 @@ struct Numerics {
   bool emulated = false;                        // FP16 on CPU: FP32 compute, FP16 rounding per op
   c10::ScalarType storage = c10::kFloat;        // dtype tensors are held in (FP32 when emulated)
   c10::ScalarType precision_type = c10::kFloat; // dtype whose rounding the results carry
+  c10::ScalarType upcast = c10::kFloat;         // the reference's "upcast to FP32" steps: FP32, or
+                                                // FP64 when the run itself is FP64
+  c10::ScalarType logits_type = c10::kFloat;    // logits are returned in FP32 (FP64 for FP64 runs)
 
   // Rounds an op's output to the run precision: identity unless emulated, where it is
   // x.to(kHalf).to(kFloat).
   at::Tensor Round(const at::Tensor& x) const;
-  // Casts a checkpoint tensor to the run precision (and device), rounding when emulated.
+  // The reference's `x.to(input_dtype)` after an upcast step: casts to `storage` and rounds.
+  at::Tensor ToRun(const at::Tensor& x) const;
+  // Casts a checkpoint tensor to the run precision (and device), rounding when emulated. Contiguous.
   at::Tensor FromCheckpoint(const at::Tensor& weight) const;
+  // The most negative finite value of `precision_type` (torch.finfo(dtype).min): the additive
+  // attention mask's fill value, as both reference implementations use it.
+  double Lowest() const;
   // "fp16 (emulated on cpu)", "bf16 (cuda)"...
   std::string Describe() const;
 };
 
-// The numerics for `precision` on `device`: FP16 on CPU is emulated, everything else native.
+// The numerics for `precision` on `device`: FP16 on CPU is emulated, everything else native. Throws
+// InputError when `device` is CUDA and this libtorch build has no CUDA.
 Numerics MakeNumerics(Precision precision, c10::Device device);
 
 }  // namespace parity::forward

@@ -1,0 +1,99 @@
+#include "harness/forward/numerics.h"
+
+#include <algorithm>
+#include <cctype>
+#include <limits>
+
+#include <ATen/ATen.h>
+#include <ATen/Context.h>
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+#include <fmt/format.h>
+
+#include "harness/core/error.h"
+
+namespace parity::forward {
+
+const char* PrecisionName(Precision precision) {
+  switch (precision) {
+    case Precision::kFP32: return "fp32";
+    case Precision::kFP16: return "fp16";
+    case Precision::kBF16: return "bf16";
+    case Precision::kFP64: return "fp64";
+  }
+  return "?";
+}
+
+Precision ParsePrecision(const std::string& text) {
+  std::string lower = text;
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (lower == "fp32" || lower == "float32") return Precision::kFP32;
+  if (lower == "fp16" || lower == "float16") return Precision::kFP16;
+  if (lower == "bf16" || lower == "bfloat16") return Precision::kBF16;
+  if (lower == "fp64" || lower == "float64") return Precision::kFP64;
+  throw InputError(fmt::format("unknown precision '{}': expected fp32, fp16, bf16 or fp64", text));
+}
+
+at::Tensor Numerics::Round(const at::Tensor& x) const {
+  if (!emulated) return x;
+  return x.to(precision_type).to(storage);
+}
+
+at::Tensor Numerics::ToRun(const at::Tensor& x) const { return Round(x.to(storage)); }
+
+at::Tensor Numerics::FromCheckpoint(const at::Tensor& weight) const {
+  TORCH_CHECK(weight.is_floating_point(), "FromCheckpoint: expected a floating-point tensor, got ",
+              weight.scalar_type());
+  // BF16 -> FP16 goes through FP32 here as in PyTorch's own conversion: one rounding.
+  at::Tensor cast = weight.to(device, storage).contiguous();
+  if (emulated) cast = Round(cast).contiguous();
+  return cast;
+}
+
+double Numerics::Lowest() const {
+  switch (precision_type) {
+    case c10::kHalf: return static_cast<double>(std::numeric_limits<c10::Half>::lowest());
+    case c10::kBFloat16: return static_cast<double>(std::numeric_limits<c10::BFloat16>::lowest());
+    case c10::kDouble: return std::numeric_limits<double>::lowest();
+    default: return static_cast<double>(std::numeric_limits<float>::lowest());
+  }
+}
+
+std::string Numerics::Describe() const {
+  std::string where = device.is_cuda() ? "cuda" : "cpu";
+  if (emulated) return fmt::format("{} (emulated on {})", PrecisionName(precision), where);
+  return fmt::format("{} ({})", PrecisionName(precision), where);
+}
+
+Numerics MakeNumerics(Precision precision, c10::Device device) {
+  if (device.is_cuda() && !at::hasCUDA()) {
+    throw InputError("device 'cuda' requested, but this libtorch build has no CUDA support");
+  }
+  if (!device.is_cpu() && !device.is_cuda()) {
+    throw InputError(fmt::format("device '{}' is not supported: expected cpu or cuda", device.str()));
+  }
+  Numerics numerics;
+  numerics.precision = precision;
+  numerics.device = device;
+  switch (precision) {
+    case Precision::kFP32:
+      numerics.storage = numerics.precision_type = c10::kFloat;
+      break;
+    case Precision::kBF16:
+      numerics.storage = numerics.precision_type = c10::kBFloat16;
+      break;
+    case Precision::kFP64:
+      numerics.storage = numerics.precision_type = c10::kDouble;
+      numerics.upcast = numerics.logits_type = c10::kDouble;
+      break;
+    case Precision::kFP16:
+      numerics.precision_type = c10::kHalf;
+      numerics.emulated = device.is_cpu();
+      numerics.storage = numerics.emulated ? c10::kFloat : c10::kHalf;
+      break;
+  }
+  return numerics;
+}
+
+}  // namespace parity::forward

@@ -1,0 +1,50 @@
+// Names, reference defaults and the model factory: what the rest of Parity needs from the forward
+// layer without touching checkpoint files.
+#include <fmt/format.h>
+
+#include "harness/forward/causal_lm.h"
+#include "harness/forward/internlm2.h"
+#include "harness/forward/llama.h"
+#include "harness/forward/ops.h"
+
+namespace parity::forward {
+
+const char* ObservationPointName(ObservationPoint point) {
+  switch (point) {
+    case ObservationPoint::kEmbedding: return "embedding";
+    case ObservationPoint::kAttentionBlock: return "attention";
+    case ObservationPoint::kMlpBlock: return "mlp";
+    case ObservationPoint::kFinalNorm: return "final_norm";
+    case ObservationPoint::kLogits: return "logits";
+  }
+  return "?";
+}
+
+Variants ReferenceVariants(model::Architecture arch) {
+  Variants variants;
+  if (arch == model::Architecture::kLlama) {
+    variants.fused_qkv = false;
+    variants.sdpa_attention = ops::SdpaAvailable();
+    variants.lm_head_all_positions = false;
+    variants.rotary_precomputed = false;
+  }
+  return variants;
+}
+
+std::string DescribeVariants(const Variants& variants) {
+  return fmt::format("fused_qkv={} sdpa={} lm_head_all_positions={} rotary_precomputed={} kv_cache={}",
+                     int(variants.fused_qkv), int(variants.sdpa_attention),
+                     int(variants.lm_head_all_positions), int(variants.rotary_precomputed),
+                     int(variants.kv_cache));
+}
+
+std::unique_ptr<CausalLM> MakeCausalLM(const model::ModelConfig& config, const Weights& weights,
+                                       const Numerics& numerics, const Variants* variants) {
+  const Variants chosen = variants != nullptr ? *variants : ReferenceVariants(config.arch);
+  if (config.arch == model::Architecture::kInternLM2) {
+    return MakeInternLM2(config, weights, numerics, chosen);
+  }
+  return MakeLlama(config, weights, numerics, chosen);
+}
+
+}  // namespace parity::forward
