@@ -1,0 +1,218 @@
+#include "harness/diagnose/localize.h"
+
+#include <chrono>
+#include <cmath>
+#include <limits>
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "harness/core/error.h"
+#include "harness/decode/greedy.h"
+#include "harness/diagnose/greedy_stream.h"
+
+namespace parity::diagnose {
+
+std::string PointName(forward::ObservationPoint point, int64_t layer) {
+  if (layer < 0) return forward::ObservationPointName(point);
+  return fmt::format("layer {} {}", layer, forward::ObservationPointName(point));
+}
+
+std::vector<PointValue> ObserveLastPosition(forward::CausalLM& model,
+                                            const std::vector<int64_t>& tokens) {
+  if (tokens.empty()) throw InputError("localize: no tokens to observe");
+  std::vector<PointValue> values;
+  // value is [1, T, D] (or [1, T or 1, V] for the logits): keep the last position only, as FP64.
+  forward::Observer observer = [&values](const forward::Observation& observation) {
+    const at::Tensor& v = observation.value;
+    values.push_back({observation.point, observation.layer,
+                      v.select(0, 0).select(0, v.size(1) - 1).to(at::kCPU).to(at::kDouble).clone()});
+  };
+  at::Tensor ids = at::tensor(at::ArrayRef<int64_t>(tokens), at::kLong).view({1, -1});
+  forward::KVCache cache;
+  model.Forward(ids.to(model.numerics().device), cache, at::Tensor(), &observer);
+  return values;
+}
+
+double RelRmsError(const at::Tensor& x, const at::Tensor& ref) {
+  const double diff = (x - ref).pow(2).mean().sqrt().item<double>();
+  const double scale = ref.pow(2).mean().sqrt().item<double>();
+  if (scale == 0) return diff == 0 ? 0 : std::numeric_limits<double>::infinity();
+  return diff / scale;
+}
+
+std::vector<PointError> ComparePoints(const std::vector<PointValue>& a,
+                                      const std::vector<PointValue>& b,
+                                      const std::vector<PointValue>& a64,
+                                      const std::vector<PointValue>& b64) {
+  if (a.size() != b.size() || a.size() != a64.size() || a.size() != b64.size()) {
+    throw InputError(fmt::format(
+        "localize: the models observe different numbers of points (A {}, B {}, A fp64 {}, B fp64 "
+        "{}): do they have the same number of layers?", a.size(), b.size(), a64.size(),
+        b64.size()));
+  }
+  std::vector<PointError> errors;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const std::vector<const PointValue*> all = {&a[i], &b[i], &a64[i], &b64[i]};
+    for (const PointValue* other : all) {
+      if (other->point != a[i].point || other->layer != a[i].layer ||
+          !other->value.sizes().equals(a[i].value.sizes())) {
+        throw InputError(fmt::format("localize: point {} of the two models differ ({} [{}] vs {})",
+                                     i, PointName(a[i].point, a[i].layer),
+                                     fmt::join(a[i].value.sizes(), ", "),
+                                     PointName(other->point, other->layer)));
+      }
+    }
+    PointError e;
+    e.name = PointName(a[i].point, a[i].layer);
+    e.layer = a[i].layer;
+    e.sub_block = forward::ObservationPointName(a[i].point);
+    const at::Tensor& va = a[i].value;
+    const at::Tensor& vb = b[i].value;
+    e.rel_rms_error = RelRmsError(vb, va);
+    e.max_abs_error = (va - vb).abs().max().item<double>();
+    const double norms = va.norm().item<double>() * vb.norm().item<double>();
+    if (norms > 0) e.cosine = (va * vb).sum().item<double>() / norms;
+    e.a_err_vs_fp64 = RelRmsError(va, a64[i].value);
+    e.b_err_vs_fp64 = RelRmsError(vb, b64[i].value);
+    e.fp64_rel_diff = RelRmsError(b64[i].value, a64[i].value);
+    errors.push_back(e);
+  }
+  return errors;
+}
+
+Departure FindFirstDeparture(const std::vector<PointError>& points) {
+  Departure departure;
+  for (size_t i = 0; i < points.size(); ++i) {
+    const PointError& p = points[i];
+    if (p.fp64_rel_diff > std::max(kFp64Resolution, p.noise_floor())) {
+      departure.kind = "real";
+      departure.index = static_cast<int64_t>(i);
+      departure.reason = fmt::format(
+          "the FP64 runs of A and B differ by {:.3g} (relative RMS) at {}, above both FP64 "
+          "resolution ({:.0e}) and the run's own rounding noise ({:.3g}): the two models compute "
+          "different functions from here on",
+          p.fp64_rel_diff, p.name, kFp64Resolution, p.noise_floor());
+      return departure;
+    }
+  }
+  for (size_t i = 0; i < points.size(); ++i) {
+    const PointError& p = points[i];
+    if (p.rel_rms_error > 0) {
+      departure.kind = "rounding";
+      departure.index = static_cast<int64_t>(i);
+      departure.reason = fmt::format(
+          "A and B first differ at {} (relative RMS {:.3g}), but their FP64 runs agree there and "
+          "at every later point to within the run's rounding noise: the difference is rounding "
+          "(different operation order or kernels), not a different function",
+          p.name, p.rel_rms_error);
+      return departure;
+    }
+  }
+  departure.reason = "A and B give bit-identical values at every observed point";
+  return departure;
+}
+
+int64_t Fp64FirstDifference(const std::vector<PointError>& points) {
+  for (size_t i = 0; i < points.size(); ++i) {
+    if (points[i].fp64_rel_diff > kFp64Resolution) return static_cast<int64_t>(i);
+  }
+  return -1;
+}
+
+LocalizeResult LocalizeTokens(forward::CausalLM& a, forward::CausalLM& b, forward::CausalLM& a64,
+                              forward::CausalLM& b64, const std::vector<int64_t>& tokens) {
+  LocalizeResult result;
+  result.tokens = tokens;
+  result.position = static_cast<int64_t>(tokens.size()) - 1;
+  result.numerics = a.numerics().Describe();
+  std::vector<PointValue> va = ObserveLastPosition(a, tokens);
+  std::vector<PointValue> vb = ObserveLastPosition(b, tokens);
+  result.points = ComparePoints(va, vb, ObserveLastPosition(a64, tokens),
+                                ObserveLastPosition(b64, tokens));
+  result.first_departure = FindFirstDeparture(result.points);
+  result.fp64_first_difference = Fp64FirstDifference(result.points);
+  return result;
+}
+
+LocalizeResult Localize(const ModelSource& a, const ModelSource& b,
+                        const std::vector<int64_t>& prompt, const LocalizeOptions& options) {
+  const auto start = std::chrono::steady_clock::now();
+  if (prompt.empty()) throw InputError("localize: the prompt has no tokens");
+  if (options.step && *options.step < 0) {
+    throw InputError(fmt::format("--step: expected >= 0, got {}", *options.step));
+  }
+  const forward::Numerics numerics = forward::MakeNumerics(options.precision, options.device);
+  const forward::Numerics fp64 = forward::MakeNumerics(forward::Precision::kFP64, options.device);
+
+  std::vector<PointValue> va, vb;
+  int64_t step = 0;
+  std::string step_source;
+  std::vector<int64_t> stream;  // A's greedy tokens before the step
+  std::optional<int64_t> token_a, token_b;
+  {
+    std::unique_ptr<forward::CausalLM> model_a = a.Build(numerics);
+    std::unique_ptr<forward::CausalLM> model_b = b.Build(numerics);
+    if (options.step) {
+      step = *options.step;
+      step_source = "given";
+      stream = GreedyStream(*model_a, prompt, step, options.eos_ids);
+      if (static_cast<int64_t>(stream.size()) < step) {
+        throw InputError(fmt::format(
+            "--step {}: A's greedy output ends with EOS after {} tokens", step, stream.size()));
+      }
+    } else {
+      decode::GreedyOptions greedy;
+      greedy.mode = decode::GreedyMode::kFree;
+      greedy.max_new_tokens = options.max_new_tokens;
+      greedy.eos_ids = options.eos_ids;
+      std::optional<int64_t> divergence;
+      decode::GreedyResult run = decode::RunLockstep(
+          *model_a, *model_b, prompt, greedy, [&](const decode::GreedyStep& s) {
+            if (!divergence && s.token_a != s.token_b) {
+              divergence = s.step;
+              token_a = s.token_a;
+              token_b = s.token_b;
+            }
+          });
+      if (divergence) {
+        step = *divergence;
+        step_source = "first_divergence";
+        stream.assign(run.tokens_a.begin(), run.tokens_a.begin() + step);
+      } else {
+        step = 0;
+        step_source = "no_divergence";
+      }
+    }
+    std::vector<int64_t> tokens = prompt;
+    tokens.insert(tokens.end(), stream.begin(), stream.end());
+    va = ObserveLastPosition(*model_a, tokens);
+    vb = ObserveLastPosition(*model_b, tokens);
+  }
+  std::vector<int64_t> tokens = prompt;
+  tokens.insert(tokens.end(), stream.begin(), stream.end());
+  // FP64 models one at a time: at 24 layers x 1024 wide each is ~2 GB.
+  std::vector<PointValue> va64 = ObserveLastPosition(*a.Build(fp64), tokens);
+  std::vector<PointValue> vb64 = ObserveLastPosition(*b.Build(fp64), tokens);
+
+  LocalizeResult result;
+  result.label_a = a.label;
+  result.label_b = b.label;
+  result.numerics = numerics.Describe();
+  result.step = step;
+  result.step_source = step_source;
+  result.prompt_length = static_cast<int64_t>(prompt.size());
+  result.tokens = tokens;
+  result.position = static_cast<int64_t>(tokens.size()) - 1;
+  result.divergence_token_a = token_a;
+  result.divergence_token_b = token_b;
+  result.points = ComparePoints(va, vb, va64, vb64);
+  result.first_departure = FindFirstDeparture(result.points);
+  result.fp64_first_difference = Fp64FirstDifference(result.points);
+  result.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
+}
+
+}  // namespace parity::diagnose
