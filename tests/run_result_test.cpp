@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <set>
 
 #include <gtest/gtest.h>
@@ -271,6 +272,129 @@ TEST(RunResultTest, TerminalTableShowsNewlinesAndTheVerdict) {
   EXPECT_NE(table.find("  too high"), std::string::npos) << table;
   EXPECT_NE(table.find("fp16 is emulated"), std::string::npos) << table;
   EXPECT_EQ(report::ShowText("a\tb\r\x01\xe4\xbd\xa0"), "a\\tb\\r\\x01\xe4\xbd\xa0");
+}
+
+}  // namespace
+}  // namespace parity::compare
+
+// ---------------------------------------------------------------------------------------------
+// End to end through the `parity` executable on the committed trained fixture.
+
+namespace parity::compare {
+namespace {
+
+std::string Fixture() { return std::string(PARITY_SOURCE_DIR) + "/cases/fixtures/internlm2-tiny"; }
+
+// Lines of steps.jsonl per run id, checked against each run's metrics.
+void CheckOutputsAreConsistent(const RunOutputs& outputs) {
+  std::map<std::string, std::vector<const StepRecord*>> by_run;
+  for (const StepRecord& step : outputs.steps) by_run[step.run].push_back(&step);
+  for (const compare::Run& run : outputs.summary.runs) {
+    SCOPED_TRACE(run.id);
+    const auto& steps = by_run[run.id];
+    ASSERT_EQ(static_cast<int64_t>(steps.size()), run.metrics.steps);
+    std::optional<int64_t> first;
+    for (size_t i = 0; i < steps.size(); ++i) {
+      EXPECT_EQ(steps[i]->step, static_cast<int64_t>(i));
+      EXPECT_EQ(steps[i]->position, static_cast<int64_t>(run.prompt_tokens.size() + i));
+      if (!steps[i]->top1_agree && !first) first = steps[i]->step;
+    }
+    EXPECT_EQ(run.metrics.first_divergence_step, first);
+    EXPECT_EQ(run.first_divergence.has_value(), first.has_value());
+    // Before the divergence both generated the same tokens.
+    for (int64_t i = 0; i < first.value_or(run.metrics.steps); ++i) {
+      EXPECT_EQ(run.tokens_a[i], run.tokens_b[i]);
+    }
+  }
+}
+
+TEST(CompareCliTest, RunsTheShippedCaseOnTheFixture) {
+  TempDir dir;
+  std::string out = dir.path() + "/run";
+  std::string log;
+  int code = RunCommand(ParityCli() + " run " + PARITY_SOURCE_DIR +
+                            "/cases/internlm2-tiny.json --max-new-tokens 6 --out " + out,
+                        &log);
+  ASSERT_EQ(code, 0) << log;
+  RunOutputs outputs = ReadRunOutputs(out);
+  // Pairs: original vs converted at each of the 4 dtypes, original fp32 vs fp16, fp32 vs bf16:
+  // 6 pairs x 4 prompts.
+  EXPECT_EQ(outputs.summary.runs.size(), 24u);
+  EXPECT_EQ(outputs.summary.pairs.size(), 6u);
+  EXPECT_EQ(outputs.summary.models.at("converted").architecture, "llama");
+  EXPECT_EQ(outputs.summary.models.at("converted").convert_from, "original");
+  EXPECT_TRUE(std::filesystem::exists(out + "/models/converted/config.json"));
+  CheckOutputsAreConsistent(outputs);
+  for (const compare::Run& run : outputs.summary.runs) {
+    // The oracle runs for every pair without an FP64 side.
+    EXPECT_EQ(run.oracle.has_value(), run.pair.a.precision != "fp64") << run.id;
+    if (run.pair.a.precision == "fp16") EXPECT_TRUE(run.pair.a.emulated);
+  }
+  EXPECT_NE(log.find("p0/original@fp32/converted@fp32"), std::string::npos) << log;
+  EXPECT_NE(log.find("verdict: PASS"), std::string::npos) << log;
+}
+
+TEST(CompareCliTest, AModelAgainstItselfIsBitwiseIdentical) {
+  TempDir dir;
+  std::string log;
+  int code = RunCommand(ParityCli() + " compare " + Fixture() + " " + Fixture() +
+                            " --prompt 'This program is free software' --prompt-tokens 1,300,301"
+                            " --dtypes fp32,bf16 --max-new-tokens 5 --max-kl 0 --max-abs-logit-diff 0"
+                            " --out " + dir.path(),
+                        &log);
+  ASSERT_EQ(code, 0) << log;
+  RunOutputs outputs = ReadRunOutputs(dir.path());
+  ASSERT_EQ(outputs.summary.runs.size(), 4u);
+  for (const StepRecord& step : outputs.steps) {
+    EXPECT_EQ(step.max_abs_diff, 0.0);
+    EXPECT_EQ(step.kl, 0.0);
+  }
+  EXPECT_FALSE(outputs.summary.case_ref.path.has_value());
+  EXPECT_EQ(outputs.summary.runs[1].prompt_tokens, (std::vector<int64_t>{1, 300, 301}));
+  EXPECT_FALSE(outputs.summary.runs[1].prompt.has_value());
+}
+
+TEST(CompareCliTest, AFailedGateExitsOneAndNamesTheRun) {
+  TempDir dir;
+  std::string converted = dir.path() + "/converted";
+  std::string log;
+  ASSERT_EQ(RunCommand(ParityCli() + " convert internlm2-to-llama " + Fixture() + " " + converted,
+                       &log),
+            0)
+      << log;
+  // Original vs converted at FP32 agree closely but not bitwise (fused vs split QKV GEMMs): a
+  // zero tolerance on the logits fails.
+  int code = RunCommand(ParityCli() + " compare " + Fixture() + " " + converted +
+                            " --prompt-tokens 1,300,301 --max-new-tokens 4 --max-abs-logit-diff 0"
+                            " --out " + dir.path() + "/out",
+                        &log);
+  EXPECT_EQ(code, 1) << log;
+  EXPECT_NE(log.find("verdict: FAIL"), std::string::npos) << log;
+  EXPECT_NE(log.find("p0/internlm2-tiny@fp32/converted@fp32: max_abs_logit_diff"), std::string::npos)
+      << log;
+  RunOutputs outputs = ReadRunOutputs(dir.path() + "/out");
+  EXPECT_FALSE(outputs.summary.verdict.pass);
+  EXPECT_EQ(outputs.summary.verdict.failures.at(0).gate, "max_abs_logit_diff");
+}
+
+TEST(CompareCliTest, BadInputExitsTwoNamingTheField) {
+  TempDir dir;
+  std::string case_path = dir.path() + "/bad.json";
+  WriteFileText(case_path, R"({"name": "bad", "models": {"o": {"path": "x"}, "c": {"path": "y"}},
+                              "prompts": ["p"], "dtypes": ["fp8"]})");
+  std::string log;
+  EXPECT_EQ(RunCommand(ParityCli() + " run " + case_path + " --out " + dir.path() + "/out", &log), 2);
+  EXPECT_NE(log.find(case_path + ": dtypes[0]: expected one of fp32, fp16, bf16, fp64, got \"fp8\""),
+            std::string::npos)
+      << log;
+  EXPECT_EQ(RunCommand(ParityCli() + " compare " + Fixture() + " " + Fixture() +
+                           " --prompt x --dtypes fp32,fp12 --out " + dir.path() + "/out2",
+                       &log),
+            2);
+  EXPECT_NE(log.find("parity compare: dtypes[1]: expected one of fp32, fp16, bf16, fp64, got \"fp12\""),
+            std::string::npos)
+      << log;
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/out/summary.json"));
 }
 
 }  // namespace

@@ -8,12 +8,14 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include "harness/cli/command.h"
 #include "harness/compare/case.h"
 #include "harness/compare/suite.h"
 #include "harness/convert/internlm2_to_llama.h"
 #include "harness/core/error.h"
+#include "harness/report/report.h"
 
 namespace parity::cli {
 namespace {
@@ -33,7 +35,7 @@ struct CompareOptions {
   int64_t seed = 0;
   int64_t top_k = 5;
   double near_tie_ulps = 4;
-  std::optional<double> max_kl, mean_kl, p99_kl, min_top1_agreement;
+  std::optional<double> max_kl, mean_kl, p99_kl, max_abs_logit_diff, min_top1_agreement;
   std::optional<int64_t> min_first_divergence_step;
   bool fail_on_real_divergence = false;
   bool require_oracle_acceptable = false;
@@ -98,6 +100,7 @@ int RunCompare(const CompareOptions& o) {
   if (o.max_kl) thresholds["max_kl"] = *o.max_kl;
   if (o.mean_kl) thresholds["mean_kl"] = *o.mean_kl;
   if (o.p99_kl) thresholds["p99_kl"] = *o.p99_kl;
+  if (o.max_abs_logit_diff) thresholds["max_abs_logit_diff"] = *o.max_abs_logit_diff;
   if (o.min_top1_agreement) thresholds["min_top1_agreement"] = *o.min_top1_agreement;
   if (o.min_first_divergence_step) {
     thresholds["min_first_divergence_step"] = *o.min_first_divergence_step;
@@ -114,6 +117,10 @@ int RunCompare(const CompareOptions& o) {
     convert::ConvertInternLM2ToLlama(src, dst);
   };
   compare::RunOutputs outputs = compare::RunCase(c, suite);
+  compare::AddPostRunHook([](const std::string& dir, const compare::RunOutputs&) {
+    report::ReportPaths paths = report::WriteReports(dir);
+    spdlog::info("wrote {} and {}", paths.markdown, paths.html);
+  });
   return compare::FinishRun(o.out, outputs);
 }
 
@@ -150,6 +157,7 @@ CommandRegistrar compare_command("compare", [](CLI::App& app, Action& action) {
   command->add_option("--max-kl", o->max_kl, "Gate: max per-step KL");
   command->add_option("--mean-kl", o->mean_kl, "Gate: mean per-step KL");
   command->add_option("--p99-kl", o->p99_kl, "Gate: p99 of per-step KL");
+  command->add_option("--max-abs-logit-diff", o->max_abs_logit_diff, "Gate: max |logit difference|");
   command->add_option("--min-top1-agreement", o->min_top1_agreement, "Gate: same-top-1 rate");
   command->add_option("--min-first-divergence-step", o->min_first_divergence_step,
                       "Gate: a divergence must come at this step or later");

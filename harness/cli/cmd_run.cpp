@@ -4,11 +4,15 @@
 #include <optional>
 #include <string>
 
+#include <spdlog/spdlog.h>
+
 #include "harness/cli/command.h"
 #include "harness/compare/case.h"
 #include "harness/compare/suite.h"
 #include "harness/convert/internlm2_to_llama.h"
 #include "harness/decode/greedy.h"
+#include "harness/report/report.h"
+#include "harness/report/shard.h"
 
 namespace parity::cli {
 namespace {
@@ -19,6 +23,7 @@ struct RunOptions {
   std::optional<std::string> device;
   std::optional<int64_t> max_new_tokens;
   std::optional<std::string> mode;
+  std::optional<std::string> shard;  // "i/N"
 };
 
 int RunCaseCommand(const RunOptions& options) {
@@ -31,7 +36,19 @@ int RunCaseCommand(const RunOptions& options) {
   suite.convert = [](const std::string& src, const std::string& dst) {
     convert::ConvertInternLM2ToLlama(src, dst);
   };
+  std::optional<report::ShardSpec> shard;
+  if (options.shard) {
+    shard = report::ParseShard(*options.shard);
+    suite.include_prompt = [spec = *shard](int64_t i) { return report::InShard(i, spec); };
+  }
   compare::RunOutputs outputs = compare::RunCase(c, suite);
+  if (shard) {
+    report::WriteShardInfo(options.out, *shard, static_cast<int64_t>(c.prompts.size()));
+  }
+  compare::AddPostRunHook([](const std::string& dir, const compare::RunOutputs&) {
+    report::ReportPaths paths = report::WriteReports(dir);
+    spdlog::info("wrote {} and {}", paths.markdown, paths.html);
+  });
   return compare::FinishRun(options.out, outputs);
 }
 
@@ -51,6 +68,9 @@ CommandRegistrar run_command("run", [](CLI::App& app, Action& action) {
                       "Override the case's max_new_tokens")
       ->check(CLI::PositiveNumber);
   command->add_option("--mode", options->mode, "Override the case's mode: free or teacher_forced");
+  command->add_option("--shard", options->shard,
+                      "Run the slice i/N of the prompts (index % N == i) and record it in "
+                      "OUT/shard.json, for `parity merge`");
   command->callback([options, &action] { action = [options] { return RunCaseCommand(*options); }; });
 });
 

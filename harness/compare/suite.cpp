@@ -409,8 +409,14 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
   }
 
   const std::string where = c.path.value_or(c.name);
-  std::vector<std::vector<int64_t>> prompt_tokens;
+  auto included = [&](size_t i) {
+    return !options.include_prompt || options.include_prompt(static_cast<int64_t>(i));
+  };
+  std::vector<std::vector<int64_t>> prompt_tokens(c.prompts.size());
+  int64_t included_prompts = 0;
   for (size_t i = 0; i < c.prompts.size(); ++i) {
+    if (!included(i)) continue;
+    ++included_prompts;
     const CasePrompt& prompt = c.prompts[i];
     std::vector<int64_t> ids = prompt.tokens;
     if (prompt.text) {
@@ -428,10 +434,10 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
         }
       }
     }
-    prompt_tokens.push_back(ids);
+    prompt_tokens[i] = ids;
   }
 
-  const int64_t total_runs = static_cast<int64_t>(c.pairs.size() * c.prompts.size());
+  const int64_t total_runs = static_cast<int64_t>(c.pairs.size()) * included_prompts;
   int64_t done = 0;
   for (const CasePair& case_pair : c.pairs) {
     Pair pair{MakeSide(case_pair.a, device), MakeSide(case_pair.b, device)};
@@ -451,6 +457,7 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
       oracle_models.b64 = &pool.Get(case_pair.b.model, forward::Precision::kFP64);
     }
     for (size_t i = 0; i < c.prompts.size(); ++i) {
+      if (!included(i)) continue;
       RunRequest request;
       request.prompt_index = static_cast<int64_t>(i);
       request.id = RunId(request.prompt_index, pair);
@@ -494,9 +501,9 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
 
 int FinishRun(const std::string& out_dir, const RunOutputs& outputs) {
   WriteRunOutputs(out_dir, outputs);
-  for (const PostRunHook& hook : PostRunHooks()) hook(out_dir, outputs);
   std::cout << report::FormatSummaryTable(outputs.summary) << std::flush;
   spdlog::info("wrote {}/summary.json and {}/steps.jsonl", out_dir, out_dir);
+  for (const PostRunHook& hook : PostRunHooks()) hook(out_dir, outputs);
   return outputs.summary.verdict.pass ? kExitOk : kExitDifferent;
 }
 

@@ -73,6 +73,9 @@ struct SuiteOptions {
   // Produces a Llama checkpoint in `dst` from the InternLM2 checkpoint in `src` (the CLI passes the
   // convert library). Required when the case has a convert_from model.
   std::function<void(const std::string& src, const std::string& dst)> convert;
+  // Which prompts to run (by index into the case's prompts); null runs all. Sharding
+  // (`parity run --shard i/N`) passes index % N == i.
+  std::function<bool(int64_t prompt_index)> include_prompt;
 };
 
 // Runs every pair of `c` on every prompt, pair by pair (each pair's models are loaded once and
@@ -85,7 +88,7 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options);
 using PostRunHook = std::function<void(const std::string& out_dir, const RunOutputs& outputs)>;
 void AddPostRunHook(PostRunHook hook);
 
-// Writes DIR/steps.jsonl and DIR/summary.json, runs the post-run hooks, prints the table to stdout,
+// Writes DIR/steps.jsonl and DIR/summary.json, prints the table to stdout, runs the post-run hooks,
 // and returns the exit code: kExitOk when every gate passed, kExitDifferent when one failed.
 int FinishRun(const std::string& out_dir, const RunOutputs& outputs);
 

@@ -38,8 +38,9 @@ std::string Oracle(const compare::Run& run) {
   if (!run.oracle) return "-";
   const compare::OracleResult& o = *run.oracle;
   std::string verdict = !o.acceptable ? "n/a" : (*o.acceptable ? "ok" : "FAIL");
-  return fmt::format("{} / {} {}", Number(o.a_rms_error_vs_fp64), Number(o.b_rms_error_vs_fp64),
-                     verdict);
+  // The figures the oracle rule compares: each side against the FP64 run of A's model.
+  return fmt::format("{} / {} {}", Number(o.a_rms_error_vs_reference),
+                     Number(o.b_rms_error_vs_reference), verdict);
 }
 
 }  // namespace
@@ -75,7 +76,7 @@ std::string FormatSummaryTable(const compare::Summary& summary) {
            "fp16)\n";
   }
   const std::vector<std::string> header = {"run",    "steps", "first divergence", "max KL",
-                                           "mean KL", "top-1", "fp64 err a / b",   "gate"};
+                                           "mean KL", "top-1", "err vs fp64 of a: a / b", "gate"};
   std::vector<std::vector<std::string>> rows;
   for (const compare::Run& run : summary.runs) {
     rows.push_back({run.id, std::to_string(run.metrics.steps), Divergence(run),
