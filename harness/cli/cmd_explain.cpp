@@ -1,0 +1,156 @@
+// `parity explain A B --prompt TEXT [--dtype fp16,bf16] [--side b|a|both] [--json|--markdown]` or
+// `parity explain CASE`: rerun the pair flipping one implementation variant at a time and report
+// which switch moves or removes the first divergence and how the per-step KL changes
+// (harness/diagnose/explain.h). With a case file: its first pair's models, its first prompt, its
+// dtypes (fp64 left out), its max_new_tokens; models the case converts at run time are converted
+// into OUT/models/<label> (--out, default a temporary directory). Exit 0, 2 for bad input.
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+#include "harness/cli/command.h"
+#include "harness/compare/case.h"
+#include "harness/convert/internlm2_to_llama.h"
+#include "harness/core/atomic_file.h"
+#include "harness/core/error.h"
+#include "harness/diagnose/explain.h"
+#include "harness/diagnose/model_source.h"
+
+namespace parity::cli {
+namespace {
+
+struct ExplainArgs {
+  std::vector<std::string> inputs;  // A B, or CASE
+  diagnose::PromptSpec prompt;
+  std::vector<std::string> dtypes;
+  std::string side = "b";
+  std::vector<std::string> variants;
+  std::string device = "cpu";
+  int64_t max_new_tokens = 32;
+  bool json = false;
+  bool markdown = false;
+  std::string out;
+};
+
+// Resolves a case model's directory, converting it first when the case says convert_from.
+std::string CaseModelDir(const compare::Case& c, const std::string& label,
+                         const std::string& work_dir) {
+  const compare::CaseModel& model = c.Model(label);
+  if (!model.convert_from) return model.path;
+  const std::string dst = (std::filesystem::path(work_dir) / "models" / label).string();
+  if (!std::filesystem::exists(std::filesystem::path(dst) / "config.json")) {
+    spdlog::info("converting {} into {}", *model.convert_from, dst);
+    convert::ConvertInternLM2ToLlama(CaseModelDir(c, *model.convert_from, work_dir), dst);
+  }
+  return dst;
+}
+
+int RunExplain(const ExplainArgs& args) {
+  std::string dir_a, dir_b;
+  diagnose::ExplainOptions options;
+  options.max_new_tokens = args.max_new_tokens;
+  options.device = c10::Device(args.device);
+  diagnose::PromptSpec prompt = args.prompt;
+  std::vector<std::string> dtypes = args.dtypes;
+  if (args.inputs.size() == 1) {
+    const compare::Case c = compare::LoadCase(args.inputs[0]);
+    if (c.pairs.empty() || c.prompts.empty()) {
+      throw InputError(args.inputs[0] + ": the case has no pairs or no prompts");
+    }
+    std::string work_dir = args.out;
+    if (work_dir.empty()) {
+      work_dir = (std::filesystem::temp_directory_path() / "parity-explain").string();
+    }
+    dir_a = CaseModelDir(c, c.pairs[0].a.model, work_dir);
+    dir_b = CaseModelDir(c, c.pairs[0].b.model, work_dir);
+    if (prompt.text.empty() && prompt.token_ids.empty()) {
+      const compare::CasePrompt& p = c.prompts[0];
+      if (p.text) {
+        prompt.text = *p.text;
+        prompt.chat = p.chat;
+      } else {
+        for (int64_t id : p.tokens) {
+          prompt.token_ids += (prompt.token_ids.empty() ? "" : ",") + std::to_string(id);
+        }
+      }
+    }
+    if (dtypes.empty()) {
+      for (forward::Precision p : c.dtypes) {
+        if (p != forward::Precision::kFP64) dtypes.push_back(forward::PrecisionName(p));
+      }
+    }
+    options.max_new_tokens = c.max_new_tokens;
+    if (args.device == "cpu") options.device = c10::Device(c.device);
+  } else if (args.inputs.size() == 2) {
+    dir_a = args.inputs[0];
+    dir_b = args.inputs[1];
+  } else {
+    throw InputError("explain: give two checkpoint directories (A B) or one case file");
+  }
+  if (dtypes.empty()) dtypes = {"fp32"};
+  options.precisions.clear();
+  for (const std::string& d : dtypes) options.precisions.push_back(forward::ParsePrecision(d));
+  options.sides = args.side == "both" ? std::vector<std::string>{"a", "b"}
+                                      : std::vector<std::string>{args.side};
+  options.variants = args.variants;
+  diagnose::ResolvedPrompt resolved = diagnose::ResolvePrompt(prompt, {dir_a, dir_b});
+  options.eos_ids = resolved.eos_ids;
+  diagnose::ModelSource a = diagnose::CheckpointSource(dir_a);
+  diagnose::ModelSource b = diagnose::CheckpointSource(dir_b);
+  if (a.label == b.label) {
+    a.label = "A";
+    b.label = "B";
+  }
+  diagnose::ExplainResult result = diagnose::Explain(a, b, resolved.tokens, options);
+  nlohmann::ordered_json json = diagnose::ExplainToJson(result);
+  if (!args.out.empty()) {
+    std::filesystem::create_directories(args.out);
+    WriteFileAtomic((std::filesystem::path(args.out) / "explain.json").string(),
+                    json.dump(2) + "\n");
+    WriteFileAtomic((std::filesystem::path(args.out) / "explain.md").string(),
+                    diagnose::FormatExplain(result, true));
+  }
+  if (args.json) {
+    PrintJson(json.dump(2));
+  } else {
+    std::cout << diagnose::FormatExplain(result, args.markdown);
+  }
+  return kExitOk;
+}
+
+CommandRegistrar explain_command("explain", [](CLI::App& app, Action& action) {
+  auto o = std::make_shared<ExplainArgs>();
+  CLI::App* command = app.add_subcommand(
+      "explain",
+      "Rerun a pair flipping one implementation variant at a time (fused_qkv, sdpa_attention, "
+      "lm_head_all_positions, rotary_precomputed, kv_cache) and report which moves or removes the "
+      "first divergence and how the per-step KL changes");
+  command->add_option("INPUTS", o->inputs, "A B (checkpoint directories) or CASE (a case file)")
+      ->required()
+      ->expected(1, 2);
+  command->add_option("--prompt", o->prompt.text, "Prompt text");
+  command->add_flag("--chat", o->prompt.chat, "Wrap the prompt in the ChatML template");
+  command->add_option("--tokens", o->prompt.token_ids, "Prompt as comma-separated token ids");
+  command->add_option("--dtype,--dtypes", o->dtypes, "Precisions, comma-separated (default fp32)")
+      ->delimiter(',');
+  command->add_option("--side", o->side, "Whose switches to flip: a, b or both")
+      ->check(CLI::IsMember({"a", "b", "both"}))
+      ->capture_default_str();
+  command->add_option("--variants", o->variants, "Only these variants, comma-separated")
+      ->delimiter(',');
+  command->add_option("--device", o->device, "cpu, cuda or cuda:N")->capture_default_str();
+  command->add_option("--max-new-tokens", o->max_new_tokens, "Decode steps at most")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  command->add_flag("--json", o->json, "Print one JSON object");
+  command->add_flag("--markdown", o->markdown, "Print a markdown table (for a bug report)");
+  command->add_option("--out", o->out, "Also write OUT/explain.json and OUT/explain.md");
+  command->callback([o, &action] { action = [o] { return RunExplain(*o); }; });
+});
+
+}  // namespace
+}  // namespace parity::cli

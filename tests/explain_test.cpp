@@ -1,0 +1,152 @@
+// parity explain: variant switches, the divergence-effect rule, and explain runs on the make-fixture
+// model: identical models stay identical under every available flip (each flip computes the same
+// function), and a B whose fault depends on one switch is explained by that switch alone.
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "harness/convert/random_fixture.h"
+#include "harness/core/error.h"
+#include "harness/diagnose/explain.h"
+#include "harness/diagnose/model_source.h"
+#include "harness/forward/weights.h"
+#include "harness/io/checkpoint.h"
+#include "tests/test_util.h"
+
+namespace parity::diagnose {
+namespace {
+
+using forward::Precision;
+
+const std::vector<int64_t> kPrompt = {1, 17, 233, 90, 411, 5};
+
+class ExplainFixture : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    convert::FixtureOptions options;
+    options.seed = 11;
+    options.dtype = "float32";
+    convert::MakeFixture(dir_->path(), options);
+  }
+  static void TearDownTestSuite() {
+    delete dir_;
+    dir_ = nullptr;
+  }
+  static TempDir* dir_;
+};
+TempDir* ExplainFixture::dir_ = nullptr;
+
+TEST(ExplainRule, FlipAndEffect) {
+  forward::Variants v;
+  EXPECT_FALSE(FlipVariant(v, "fused_qkv").fused_qkv);
+  EXPECT_FALSE(FlipVariant(v, "kv_cache").kv_cache);
+  EXPECT_EQ(FlipVariant(v, "sdpa_attention").sdpa_attention, !v.sdpa_attention);
+  EXPECT_TRUE(VariantValue(v, "rotary_precomputed"));
+  EXPECT_THROW(FlipVariant(v, "flash"), InputError);
+  EXPECT_EQ(VariantNames().size(), 5u);
+
+  PairStats at3, at7, none;
+  at3.first_divergence = 3;
+  at7.first_divergence = 7;
+  EXPECT_EQ(DivergenceEffect(at3, none), "removed");
+  EXPECT_EQ(DivergenceEffect(none, at3), "introduced");
+  EXPECT_EQ(DivergenceEffect(at3, at7), "moved later");
+  EXPECT_EQ(DivergenceEffect(at7, at3), "moved earlier");
+  EXPECT_EQ(DivergenceEffect(at3, at3), "unchanged");
+  EXPECT_EQ(DivergenceEffect(none, none), "unchanged");
+}
+
+TEST_F(ExplainFixture, IdenticalModelsStayIdenticalUnderEveryFlip) {
+  const ModelSource a = CheckpointSource(dir_->path());
+  ExplainOptions options;
+  options.precisions = {Precision::kFP32, Precision::kBF16};
+  options.max_new_tokens = 6;
+  ExplainResult r = Explain(a, a, kPrompt, options);
+  ASSERT_EQ(r.baselines.size(), 2u);
+  ASSERT_EQ(r.rows.size(), 10u);  // 5 variants x 2 precisions, side b
+  for (const ExplainPrecision& p : r.baselines) {
+    EXPECT_FALSE(p.baseline.first_divergence) << p.precision;
+    EXPECT_EQ(p.baseline.max_kl, 0.0) << p.precision;  // the same model: bit-identical
+    EXPECT_EQ(p.baseline.steps, 6);
+  }
+  const bool sdpa = forward::ReferenceVariants(model::Architecture::kLlama).sdpa_attention;
+  for (const VariantRow& row : r.rows) {
+    if (row.variant == "sdpa_attention" && !sdpa) {
+      EXPECT_FALSE(row.available);  // libtorch 1.13: no fused attention kernel
+      EXPECT_EQ(row.effect, "unavailable");
+      continue;
+    }
+    ASSERT_TRUE(row.available) << row.variant << ": " << row.note;
+    // Every flip is the same function computed differently: KL at rounding level of the dtype.
+    const double bound = row.precision == "fp32" ? 1e-9 : 1e-3;
+    EXPECT_LT(row.flipped.max_kl, bound) << row.precision << " " << row.variant;
+  }
+  // The markdown table: a header, a separator and one line per row.
+  const std::string markdown = FormatExplain(r, true);
+  EXPECT_NE(markdown.find("| dtype | variant | flip | first divergence |"), std::string::npos)
+      << markdown;
+  EXPECT_NE(markdown.find("| fp32 | kv_cache | b 1->0 | none -> none | unchanged |"),
+            std::string::npos)
+      << markdown;
+  nlohmann::ordered_json json = ExplainToJson(r);
+  ASSERT_EQ(json["rows"].size(), 10u);
+  EXPECT_EQ(json["rows"][0]["variant"], "fused_qkv");
+  EXPECT_TRUE(json["rows"][0]["baseline"]["first_divergence"].is_null());
+}
+
+TEST_F(ExplainFixture, TheSwitchBehindAFaultIsNamed) {
+  // B is A's weights, except that whenever B runs with precomputed rotary tables its LM head is
+  // negated (argmax becomes argmin): a fault tied to one switch. Flipping rotary_precomputed on B
+  // must remove the divergence; every other flip leaves it at step 0.
+  const ModelSource a = CheckpointSource(dir_->path());
+  io::Checkpoint checkpoint = io::Checkpoint::Open(dir_->path());
+  forward::Weights clean = forward::LoadWeights(checkpoint, a.config);
+  for (auto& entry : clean.tensors) entry.second = entry.second.clone();
+  forward::Weights faulty = clean;
+  faulty.Set(model::Role::kLmHead, -1, -clean.Get(model::Role::kLmHead));
+  ModelSource clean_source = WeightsSource("clean", a.config, clean);
+  ModelSource faulty_source = WeightsSource("faulty", a.config, faulty);
+  ModelSource b = clean_source;
+  b.label = "b";
+  b.build = [clean_source, faulty_source](const forward::Numerics& numerics,
+                                          const forward::Variants* variants) {
+    const bool precomputed = variants == nullptr || variants->rotary_precomputed;
+    return (precomputed ? faulty_source : clean_source).Build(numerics, variants);
+  };
+  ExplainOptions options;
+  options.max_new_tokens = 5;
+  ExplainResult r = Explain(a, b, kPrompt, options);
+  ASSERT_EQ(r.baselines.size(), 1u);
+  EXPECT_EQ(r.baselines[0].baseline.first_divergence, 0);
+  EXPECT_GT(r.baselines[0].baseline.mean_kl, 0.01);
+  for (const VariantRow& row : r.rows) {
+    if (!row.available) continue;
+    if (row.variant == "rotary_precomputed") {
+      EXPECT_EQ(row.effect, "removed") << FormatExplain(r, false);
+      EXPECT_LT(row.flipped.max_kl, 1e-6);
+    } else {
+      EXPECT_EQ(row.effect, "unchanged") << row.variant;
+      EXPECT_EQ(row.flipped.first_divergence, 0) << row.variant;
+    }
+  }
+}
+
+TEST_F(ExplainFixture, CliPrintsATableAndJson) {
+  std::string output;
+  const std::string base = ParityCli() + " explain " + dir_->path() + " " + dir_->path() +
+                           " --tokens 1,17,233 --max-new-tokens 3 --dtype fp32,bf16";
+  ASSERT_EQ(RunCommand(base + " --json 2>/dev/null", &output), 0) << output;
+  nlohmann::json json = nlohmann::json::parse(output);
+  EXPECT_EQ(json["rows"].size(), 10u);
+  ASSERT_EQ(RunCommand(base + " --markdown --variants kv_cache 2>/dev/null", &output), 0)
+      << output;
+  EXPECT_NE(output.find("| bf16 | kv_cache |"), std::string::npos) << output;
+  EXPECT_EQ(RunCommand(base + " --variants flash", &output), 2) << output;
+}
+
+}  // namespace
+}  // namespace parity::diagnose
