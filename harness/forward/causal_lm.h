@@ -46,8 +46,13 @@ struct Variants {
                                     // model with it throws InputError "sdpa needs libtorch 2.x")
   bool lm_head_all_positions = true;// LM head over every position (InternLM2 remote code) vs last only
   bool rotary_precomputed = true;   // cos/sin tables precomputed in the run dtype (old InternLM2
-                                    // code) vs computed per step in FP32 then cast (HF Llama)
-  bool kv_cache = true;             // false: recompute the whole prefix at every step
+                                    // code) vs computed per step in FP32 then cast (HF Llama). With
+                                    // it go each code's rope-scaling arithmetic: linear scaling
+                                    // divides t (InternLM2) or inv_freq (HF); dynamic NTK's base' in
+                                    // double (InternLM2) or FP32 tensors (HF), from seq_len = keys
+                                    // (InternLM2) or max(position) + 1 (HF). See rotary.h.
+  bool kv_cache = true;             // false: recompute the whole prefix at every step (done by the
+                                    // caller with a fresh KVCache; the model needs nothing else)
 };
 // The defaults each reference stack uses: InternLM2's remote code (fused, eager, all positions,
 // precomputed rotary) or HF Llama (split, last position only, per-step rotary, and SDPA, which HF
