@@ -32,7 +32,8 @@ class Checkpoint {
   const std::string& ShardOf(const std::string& name) const;
   // A view of the mapped tensor (see SafetensorsFile::Get).
   at::Tensor Get(const std::string& name) const;
-  // Shard file names, in index order (a single "model.safetensors" when not sharded).
+  // Shard file names the index uses, sorted (HF names shards model-0000k-of-0000n, so this is shard
+  // order); a single "model.safetensors" when not sharded.
   const std::vector<std::string>& shard_files() const { return shard_files_; }
   const SafetensorsFile& shard(const std::string& file) const;
   bool sharded() const { return sharded_; }

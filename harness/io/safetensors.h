@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -46,9 +47,11 @@ class SafetensorsFile {
   // nullptr when absent.
   const TensorInfo* Find(const std::string& name) const;
   bool Contains(const std::string& name) const { return Find(name) != nullptr; }
-  // A CPU tensor viewing the mapped bytes (read-only in spirit: do not write to it). FP8 tensors come
-  // back as kByte with the last dimension multiplied by 1 (one byte per element). Throws InputError
-  // naming the file when the tensor is absent.
+  // A CPU tensor viewing the mapped bytes. The mapping is read-only (PROT_READ): writing to the
+  // tensor crashes with SIGSEGV, so clone() before modifying. Empty tensors, and tensors whose address
+  // is not a multiple of their element size (possible in files not written by Python), are copies.
+  // FP8 tensors come back as kByte with the same shape (one byte per element). BOOL bytes other than
+  // 0/1 throw. Throws InputError naming the file when the tensor is absent.
   at::Tensor Get(const std::string& name) const;
   // The raw bytes of a tensor.
   std::pair<const uint8_t*, uint64_t> Bytes(const std::string& name) const;
@@ -71,12 +74,22 @@ class SafetensorsFile {
 struct NamedTensor {
   std::string name;
   at::Tensor tensor;
+  // The dtype to record. Unset: derived from tensor.scalar_type(). Needed for FP8 under libtorch 1.13,
+  // where the tensor holds raw bytes (kByte) and this says kF8E4M3 or kF8E5M2.
+  std::optional<DType> dtype = std::nullopt;
 };
 
 // Writes a safetensors file atomically, in the order given, header padded with spaces to a multiple of
 // 8 bytes as the Python library does, so that files load in Python's `safetensors`. Throws InputError
-// on duplicate names or an unsupported dtype.
+// on duplicate names or an unsupported dtype. Python's save_file sorts the tensors first (see
+// InPythonWriteOrder); given tensors in that order and at most one metadata key (HF writes
+// {"format": "pt"}), the bytes are identical to save_file's (tested against safetensors 0.8.0).
 void WriteSafetensors(const std::string& path, const std::vector<NamedTensor>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
+
+// `tensors` in the order Python's safetensors writes them: by dtype, I64 F64 F32 I32 BF16 F16 I16
+// F8_E4M3 F8_E5M2 I8 U8 BOOL (the reverse of its Dtype enum, which keeps every tensor aligned),
+// then by name. Throws InputError for an unsupported dtype.
+std::vector<NamedTensor> InPythonWriteOrder(std::vector<NamedTensor> tensors);
 
 }  // namespace parity::io
