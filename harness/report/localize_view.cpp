@@ -1,0 +1,89 @@
+#include "harness/report/localize_view.h"
+
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+#include <fmt/format.h>
+
+namespace parity::report {
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+// A number field, or NaN (with a problem noted) when present but not a number.
+double NumberOr(const nlohmann::json& object, const char* key, const std::string& where,
+                std::vector<std::string>* problems) {
+  auto it = object.find(key);
+  if (it == object.end() || it->is_null()) return kNaN;
+  if (it->is_number()) return it->get<double>();
+  problems->push_back(fmt::format("{}.{}: expected a number, got {}", where, key, it->dump()));
+  return kNaN;
+}
+
+}  // namespace
+
+LocalizeView ParseLocalize(const nlohmann::json& json, const std::string& source) {
+  LocalizeView view;
+  if (!json.is_object()) {
+    view.problems.push_back(fmt::format("{}: expected a JSON object", source));
+    return view;
+  }
+  auto points = json.find("points");
+  if (points == json.end() || !points->is_array()) {
+    view.problems.push_back(fmt::format("{}: points: expected an array", source));
+  } else {
+    for (size_t i = 0; i < points->size(); ++i) {
+      const nlohmann::json& item = (*points)[i];
+      std::string where = fmt::format("{}: points[{}]", source, i);
+      if (!item.is_object()) {
+        view.problems.push_back(where + ": expected an object");
+        continue;
+      }
+      LocalizePoint point;
+      if (auto name = item.find("name"); name != item.end() && name->is_string()) {
+        point.name = name->get<std::string>();
+      }
+      if (auto layer = item.find("layer"); layer != item.end() && layer->is_number_integer()) {
+        point.layer = layer->get<int64_t>();
+      }
+      if (auto sub = item.find("sub_block"); sub != item.end() && sub->is_string()) {
+        point.sub_block = sub->get<std::string>();
+      }
+      point.rel_rms_error = NumberOr(item, "rel_rms_error", where, &view.problems);
+      point.max_abs_error = NumberOr(item, "max_abs_error", where, &view.problems);
+      double cosine = NumberOr(item, "cosine", where, &view.problems);
+      if (!std::isnan(cosine)) point.cosine = cosine;
+      if (point.name.empty()) {
+        point.name = point.layer ? fmt::format("layer {} {}", *point.layer, point.sub_block)
+                                 : fmt::format("point {}", i);
+      }
+      view.points.push_back(std::move(point));
+    }
+  }
+  if (auto first = json.find("first_departure"); first != json.end() && !first->is_null()) {
+    view.first_departure = *first;
+  }
+  return view;
+}
+
+std::optional<LocalizeView> ReadLocalize(const std::string& dir) {
+  std::string path = (std::filesystem::path(dir) / "localize.json").string();
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return std::nullopt;
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  nlohmann::json json;
+  try {
+    json = nlohmann::json::parse(buffer.str());
+  } catch (const nlohmann::json::parse_error& e) {
+    LocalizeView view;
+    view.problems.push_back(fmt::format("{}: not valid JSON: {}", path, e.what()));
+    return view;
+  }
+  return ParseLocalize(json, path);
+}
+
+}  // namespace parity::report

@@ -1,0 +1,128 @@
+#include "harness/report/markdown.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "harness/report/run_view.h"
+#include "harness/report/text_util.h"
+
+namespace parity::report {
+namespace {
+
+constexpr size_t kContextChars = 80;  // context characters quoted before a divergence
+
+std::string PairTable(const compare::Summary& summary) {
+  std::string out =
+      "| pair | verdict | runs passing | earliest divergence | near-tie / real | mean KL | max KL "
+      "| same top-1 |\n|---|---|---|---|---|---|---|---|\n";
+  for (const compare::PairSummary& pair : summary.pairs) {
+    auto runs = RunsOfPair(summary, pair);
+    int passing = 0, near_tie = 0, real = 0;
+    std::optional<int64_t> earliest;
+    for (const compare::Run* run : runs) {
+      passing += run->pass ? 1 : 0;
+      if (!run->first_divergence) continue;
+      (run->first_divergence->kind == "near_tie" ? near_tie : real) += 1;
+      earliest = std::min(earliest.value_or(run->first_divergence->step),
+                          run->first_divergence->step);
+    }
+    out += fmt::format("| {} | {} | {}/{} | {} | {} / {} | {} | {} | {} |\n",
+                       MarkdownEscape(pair.id), pair.pass ? "PASS" : "**FAIL**", passing,
+                       runs.size(), earliest ? std::to_string(*earliest) : "none", near_tie, real,
+                       FormatNumber(pair.mean_kl), FormatNumber(pair.max_kl),
+                       FormatPercent(pair.top1_agreement));
+  }
+  return out;
+}
+
+std::string RunLine(const compare::Run& run) {
+  std::string out = fmt::format("- `{}` {}: ", run.id, run.pass ? "pass" : "**FAIL**");
+  if (!run.first_divergence) {
+    return out + fmt::format("identical for all {} compared steps; max KL {}, max |Δlogit| {}\n",
+                             run.metrics.steps, FormatNumber(run.metrics.max_kl),
+                             FormatNumber(run.metrics.max_abs_logit_diff));
+  }
+  const compare::FirstDivergence& fd = *run.first_divergence;
+  out += fmt::format(
+      "{} at step {}{}: A {} vs B {} (flip gap {}, tolerance {}, margins {} / {}, noise {}); "
+      "max KL {}\n",
+      fd.kind == "near_tie" ? "near-tie flip" : "**real divergence**", fd.step,
+      fd.after_newline ? " (after a newline)" : "", MarkdownCode(fd.text_a),
+      MarkdownCode(fd.text_b), FormatNumber(fd.flip_gap), FormatNumber(fd.tolerance),
+      FormatNumber(fd.margin_a), FormatNumber(fd.margin_b), FormatNumber(fd.noise),
+      FormatNumber(run.metrics.max_kl));
+  out += "  context: " + MarkdownCode(TailUtf8(fd.context, kContextChars)) + "\n";
+  return out;
+}
+
+}  // namespace
+
+std::string RenderMarkdown(const compare::RunOutputs& outputs,
+                           const std::optional<LocalizeView>& localize) {
+  const compare::Summary& summary = outputs.summary;
+  const compare::Settings& s = summary.settings;
+  std::string out = fmt::format("# Parity: {} \u2014 {}\n\n", MarkdownEscape(summary.case_ref.name),
+                                summary.verdict.pass ? "PASS" : "FAIL");
+  int runs_passing = 0;
+  for (const compare::Run& run : summary.runs) runs_passing += run.pass ? 1 : 0;
+  out += fmt::format("{} of {} runs pass. Mode {}, device {}, {} new tokens, seed {}.\n\n",
+                     runs_passing, summary.runs.size(), s.mode, MarkdownEscape(s.device),
+                     s.max_new_tokens, s.seed);
+  out += PairTable(summary) + "\n";
+
+  std::vector<std::string> gates = GatesInWords(summary.thresholds);
+  std::string gate_text;
+  for (const std::string& gate : gates) gate_text += (gate_text.empty() ? "" : ", ") + gate;
+  out += "Gates: " + (gates.empty() ? std::string("none") : MarkdownEscape(gate_text)) +
+         " (a pair may override them; report.html lists each run's).\n\n";
+  if (!summary.verdict.failures.empty()) {
+    out += "## Failed gates\n\n";
+    for (const compare::Failure& failure : summary.verdict.failures) {
+      out += "- " + MarkdownEscape(failure.message) + "\n";
+    }
+    out += "\n";
+  }
+  out += "## Runs\n\n";
+  for (const compare::Run& run : summary.runs) out += RunLine(run);
+  out += "\n";
+
+  if (localize) {
+    out += "## Localization\n\n";
+    for (const std::string& problem : localize->problems) {
+      out += "- note: " + MarkdownEscape(problem) + "\n";
+    }
+    if (localize->first_departure) {
+      out += "First departure: " + MarkdownCode(localize->first_departure->dump()) + "\n";
+    }
+    out += fmt::format("{} observation points (chart in report.html).\n\n",
+                       localize->points.size());
+  }
+
+  out += "## Settings\n\n";
+  out += fmt::format("- case: {}{}\n", MarkdownEscape(summary.case_ref.name),
+                     summary.case_ref.path ? " (" + MarkdownCode(*summary.case_ref.path) + ")" : "");
+  for (const compare::PairSummary& pair : summary.pairs) {
+    out += fmt::format("- {}: A {}{}, B {}{}\n", MarkdownEscape(pair.id),
+                       MarkdownEscape(pair.pair.a.numerics),
+                       pair.pair.a.emulated ? " (emulated)" : "",
+                       MarkdownEscape(pair.pair.b.numerics),
+                       pair.pair.b.emulated ? " (emulated)" : "");
+  }
+  for (const auto& [label, model] : summary.models) {
+    out += fmt::format("- model {}: {} {}{}\n", MarkdownEscape(label), model.architecture,
+                       MarkdownCode(model.path),
+                       model.convert_from ? ", converted from " + MarkdownEscape(*model.convert_from)
+                                          : "");
+  }
+  out += fmt::format(
+      "- top-k {}, near-tie tolerance {} ULPs, FP64 oracle {}, deterministic algorithms {}, "
+      "{} threads\n",
+      s.top_k, FormatNumber(s.near_tie_ulps), s.oracle ? "on" : "off",
+      s.deterministic_algorithms ? "on" : "off", s.num_threads);
+  out += fmt::format("- Parity {}, libtorch {}, finished {}\n", summary.parity_version,
+                     summary.libtorch_version, summary.created_utc);
+  return out;
+}
+
+}  // namespace parity::report
