@@ -7,6 +7,7 @@
 #include <sstream>
 #include <string>
 
+#include "harness/core/remove_tree.h"
 #include "parity_build_paths.h"
 
 namespace parity {
@@ -18,10 +19,7 @@ class TempDir {
     std::string pattern = (std::filesystem::temp_directory_path() / "parity-test-XXXXXX").string();
     path_ = ::mkdtemp(pattern.data());
   }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
+  ~TempDir() { RemoveTree(path_); }
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
   const std::string& path() const { return path_; }

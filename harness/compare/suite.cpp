@@ -17,6 +17,7 @@
 
 #include "harness/compare/metrics.h"
 #include "harness/core/error.h"
+#include "harness/core/remove_tree.h"
 #include "harness/core/version.h"
 #include "harness/decode/tokenizer.h"
 #include "harness/io/checkpoint.h"
@@ -303,8 +304,7 @@ class ModelPool {
           throw InputError(fmt::format("models.{}: convert_from needs a converter", model.label));
         }
         path = (std::filesystem::path(options.out_dir) / "models" / model.label).string();
-        std::error_code ec;
-        std::filesystem::remove_all(path, ec);  // a stale copy from an earlier run
+        RemoveTree(path);  // a stale copy from an earlier run
         spdlog::info("converting {} ({}) to Llama layout in {}", *model.convert_from,
                      paths_.at(*model.convert_from), path);
         options.convert(paths_.at(*model.convert_from), path);
