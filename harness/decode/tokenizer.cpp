@@ -103,11 +103,7 @@ void AppendIds(const nlohmann::json& value, std::vector<int64_t>& out) {
 
 nlohmann::json ReadIfExists(const std::filesystem::path& path) {
   if (!std::filesystem::exists(path)) return nlohmann::json::object();
-  // TODO(lead): io::ReadJsonFile once harness/io/checkpoint.cpp lands.
-  std::ifstream in(path);
-  nlohmann::json json = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-  if (json.is_discarded()) throw InputError(fmt::format("{}: not valid JSON", path.string()));
-  return json;
+  return io::ReadJsonFile(path.string());
 }
 
 }  // namespace
