@@ -23,9 +23,11 @@ h2{margin:26px 0 8px;border-bottom:2px solid #ddd;padding-bottom:3px}
 h3{margin:16px 0 6px}h4{margin:4px 0}
 table{border-collapse:collapse;margin:6px 0;background:#fff}
 td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
+table{max-width:100%}td code{overflow-wrap:anywhere}
+code.tok{background:#fbeed5;white-space:pre;padding:0 2px}
 th{background:#efefef;font-weight:600}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
-.badge{display:inline-block;padding:0 8px;border-radius:9px;font-weight:600;font-size:12px;color:#fff;
+.badge{display:inline-block;white-space:nowrap;padding:0 8px;border-radius:9px;font-weight:600;font-size:12px;color:#fff;
 margin-left:6px;vertical-align:middle}
 .badge.pass{background:#1e8449}.badge.fail{background:#b03a2e}.badge.near_tie{background:#b9770e}
 .badge.real{background:#6c3483}.badge.same{background:#7f8c8d}
@@ -215,9 +217,16 @@ std::string RenderHtml(const compare::RunOutputs& outputs,
       HtmlEscape(summary.created_utc), HtmlEscape(summary.parity_version),
       HtmlEscape(summary.libtorch_version));
   out += VerdictSection(summary);
-  // Failing pairs first: what needs reading is at the top of the page.
+  // Failing pairs first, then pairs with a divergence: what needs reading is at the top.
   std::vector<const compare::PairSummary*> pairs;
   for (const compare::PairSummary& pair : summary.pairs) pairs.push_back(&pair);
+  auto diverged = [&](const compare::PairSummary* pair) {
+    for (const compare::Run* run : RunsOfPair(summary, *pair)) {
+      if (run->first_divergence) return true;
+    }
+    return false;
+  };
+  std::stable_partition(pairs.begin(), pairs.end(), diverged);
   std::stable_partition(pairs.begin(), pairs.end(),
                         [](const compare::PairSummary* pair) { return !pair->pass; });
   std::vector<std::string> shown;

@@ -57,8 +57,8 @@ std::string DivergenceBlock(const compare::Run& run) {
   bool near_tie = fd.kind == "near_tie";
   out += fmt::format(
       "<table><tr><th></th><th>token</th><th>id</th><th>top-1 margin</th></tr>\n"
-      "<tr><th>A chose</th><td><code>{}</code></td><td class=\"num\">{}</td>"
-      "<td class=\"num\">{}</td></tr>\n<tr><th>B chose</th><td><code>{}</code></td>"
+      "<tr><th>A chose</th><td><code class=\"tok\">{}</code></td><td class=\"num\">{}</td>"
+      "<td class=\"num\">{}</td></tr>\n<tr><th>B chose</th><td><code class=\"tok\">{}</code></td>"
       "<td class=\"num\">{}</td><td class=\"num\">{}</td></tr></table>\n",
       VisibleHtml(fd.text_a), fd.token_a, FormatNumber(fd.margin_a), VisibleHtml(fd.text_b),
       fd.token_b, FormatNumber(fd.margin_b));

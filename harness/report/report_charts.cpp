@@ -92,7 +92,9 @@ ChartSpec MarginChart(const compare::Run& run, const RunSteps& steps) {
   spec.series.push_back(StepSeries("margin B", kOrange, steps, &compare::StepRecord::margin_b));
   spec.series.push_back(StepSeries("noise", kGrey, steps, &compare::StepRecord::noise, true));
   for (const compare::StepRecord* step : steps) {
-    if (!MarginWithinNoise(*step)) continue;
+    // After a free-mode divergence the two models read different tokens: their noise compares
+    // unlike distributions, so only same-context steps can be near-ties.
+    if (!step->same_context || !MarginWithinNoise(*step)) continue;
     double margin = std::min(step->margin_a, step->margin_b);
     spec.points.push_back({static_cast<double>(step->step), margin,
                            fmt::format("step {}: margin {} \u2264 noise {} (near-tie)", step->step,

@@ -18,8 +18,8 @@ using RunSteps = std::vector<const compare::StepRecord*>;
 ChartSpec KlChart(const compare::Run& run, const RunSteps& steps);
 // max |Δlogit| and RMS Δlogit per step, log scale; same marks.
 ChartSpec LogitDiffChart(const compare::Run& run, const RunSteps& steps);
-// Each side's top-1 margin and the observed noise per step, log scale. Steps whose smaller margin is
-// within the noise (rounding alone could swap the top-1) are circled.
+// Each side's top-1 margin and the observed noise per step, log scale. Same-context steps whose
+// smaller margin is within the noise (rounding alone could swap the top-1) are circled.
 ChartSpec MarginChart(const compare::Run& run, const RunSteps& steps);
 // Per-step error of each side against its FP64 run; nullopt-equivalent (empty series) without the
 // oracle: check HasOracleSteps first.

@@ -62,8 +62,8 @@ std::vector<std::string> GatesInWords(const compare::Thresholds& t) {
   if (t.min_first_divergence_step) {
     out.push_back(fmt::format("first_divergence_step \u2265 {}", *t.min_first_divergence_step));
   }
-  if (t.fail_on_real_divergence) out.push_back("no real divergence (fail_on_real_divergence)");
-  if (t.require_oracle_acceptable) out.push_back("oracle acceptable (require_oracle_acceptable)");
+  if (t.fail_on_real_divergence) out.push_back("no real divergence");
+  if (t.require_oracle_acceptable) out.push_back("oracle acceptable");
   return out;
 }
 

@@ -30,7 +30,7 @@ struct StreamSplit {
 StreamSplit SplitAtDivergence(const compare::Run& run, bool side_a);
 
 // The gates of a Thresholds in words, e.g. {"max_kl ≤ 0.001", "min_top1_agreement ≥ 0.99",
-// "fail_on_real_divergence"}; empty when no gate is set.
+// "no real divergence"}; empty when no gate is set.
 std::vector<std::string> GatesInWords(const compare::Thresholds& thresholds);
 
 // A step is a near-tie candidate when the smaller margin is within the observed noise: rounding
