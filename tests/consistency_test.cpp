@@ -20,6 +20,11 @@
 namespace parity::diagnose {
 namespace {
 
+// Runs `command` keeping only its stdout in `output` (logs go to stderr).
+int RunStdout(const std::string& command, std::string* output) {
+  return RunCommand("( " + command + " 2>/dev/null )", output);
+}
+
 using forward::Precision;
 
 const std::vector<int64_t> kPrompt = {1, 17, 233, 90, 411, 5};
@@ -162,7 +167,7 @@ TEST_F(ConsistencyFixture, Cli) {
   const std::string args = " --tokens 1,17,233,90 --max-new-tokens 4";
   EXPECT_EQ(RunCommand(ParityCli() + " check kv-cache " + Original() + args, &output), 0) << output;
   EXPECT_NE(output.find("consistent"), std::string::npos) << output;
-  EXPECT_EQ(RunCommand(ParityCli() + " check batch " + Converted() + args + " --json 2>/dev/null",
+  EXPECT_EQ(RunStdout(ParityCli() + " check batch " + Converted() + args + " --json",
                        &output),
             0)
       << output;

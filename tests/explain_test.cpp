@@ -1,6 +1,7 @@
 // parity explain: variant switches, the divergence-effect rule, and explain runs on the make-fixture
 // model: identical models stay identical under every available flip (each flip computes the same
 // function), and a B whose fault depends on one switch is explained by that switch alone.
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,11 @@
 
 namespace parity::diagnose {
 namespace {
+
+// Runs `command` keeping only its stdout in `output` (logs go to stderr).
+int RunStdout(const std::string& command, std::string* output) {
+  return RunCommand("( " + command + " 2>/dev/null )", output);
+}
 
 using forward::Precision;
 
@@ -139,13 +145,30 @@ TEST_F(ExplainFixture, CliPrintsATableAndJson) {
   std::string output;
   const std::string base = ParityCli() + " explain " + dir_->path() + " " + dir_->path() +
                            " --tokens 1,17,233 --max-new-tokens 3 --dtype fp32,bf16";
-  ASSERT_EQ(RunCommand(base + " --json 2>/dev/null", &output), 0) << output;
+  ASSERT_EQ(RunStdout(base + " --json", &output), 0) << output;
   nlohmann::json json = nlohmann::json::parse(output);
   EXPECT_EQ(json["rows"].size(), 10u);
-  ASSERT_EQ(RunCommand(base + " --markdown --variants kv_cache 2>/dev/null", &output), 0)
-      << output;
+  ASSERT_EQ(RunStdout(base + " --markdown --variants kv_cache", &output), 0) << output;
   EXPECT_NE(output.find("| bf16 | kv_cache |"), std::string::npos) << output;
   EXPECT_EQ(RunCommand(base + " --variants flash", &output), 2) << output;
+}
+
+TEST(ExplainCli, RunsACaseFileConvertingItsModel) {
+  TempDir out;
+  std::string output;
+  const std::string command = ParityCli() + " explain " + std::string(PARITY_SOURCE_DIR) +
+                              "/cases/internlm2-tiny.json --dtype bf16 --max-new-tokens 6 "
+                              "--variants kv_cache,fused_qkv --json --out " + out.path();
+  ASSERT_EQ(RunStdout(command, &output), 0) << output;
+  nlohmann::json json = nlohmann::json::parse(output);
+  ASSERT_EQ(json["rows"].size(), 2u);
+  EXPECT_EQ(json["rows"][1]["variant"], "fused_qkv");
+  EXPECT_EQ(json["rows"][1]["precision"], "bf16");
+  EXPECT_EQ(json["max_new_tokens"], 6);
+  EXPECT_TRUE(std::filesystem::exists(out.path() + "/models/converted/config.json"));
+  EXPECT_EQ(nlohmann::json::parse(ReadFileText(out.path() + "/explain.json")), json);
+  EXPECT_NE(ReadFileText(out.path() + "/explain.md").find("| bf16 | fused_qkv |"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -22,6 +22,11 @@
 namespace parity::diagnose {
 namespace {
 
+// Runs `command` keeping only its stdout in `output` (logs go to stderr).
+int RunStdout(const std::string& command, std::string* output) {
+  return RunCommand("( " + command + " 2>/dev/null )", output);
+}
+
 using forward::Precision;
 using model::Role;
 
@@ -206,7 +211,7 @@ TEST_F(LocalizeFixture, CliWritesJsonAndLocalizeFile) {
   const std::string command = ParityCli() + " localize " + Original() + " " + Converted() +
                               " --tokens 1,17,233,90,411 --max-new-tokens 8 --json --out " +
                               out.path();
-  ASSERT_EQ(RunCommand(command + " 2>/dev/null", &output), 0) << output;
+  ASSERT_EQ(RunStdout(command, &output), 0) << output;
   nlohmann::json json = nlohmann::json::parse(output);
   ASSERT_TRUE(json.contains("first_departure"));
   EXPECT_NE(json["first_departure"]["kind"], "real");
@@ -221,8 +226,8 @@ TEST_F(LocalizeFixture, CliWritesJsonAndLocalizeFile) {
   nlohmann::json file = nlohmann::json::parse(ReadFileText(out.path() + "/localize.json"));
   EXPECT_EQ(file, json);
   // The table form names every point and the verdict.
-  ASSERT_EQ(RunCommand(ParityCli() + " localize " + Original() + " " + Converted() +
-                           " --tokens 1,17,233 --step 1 2>/dev/null",
+  ASSERT_EQ(RunStdout(ParityCli() + " localize " + Original() + " " + Converted() +
+                           " --tokens 1,17,233 --step 1",
                        &output),
             0)
       << output;

@@ -30,7 +30,7 @@ struct ExplainArgs {
   std::string side = "b";
   std::vector<std::string> variants;
   std::string device = "cpu";
-  int64_t max_new_tokens = 32;
+  int64_t max_new_tokens = 0;  // 0: the case's max_new_tokens, else 32
   bool json = false;
   bool markdown = false;
   std::string out;
@@ -52,7 +52,7 @@ std::string CaseModelDir(const compare::Case& c, const std::string& label,
 int RunExplain(const ExplainArgs& args) {
   std::string dir_a, dir_b;
   diagnose::ExplainOptions options;
-  options.max_new_tokens = args.max_new_tokens;
+  options.max_new_tokens = args.max_new_tokens > 0 ? args.max_new_tokens : 32;
   options.device = c10::Device(args.device);
   diagnose::PromptSpec prompt = args.prompt;
   std::vector<std::string> dtypes = args.dtypes;
@@ -83,7 +83,7 @@ int RunExplain(const ExplainArgs& args) {
         if (p != forward::Precision::kFP64) dtypes.push_back(forward::PrecisionName(p));
       }
     }
-    options.max_new_tokens = c.max_new_tokens;
+    if (args.max_new_tokens == 0) options.max_new_tokens = c.max_new_tokens;
     if (args.device == "cpu") options.device = c10::Device(c.device);
   } else if (args.inputs.size() == 2) {
     dir_a = args.inputs[0];
@@ -143,9 +143,9 @@ CommandRegistrar explain_command("explain", [](CLI::App& app, Action& action) {
   command->add_option("--variants", o->variants, "Only these variants, comma-separated")
       ->delimiter(',');
   command->add_option("--device", o->device, "cpu, cuda or cuda:N")->capture_default_str();
-  command->add_option("--max-new-tokens", o->max_new_tokens, "Decode steps at most")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
+  command->add_option("--max-new-tokens", o->max_new_tokens,
+                      "Decode steps at most (default: the case's, else 32)")
+      ->check(CLI::PositiveNumber);
   command->add_flag("--json", o->json, "Print one JSON object");
   command->add_flag("--markdown", o->markdown, "Print a markdown table (for a bug report)");
   command->add_option("--out", o->out, "Also write OUT/explain.json and OUT/explain.md");
