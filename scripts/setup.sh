@@ -10,7 +10,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libsentencepiece-dev sentencepiece
   python3-torch python3-sentencepiece python3-numpy   # fixture training and cross-checks
-  chromium                                            # the HTML report is tested in a real browser
+  chromium fonts-dejavu-core                          # the HTML report is tested in a real browser
 )
 
 missing=()

@@ -111,6 +111,16 @@ TEST(CaseTest, OracleCanBeSwitchedExplicitly) {
   EXPECT_TRUE(d.oracle);
 }
 
+// The drift gates belong to `parity drift` (harness/report checks them); the case parser lets them
+// through at case level only, where drift reads them.
+TEST(CaseTest, DriftThresholdsAreAcceptedAtCaseLevelOnly) {
+  const std::string base = R"("name": "x", "models": {"o": {"path": "m"}, "c": {"path": "n"}}, "prompts": ["p"])";
+  EXPECT_EQ(ErrorOf("{" + base + R"(, "thresholds": {"max_kl": 1, "drift": {"kl_factor": 3}}})"), "");
+  EXPECT_NE(ErrorOf("{" + base + R"(, "pairs": [{"a": "o", "b": "c", "thresholds": {"drift": {}}}]})")
+                .find("pairs[0].thresholds.drift: unknown field"),
+            std::string::npos);
+}
+
 TEST(CaseTest, ErrorsNameTheFileAndTheField) {
   const std::string base = R"("name": "x", "models": {"o": {"path": "m"}, "c": {"path": "n"}}, "prompts": ["p"])";
   auto with = [&](const std::string& extra) { return "{" + base + ", " + extra + "}"; };

@@ -119,17 +119,20 @@ std::optional<double> GetNumber(const Json& object, const std::string& key,
   return it->get<double>();
 }
 
+// `case_level`: the case's own thresholds, which may also hold "drift", the gates of `parity drift`
+// (read and checked by the report layer, which owns them; skipped here).
 Thresholds ParseThresholdsInto(const Json& json, const Thresholds& base, const std::string& where,
-                               Problems& problems) {
+                               bool case_level, Problems& problems) {
   Thresholds t = base;
   if (!json.is_object()) {
     problems.Add(where, fmt::format("expected an object, got {}", Got(json)));
     return t;
   }
-  CheckKeys(json, where,
-            {"max_kl", "mean_kl", "p99_kl", "max_abs_logit_diff", "min_top1_agreement",
-             "min_first_divergence_step", "fail_on_real_divergence", "require_oracle_acceptable"},
-            problems);
+  std::vector<std::string> allowed = {"max_kl", "mean_kl", "p99_kl", "max_abs_logit_diff",
+                                      "min_top1_agreement", "min_first_divergence_step",
+                                      "fail_on_real_divergence", "require_oracle_acceptable"};
+  if (case_level) allowed.push_back("drift");
+  CheckKeys(json, where, allowed, problems);
   // null switches a gate inherited from the case off.
   auto number = [&](const char* key, std::optional<double>& out) {
     auto it = json.find(key);
@@ -356,7 +359,7 @@ void ParsePairs(const Json& json, Case& c, Problems& problems) {
     Thresholds thresholds = c.thresholds;
     if (item.contains("thresholds")) {
       thresholds = ParseThresholdsInto(item["thresholds"], c.thresholds, where + ".thresholds",
-                                       problems);
+                                       /*case_level=*/false, problems);
     }
     if (!a || !b) continue;
     if (a->second && b->second && dtype) {
@@ -395,7 +398,7 @@ const CaseModel& Case::Model(const std::string& label) const {
 Thresholds ParseThresholds(const nlohmann::ordered_json& json, const Thresholds& base,
                            const std::string& where, const std::string& path) {
   Problems problems(path);
-  Thresholds t = ParseThresholdsInto(json, base, where, problems);
+  Thresholds t = ParseThresholdsInto(json, base, where, /*case_level=*/false, problems);
   problems.ThrowIfAny();
   return t;
 }
@@ -448,7 +451,8 @@ Case ParseCase(const nlohmann::ordered_json& json, const std::string& path) {
   if (auto k = GetInt(json, "top_k", "", 1, problems)) c.top_k = *k;
   if (auto ulps = GetNumber(json, "near_tie_ulps", "", 0, problems)) c.near_tie_ulps = *ulps;
   if (json.contains("thresholds")) {
-    c.thresholds = ParseThresholdsInto(json["thresholds"], Thresholds{}, "thresholds", problems);
+    c.thresholds = ParseThresholdsInto(json["thresholds"], Thresholds{}, "thresholds", /*case_level=*/true,
+                                       problems);
   }
   ParseModels(json, c, problems);
   ParsePrompts(json, c, problems);
