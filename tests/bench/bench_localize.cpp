@@ -105,4 +105,3 @@ BENCHMARK(BM_LocalizeFreeRun16)->Unit(benchmark::kMillisecond)->Iterations(2);
 }  // namespace
 }  // namespace parity::diagnose
 
-BENCHMARK_MAIN();
