@@ -9,6 +9,7 @@
 
 #include "harness/core/atomic_file.h"
 #include "harness/core/error.h"
+#include "harness/io/checkpoint.h"
 
 namespace parity::report {
 
@@ -44,16 +45,7 @@ std::optional<Baseline> BaselineStore::Load(const std::string& case_name) const 
   std::string path = BaselinePath(case_name);
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) return std::nullopt;
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(fmt::format("cannot read baseline '{}'", path));
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  nlohmann::json json;
-  try {
-    json = nlohmann::json::parse(buffer.str());
-  } catch (const nlohmann::json::parse_error& e) {
-    throw InputError(fmt::format("{}: not valid JSON: {}", path, e.what()));
-  }
+  nlohmann::json json = io::ReadJsonFile(path);
   if (!json.is_object() || !json.contains("summary")) {
     throw InputError(fmt::format("{}: expected an object with \"summary\", \"saved_utc\", "
                                  "\"source\"", path));

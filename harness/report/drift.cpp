@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "harness/core/error.h"
+#include "harness/io/checkpoint.h"
 #include "harness/report/run_view.h"
 #include "harness/report/text_util.h"
 
@@ -178,16 +179,7 @@ nlohmann::json ToJson(const DriftThresholds& t) {
 }
 
 DriftThresholds DriftThresholdsFromCaseFile(const std::string& case_path) {
-  std::ifstream in(case_path, std::ios::binary);
-  if (!in) throw InputError(fmt::format("cannot read case file '{}'", case_path));
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  nlohmann::json json;
-  try {
-    json = nlohmann::json::parse(buffer.str());
-  } catch (const nlohmann::json::parse_error& e) {
-    throw InputError(fmt::format("{}: not valid JSON: {}", case_path, e.what()));
-  }
+  nlohmann::json json = io::ReadJsonFile(case_path);
   if (!json.is_object()) return {};
   auto thresholds = json.find("thresholds");
   if (thresholds == json.end() || !thresholds->is_object()) return {};
