@@ -8,14 +8,12 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
 
 #include "harness/cli/command.h"
+#include "harness/cli/run_output.h"
 #include "harness/compare/case.h"
 #include "harness/compare/suite.h"
-#include "harness/convert/internlm2_to_llama.h"
 #include "harness/core/error.h"
-#include "harness/report/report.h"
 
 namespace parity::cli {
 namespace {
@@ -111,17 +109,9 @@ int RunCompare(const CompareOptions& o) {
 
   compare::Case c = compare::ParseCase(json, "parity compare");
   c.path.reset();
-  compare::SuiteOptions suite;
-  suite.out_dir = o.out;
-  suite.convert = [](const std::string& src, const std::string& dst) {
-    convert::ConvertInternLM2ToLlama(src, dst);
-  };
+  compare::SuiteOptions suite = SuiteWritingTo(o.out);
   compare::RunOutputs outputs = compare::RunCase(c, suite);
-  compare::AddPostRunHook([](const std::string& dir, const compare::RunOutputs&) {
-    report::ReportPaths paths = report::WriteReports(dir);
-    spdlog::info("wrote {} and {}", paths.markdown, paths.html);
-  });
-  return compare::FinishRun(o.out, outputs);
+  return FinishRunWithReports(o.out, outputs);
 }
 
 CommandRegistrar compare_command("compare", [](CLI::App& app, Action& action) {

@@ -4,14 +4,12 @@
 #include <optional>
 #include <string>
 
-#include <spdlog/spdlog.h>
 
 #include "harness/cli/command.h"
+#include "harness/cli/run_output.h"
 #include "harness/compare/case.h"
 #include "harness/compare/suite.h"
-#include "harness/convert/internlm2_to_llama.h"
 #include "harness/decode/greedy.h"
-#include "harness/report/report.h"
 #include "harness/report/shard.h"
 
 namespace parity::cli {
@@ -31,11 +29,7 @@ int RunCaseCommand(const RunOptions& options) {
   if (options.device) c.device = *options.device;
   if (options.max_new_tokens) c.max_new_tokens = *options.max_new_tokens;
   if (options.mode) c.mode = decode::ParseGreedyMode(*options.mode);
-  compare::SuiteOptions suite;
-  suite.out_dir = options.out;
-  suite.convert = [](const std::string& src, const std::string& dst) {
-    convert::ConvertInternLM2ToLlama(src, dst);
-  };
+  compare::SuiteOptions suite = SuiteWritingTo(options.out);
   std::optional<report::ShardSpec> shard;
   if (options.shard) {
     shard = report::ParseShard(*options.shard);
@@ -45,11 +39,7 @@ int RunCaseCommand(const RunOptions& options) {
   if (shard) {
     report::WriteShardInfo(options.out, *shard, static_cast<int64_t>(c.prompts.size()));
   }
-  compare::AddPostRunHook([](const std::string& dir, const compare::RunOutputs&) {
-    report::ReportPaths paths = report::WriteReports(dir);
-    spdlog::info("wrote {} and {}", paths.markdown, paths.html);
-  });
-  return compare::FinishRun(options.out, outputs);
+  return FinishRunWithReports(options.out, outputs);
 }
 
 CommandRegistrar run_command("run", [](CLI::App& app, Action& action) {

@@ -276,11 +276,6 @@ std::vector<PairSummary> SummarizePairs(const std::vector<Run>& runs,
 
 namespace {
 
-std::vector<PostRunHook>& PostRunHooks() {
-  static std::vector<PostRunHook> hooks;
-  return hooks;
-}
-
 nlohmann::json ConfigSummary(const model::ModelConfig& config) {
   return {{"vocab_size", config.vocab_size},
           {"hidden_size", config.hidden_size},
@@ -351,7 +346,6 @@ SideSpec MakeSide(const CaseSide& side, c10::Device device) {
 
 }  // namespace
 
-void AddPostRunHook(PostRunHook hook) { PostRunHooks().push_back(std::move(hook)); }
 
 RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
   c10::Device device(c.device);
@@ -503,7 +497,6 @@ int FinishRun(const std::string& out_dir, const RunOutputs& outputs) {
   WriteRunOutputs(out_dir, outputs);
   std::cout << report::FormatSummaryTable(outputs.summary) << std::flush;
   spdlog::info("wrote {}/summary.json and {}/steps.jsonl", out_dir, out_dir);
-  for (const PostRunHook& hook : PostRunHooks()) hook(out_dir, outputs);
   return outputs.summary.verdict.pass ? kExitOk : kExitDifferent;
 }
 

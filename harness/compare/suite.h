@@ -83,13 +83,7 @@ struct SuiteOptions {
 // models; the caller writes the outputs (FinishRun).
 RunOutputs RunCase(const Case& c, const SuiteOptions& options);
 
-// Called after the outputs of a run are written (e.g. by the report writer of `parity report`), so
-// `parity run` / `parity compare` can produce more files without depending on their code.
-using PostRunHook = std::function<void(const std::string& out_dir, const RunOutputs& outputs)>;
-void AddPostRunHook(PostRunHook hook);
-
-// Writes DIR/steps.jsonl and DIR/summary.json, prints the table to stdout, runs the post-run hooks,
-// and returns the exit code: kExitOk when every gate passed, kExitDifferent when one failed.
+// Writes DIR/steps.jsonl and DIR/summary.json, prints the table to stdout, and returns the exit code: kExitOk when every gate passed, kExitDifferent when one failed.
 int FinishRun(const std::string& out_dir, const RunOutputs& outputs);
 
 }  // namespace parity::compare
