@@ -125,7 +125,7 @@ TEST(CaseTest, ErrorsNameTheFileAndTheField) {
   const std::string base = R"("name": "x", "models": {"o": {"path": "m"}, "c": {"path": "n"}}, "prompts": ["p"])";
   auto with = [&](const std::string& extra) { return "{" + base + ", " + extra + "}"; };
   EXPECT_EQ(ErrorOf(with(R"("pairs": [{"a": "o", "b": "c"}, {"a": "o", "b": "c", "dtype": "fp8"}])")),
-            "cases/x.json: pairs[1].dtype: expected one of fp32, fp16, bf16, fp64, got \"fp8\"");
+            "cases/x.json: pairs[1].dtype: expected fp32 (float32, float), fp16 (float16, half), bf16 (bfloat16) or fp64 (float64, double), got \"fp8\"");
   EXPECT_EQ(ErrorOf(with(R"("max_new_token": 5)")),
             "cases/x.json: max_new_token: unknown field (expected one of name, description, models, "
             "prompts, chat, dtypes, pairs, mode, teacher, max_new_tokens, device, seed, top_k, "
@@ -133,9 +133,9 @@ TEST(CaseTest, ErrorsNameTheFileAndTheField) {
   EXPECT_EQ(ErrorOf(with(R"("pairs": [{"a": "orig", "b": "c"}])")),
             "cases/x.json: pairs[0].a: no model labelled \"orig\" (models: o, c)");
   EXPECT_EQ(ErrorOf(with(R"("pairs": [{"a": "o@fp12", "b": "c"}])")),
-            "cases/x.json: pairs[0].a: expected one of fp32, fp16, bf16, fp64 after '@', got \"fp12\"");
+            "cases/x.json: pairs[0].a: expected fp32 (float32, float), fp16 (float16, half), bf16 (bfloat16) or fp64 (float64, double) after '@', got \"fp12\"");
   EXPECT_EQ(ErrorOf(with(R"("dtypes": ["fp32", "int8"])")),
-            "cases/x.json: dtypes[1]: expected one of fp32, fp16, bf16, fp64, got \"int8\"");
+            "cases/x.json: dtypes[1]: expected fp32 (float32, float), fp16 (float16, half), bf16 (bfloat16) or fp64 (float64, double), got \"int8\"");
   EXPECT_EQ(ErrorOf(with(R"("mode": "beam")")),
             "cases/x.json: mode: expected \"free\" or \"teacher_forced\", got \"beam\"");
   EXPECT_EQ(ErrorOf(with(R"("max_new_tokens": 0)")),

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "harness/cli/command.h"
 #include "harness/compare/run_result.h"
@@ -20,7 +21,18 @@ struct BaselineOptions {
   std::string dir;
   std::string store;
   bool if_missing = false;
+  bool json = false;
 };
+
+// With --json, one object instead of the sentence.
+void Say(const BaselineOptions& options, const nlohmann::ordered_json& json,
+         const std::string& text) {
+  if (options.json) {
+    PrintJson(json.dump(2));
+  } else {
+    fmt::print("{}\n", text);
+  }
+}
 
 int RunSave(const BaselineOptions& options) {
   compare::RunOutputs outputs = compare::ReadRunOutputs(options.dir);  // validates both files
@@ -28,16 +40,28 @@ int RunSave(const BaselineOptions& options) {
   const std::string& name = outputs.summary.case_ref.name;
   if (auto existing = store.Load(name)) {
     if (options.if_missing) {
-      fmt::print("baseline for case '{}' exists ({}, saved {} from {}); not replaced\n", name,
-                 store.BaselinePath(name), existing->saved_utc, existing->source);
+      Say(options,
+          {{"case", name}, {"baseline", store.BaselinePath(name)}, {"saved", false},
+           {"existing_saved_utc", existing->saved_utc}, {"existing_source", existing->source}},
+          fmt::format("baseline for case '{}' exists ({}, saved {} from {}); not replaced", name,
+                      store.BaselinePath(name), existing->saved_utc, existing->source));
       return kExitOk;
     }
-    fmt::print("replacing the baseline for case '{}' (saved {} from {})\n", name,
-               existing->saved_utc, existing->source);
+    if (!options.json) {
+      fmt::print("replacing the baseline for case '{}' (saved {} from {})\n", name,
+                 existing->saved_utc, existing->source);
+    }
+  }
+  if (outputs.summary.interrupted) {
+    throw InputError(fmt::format("{}: the run was interrupted (only some runs finished); it "
+                                 "cannot be a baseline", options.dir));
   }
   std::string path = store.Save(outputs.summary, options.dir);
-  fmt::print("saved baseline for case '{}': {} (from {}, verdict {})\n", name, path, options.dir,
-             outputs.summary.verdict.pass ? "pass" : "FAIL");
+  Say(options,
+      {{"case", name}, {"baseline", path}, {"saved", true}, {"source", options.dir},
+       {"pass", outputs.summary.verdict.pass}},
+      fmt::format("saved baseline for case '{}': {} (from {}, verdict {})", name, path,
+                  options.dir, outputs.summary.verdict.pass ? "pass" : "FAIL"));
   return kExitOk;
 }
 
@@ -46,8 +70,11 @@ int RunRecord(const BaselineOptions& options) {
   report::BaselineStore store(options.store);
   auto records = report::RecordsFromSummary(outputs.summary, options.dir);
   report::AppendHistory(store.HistoryPath(), store.LockPath(), records);
-  fmt::print("recorded {} pair(s) of case '{}' in {}\n", records.size(),
-             outputs.summary.case_ref.name, store.HistoryPath());
+  Say(options,
+      {{"case", outputs.summary.case_ref.name}, {"history", store.HistoryPath()},
+       {"records", records.size()}},
+      fmt::format("recorded {} pair(s) of case '{}' in {}", records.size(),
+                  outputs.summary.case_ref.name, store.HistoryPath()));
   return kExitOk;
 }
 
@@ -57,6 +84,7 @@ void AddCommon(CLI::App* command, BaselineOptions* options) {
       ->check(CLI::ExistingDirectory);
   command->add_option("--store", options->store, "Baseline store directory (created when missing)")
       ->required();
+  command->add_flag("--json", options->json, "Print one JSON object instead of the sentence");
 }
 
 CommandRegistrar baseline_command("baseline", [](CLI::App& app, Action& action) {

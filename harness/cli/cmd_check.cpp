@@ -49,10 +49,7 @@ int RunCheck(const CheckArgs& args) {
   } else {
     std::cout << diagnose::FormatCheck(result);
   }
-  if (!result.available) {
-    if (!args.json) std::cerr << "check " << result.check << ": " << result.note << "\n";
-    return kExitBadInput;
-  }
+  if (!result.available) return kExitBadInput;  // FormatCheck / the JSON already say why
   return result.consistent ? kExitOk : kExitDifferent;
 }
 
@@ -75,7 +72,7 @@ CommandRegistrar check_command("check", [](CLI::App& app, Action& action) {
   command->add_option("--dtype", o->dtype, "fp32, fp16, bf16 or fp64")->capture_default_str();
   command->add_option("--device", o->device, "cpu, cuda or cuda:N")->capture_default_str();
   command->add_option("--max-new-tokens", o->max_new_tokens, "Decode steps")
-      ->check(CLI::PositiveNumber)
+      ->check(AtLeastOne())
       ->capture_default_str();
   command->add_flag("--json", o->json, "Print one JSON object");
   command->callback([o, &action] { action = [o] { return RunCheck(*o); }; });

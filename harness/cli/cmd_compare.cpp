@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "harness/cli/command.h"
@@ -14,6 +15,7 @@
 #include "harness/compare/case.h"
 #include "harness/compare/suite.h"
 #include "harness/core/error.h"
+#include "harness/session/inputs.h"
 
 namespace parity::cli {
 namespace {
@@ -25,7 +27,8 @@ struct CompareOptions {
   std::vector<std::string> prompt_tokens;  // "1,2,3" each
   std::vector<std::string> dtypes = {"fp32"};
   int64_t max_new_tokens = 32;
-  std::string out;
+  std::string name;  // --name; default: DefaultName(a, b)
+  RunCommandOptions output;
   std::string mode = "free";
   std::string teacher = "a";
   bool chat = false;
@@ -39,51 +42,36 @@ struct CompareOptions {
   bool require_oracle_acceptable = false;
 };
 
-// Model labels from the directory names ("a" and "b" when they coincide).
-std::pair<std::string, std::string> Labels(const std::string& a, const std::string& b) {
-  auto name = [](const std::string& path) {
-    std::string n = std::filesystem::path(path).lexically_normal().filename().string();
-    if (n.empty()) n = std::filesystem::path(path).lexically_normal().parent_path().filename().string();
-    for (char& c : n) {
-      if (c == '@' || c == '/' || c == ' ') c = '_';
-    }
-    return n;
+// A stable case name for an ad hoc comparison, so that `baseline save` / `drift` of one pair of
+// models never meet another pair's: both labels and a hash of both canonical paths, e.g.
+// "original-vs-converted-3f2a9c1e".
+std::string DefaultName(const std::string& a, const std::string& b,
+                        const std::pair<std::string, std::string>& labels) {
+  auto canonical = [](const std::string& p) {
+    std::error_code ec;
+    std::filesystem::path path = std::filesystem::weakly_canonical(std::filesystem::absolute(p), ec);
+    return ec ? std::filesystem::absolute(p).string() : path.string();
   };
-  std::string la = name(a), lb = name(b);
-  if (la.empty() || lb.empty() || la == lb) return {"a", "b"};
-  return {la, lb};
-}
-
-std::vector<int64_t> ParseIds(const std::string& text) {
-  std::vector<int64_t> ids;
-  size_t start = 0;
-  while (start <= text.size()) {
-    size_t end = text.find(',', start);
-    std::string item = text.substr(start, end == std::string::npos ? std::string::npos : end - start);
-    try {
-      size_t used = 0;
-      ids.push_back(std::stoll(item, &used));
-      if (used != item.size()) throw std::invalid_argument(item);
-    } catch (const std::exception&) {
-      throw InputError("--prompt-tokens: expected comma-separated token ids, got \"" + text + "\"");
-    }
-    if (end == std::string::npos) break;
-    start = end + 1;
+  uint64_t hash = 1469598103934665603ull;  // FNV-1a
+  for (char c : canonical(a) + '\n' + canonical(b)) {
+    hash ^= static_cast<unsigned char>(c);
+    hash *= 1099511628211ull;
   }
-  return ids;
+  return fmt::format("{}-vs-{}-{:08x}", labels.first, labels.second, hash & 0xffffffffu);
 }
 
 int RunCompare(const CompareOptions& o) {
-  auto [label_a, label_b] = Labels(o.a, o.b);
+  const auto labels = session::DistinctLabels(o.a, o.b);
+  const auto& [label_a, label_b] = labels;
   auto absolute = [](const std::string& p) { return std::filesystem::absolute(p).string(); };
   nlohmann::ordered_json json;
-  json["name"] = "compare";
+  json["name"] = o.name.empty() ? DefaultName(o.a, o.b, labels) : o.name;
   json["models"][label_a] = {{"path", absolute(o.a)}};
   json["models"][label_b] = {{"path", absolute(o.b)}};
   json["prompts"] = nlohmann::ordered_json::array();
   for (const std::string& text : o.prompts) json["prompts"].push_back(text);
   for (const std::string& ids : o.prompt_tokens) {
-    json["prompts"].push_back({{"tokens", ParseIds(ids)}});
+    json["prompts"].push_back({{"tokens", session::ParseTokenIds(ids, "--prompt-tokens")}});
   }
   json["chat"] = o.chat;
   json["dtypes"] = o.dtypes;
@@ -109,9 +97,7 @@ int RunCompare(const CompareOptions& o) {
 
   compare::Case c = compare::ParseCase(json, "parity compare");
   c.path.reset();
-  compare::SuiteOptions suite = SuiteWritingTo(o.out);
-  compare::RunOutputs outputs = compare::RunCase(c, suite);
-  return FinishRunWithReports(o.out, outputs);
+  return RunAndWrite(c, "compare", o.output);
 }
 
 CommandRegistrar compare_command("compare", [](CLI::App& app, Action& action) {
@@ -127,13 +113,17 @@ CommandRegistrar compare_command("compare", [](CLI::App& app, Action& action) {
   command->add_option("--prompt-tokens", o->prompt_tokens,
                       "Prompt as comma-separated token ids, fed as they are (repeatable)");
   command->add_option("--dtypes", o->dtypes, "Precisions, comma-separated: fp32, fp16, bf16, fp64 "
-                                              "(fp64 also runs the FP64 oracle)")
+                                              "(or float32, float16/half, bfloat16, float64; fp64 "
+                                              "also runs the FP64 oracle)")
       ->delimiter(',')
       ->capture_default_str();
   command->add_option("--max-new-tokens", o->max_new_tokens, "Decode steps at most")
-      ->check(CLI::PositiveNumber)
+      ->check(AtLeastOne())
       ->capture_default_str();
-  command->add_option("--out", o->out, "Output directory")->required();
+  command->add_option("--name", o->name,
+                      "Case name recorded in the summary (baselines and drift are per name); "
+                      "default: both model labels and a hash of both paths");
+  AddRunOutputOptions(command, o->output);
   command->add_option("--mode", o->mode, "free or teacher_forced")->capture_default_str();
   command->add_option("--teacher", o->teacher, "teacher_forced: whose greedy stream both read (a or b)")
       ->capture_default_str();

@@ -3,7 +3,11 @@
 #include <memory>
 #include <string>
 
+#include <fmt/format.h>
+
 #include "harness/cli/command.h"
+#include "harness/io/checkpoint.h"
+#include "harness/model/inspect.h"
 #include "harness/compare/weight_diff.h"
 #include "harness/core/error.h"
 
@@ -29,6 +33,21 @@ CommandRegistrar diff_weights_command("diff-weights", [](CLI::App& app, Action& 
   command->add_flag("--all", options->all, "List bitwise-equal tensors too");
   command->callback([options, &action] {
     action = [options] {
+      // Each side's tensors must agree with its own config first: a checkpoint with wrong shapes
+      // is broken whatever the other side holds (the diff compares tensors with each other only).
+      for (const std::string* dir : {&options->a, &options->b}) {
+        const model::CheckpointSummary summary =
+            model::SummarizeCheckpoint(io::Checkpoint::Open(*dir));
+        if (!summary.shape_mismatches.empty()) {
+          throw InputError(fmt::format(
+              "{}: the tensors disagree with its config.json: {}{} (see `parity inspect {}`)",
+              *dir, summary.shape_mismatches.front(),
+              summary.shape_mismatches.size() > 1
+                  ? fmt::format(", and {} more", summary.shape_mismatches.size() - 1)
+                  : "",
+              *dir));
+        }
+      }
       const compare::WeightDiffReport report = compare::DiffWeights(options->a, options->b);
       if (options->json) {
         PrintJson(compare::WeightDiffToJson(report).dump(2));

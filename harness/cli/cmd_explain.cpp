@@ -2,23 +2,27 @@
 // `parity explain CASE`: rerun the pair flipping one implementation variant at a time and report
 // which switch moves or removes the first divergence and how the per-step KL changes
 // (harness/diagnose/explain.h). With a case file: its first pair's models, its first prompt, its
-// dtypes (fp64 left out), its max_new_tokens; models the case converts at run time are converted
-// into OUT/models/<label> (--out, default a temporary directory). Exit 0, 2 for bad input.
+// dtypes (fp64 left out), its max_new_tokens; models the case converts at run time come from the
+// session store's conversion cache (--cache-dir). Exit 0, 2 for bad input.
 #include <filesystem>
 #include <iostream>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "harness/cli/command.h"
 #include "harness/compare/case.h"
-#include "harness/convert/internlm2_to_llama.h"
 #include "harness/core/atomic_file.h"
 #include "harness/core/error.h"
 #include "harness/diagnose/explain.h"
 #include "harness/diagnose/model_source.h"
+#include "harness/session/inputs.h"
+#include "harness/session/model_store.h"
+#include "harness/session/out_dir.h"
 
 namespace parity::cli {
 namespace {
@@ -34,39 +38,43 @@ struct ExplainArgs {
   bool json = false;
   bool markdown = false;
   std::string out;
+  std::string cache_dir;
 };
 
-// Resolves a case model's directory, converting it first when the case says convert_from.
-std::string CaseModelDir(const compare::Case& c, const std::string& label,
-                         const std::string& work_dir) {
+// A case model from the session store, converted through its cache when the case says
+// convert_from (never a stale copy: the cache is keyed by the source's content).
+std::shared_ptr<const session::StoredModel> CaseModel(const compare::Case& c,
+                                                      const std::string& label,
+                                                      session::ModelStore& store) {
   const compare::CaseModel& model = c.Model(label);
-  if (!model.convert_from) return model.path;
-  const std::string dst = (std::filesystem::path(work_dir) / "models" / label).string();
-  if (!std::filesystem::exists(std::filesystem::path(dst) / "config.json")) {
-    spdlog::info("converting {} into {}", *model.convert_from, dst);
-    convert::ConvertInternLM2ToLlama(CaseModelDir(c, *model.convert_from, work_dir), dst);
-  }
-  return dst;
+  if (!model.convert_from) return store.Open(model.path);
+  return store.OpenConverted(c.Model(*model.convert_from).path, "internlm2-to-llama");
 }
 
 int RunExplain(const ExplainArgs& args) {
-  std::string dir_a, dir_b;
+  if (!args.out.empty()) session::PrepareOutputDir(args.out, "--out");
+  session::ModelStore store(args.cache_dir);
+  std::shared_ptr<const session::StoredModel> model_a, model_b;
+  std::string label_a, label_b;
   diagnose::ExplainOptions options;
   options.max_new_tokens = args.max_new_tokens > 0 ? args.max_new_tokens : 32;
   options.device = c10::Device(args.device);
   diagnose::PromptSpec prompt = args.prompt;
   std::vector<std::string> dtypes = args.dtypes;
   if (args.inputs.size() == 1) {
+    if (std::filesystem::is_directory(args.inputs[0])) {
+      throw InputError(fmt::format("explain: '{}' is a directory; give two checkpoint directories "
+                                   "(A B) or one case file (CASE)", args.inputs[0]));
+    }
     const compare::Case c = compare::LoadCase(args.inputs[0]);
     if (c.pairs.empty() || c.prompts.empty()) {
       throw InputError(args.inputs[0] + ": the case has no pairs or no prompts");
     }
-    std::string work_dir = args.out;
-    if (work_dir.empty()) {
-      work_dir = (std::filesystem::temp_directory_path() / "parity-explain").string();
-    }
-    dir_a = CaseModelDir(c, c.pairs[0].a.model, work_dir);
-    dir_b = CaseModelDir(c, c.pairs[0].b.model, work_dir);
+    label_a = c.pairs[0].a.model;
+    label_b = c.pairs[0].b.model;
+    if (label_a == label_b) std::tie(label_a, label_b) = std::make_pair("a", "b");
+    model_a = CaseModel(c, c.pairs[0].a.model, store);
+    model_b = CaseModel(c, c.pairs[0].b.model, store);
     if (prompt.text.empty() && prompt.token_ids.empty()) {
       const compare::CasePrompt& p = c.prompts[0];
       if (p.text) {
@@ -86,8 +94,9 @@ int RunExplain(const ExplainArgs& args) {
     if (args.max_new_tokens == 0) options.max_new_tokens = c.max_new_tokens;
     if (args.device == "cpu") options.device = c10::Device(c.device);
   } else if (args.inputs.size() == 2) {
-    dir_a = args.inputs[0];
-    dir_b = args.inputs[1];
+    model_a = store.Open(args.inputs[0]);
+    model_b = store.Open(args.inputs[1]);
+    std::tie(label_a, label_b) = session::DistinctLabels(args.inputs[0], args.inputs[1]);
   } else {
     throw InputError("explain: give two checkpoint directories (A B) or one case file");
   }
@@ -97,18 +106,16 @@ int RunExplain(const ExplainArgs& args) {
   options.sides = args.side == "both" ? std::vector<std::string>{"a", "b"}
                                       : std::vector<std::string>{args.side};
   options.variants = args.variants;
-  diagnose::ResolvedPrompt resolved = diagnose::ResolvePrompt(prompt, {dir_a, dir_b});
+  diagnose::ResolvedPrompt resolved =
+      diagnose::ResolvePrompt(prompt, {model_a->source_path, model_b->source_path});
   options.eos_ids = resolved.eos_ids;
-  diagnose::ModelSource a = diagnose::CheckpointSource(dir_a);
-  diagnose::ModelSource b = diagnose::CheckpointSource(dir_b);
-  if (a.label == b.label) {
-    a.label = "A";
-    b.label = "B";
-  }
+  session::CheckTokenIds(resolved.tokens, model_a->config.vocab_size, "A", "the prompt");
+  session::CheckTokenIds(resolved.tokens, model_b->config.vocab_size, "B", "the prompt");
+  diagnose::ModelSource a = diagnose::StoreSource(model_a, label_a);
+  diagnose::ModelSource b = diagnose::StoreSource(model_b, label_b);
   diagnose::ExplainResult result = diagnose::Explain(a, b, resolved.tokens, options);
   nlohmann::ordered_json json = diagnose::ExplainToJson(result);
   if (!args.out.empty()) {
-    std::filesystem::create_directories(args.out);
     WriteFileAtomic((std::filesystem::path(args.out) / "explain.json").string(),
                     json.dump(2) + "\n");
     WriteFileAtomic((std::filesystem::path(args.out) / "explain.md").string(),
@@ -145,10 +152,13 @@ CommandRegistrar explain_command("explain", [](CLI::App& app, Action& action) {
   command->add_option("--device", o->device, "cpu, cuda or cuda:N")->capture_default_str();
   command->add_option("--max-new-tokens", o->max_new_tokens,
                       "Decode steps at most (default: the case's, else 32)")
-      ->check(CLI::PositiveNumber);
+      ->check(AtLeastOne());
   command->add_flag("--json", o->json, "Print one JSON object");
   command->add_flag("--markdown", o->markdown, "Print a markdown table (for a bug report)");
   command->add_option("--out", o->out, "Also write OUT/explain.json and OUT/explain.md");
+  command->add_option("--cache-dir", o->cache_dir,
+                      "Where a case's converted models are cached (default $PARITY_CACHE, else "
+                      "~/.cache/parity)");
   command->callback([o, &action] { action = [o] { return RunExplain(*o); }; });
 });
 

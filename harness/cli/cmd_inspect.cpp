@@ -3,6 +3,8 @@
 #include <iostream>
 #include <memory>
 
+#include <fmt/format.h>
+
 #include "harness/cli/command.h"
 #include "harness/core/error.h"
 #include "harness/io/checkpoint.h"
@@ -23,6 +25,14 @@ int RunInspect(const InspectOptions& options) {
     PrintJson(summary.ToJson().dump(2));
   } else {
     std::cout << summary.ToText();
+  }
+  // The description is printed either way; a checkpoint whose tensors disagree with its config
+  // (missing, unexpected, wrong shape) is not one Parity can load, and scripts must see that.
+  if (!summary.table_agrees()) {
+    fmt::print(stderr, "parity: {}: the tensors disagree with config.json ({} missing, {} "
+                       "unexpected, {} wrong shape)\n", options.dir, summary.missing.size(),
+               summary.unexpected.size(), summary.shape_mismatches.size());
+    return kExitDifferent;
   }
   return kExitOk;
 }

@@ -3,12 +3,14 @@
 // one decode step, and whether the difference is real (FP64 level) or rounding. See
 // harness/diagnose/localize.h for the rule. Exit 0 whatever the verdict (it is a diagnosis, not a
 // gate), 2 for bad input.
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 #include <memory>
 #include <optional>
 #include <string>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "harness/cli/command.h"
@@ -16,6 +18,9 @@
 #include "harness/core/error.h"
 #include "harness/diagnose/localize.h"
 #include "harness/diagnose/model_source.h"
+#include "harness/session/inputs.h"
+#include "harness/session/model_store.h"
+#include "harness/session/out_dir.h"
 
 namespace parity::cli {
 namespace {
@@ -32,6 +37,7 @@ struct LocalizeArgs {
 };
 
 int RunLocalize(const LocalizeArgs& args) {
+  if (!args.out.empty()) session::PrepareOutputDir(args.out, "--out");
   diagnose::ResolvedPrompt prompt = diagnose::ResolvePrompt(args.prompt, {args.a, args.b});
   diagnose::LocalizeOptions options;
   options.precision = forward::ParsePrecision(args.dtype);
@@ -39,16 +45,43 @@ int RunLocalize(const LocalizeArgs& args) {
   options.step = args.step;
   options.max_new_tokens = args.max_new_tokens;
   options.eos_ids = prompt.eos_ids;
-  diagnose::ModelSource a = diagnose::CheckpointSource(args.a);
-  diagnose::ModelSource b = diagnose::CheckpointSource(args.b);
-  if (a.label == b.label) {
-    a.label = "A";
-    b.label = "B";
+  session::ModelStore store;
+  std::shared_ptr<const session::StoredModel> model_a = store.Open(args.a);
+  std::shared_ptr<const session::StoredModel> model_b = store.Open(args.b);
+  const auto [label_a, label_b] = session::DistinctLabels(args.a, args.b);
+  session::CheckTokenIds(prompt.tokens, model_a->config.vocab_size, label_a, "the prompt");
+  session::CheckTokenIds(prompt.tokens, model_b->config.vocab_size, label_b, "the prompt");
+  if (args.step) {
+    // Positions past max_position_embeddings are outside what the model was trained for (rotary
+    // scaling changes there); localizing there is almost never what was meant.
+    const int64_t last = static_cast<int64_t>(prompt.tokens.size()) + *args.step;
+    const int64_t limit = std::min(model_a->config.max_position_embeddings,
+                                   model_b->config.max_position_embeddings);
+    if (*args.step < 0) throw InputError(fmt::format("--step: expected >= 0, got {}", *args.step));
+    if (last >= limit) {
+      throw InputError(fmt::format(
+          "--step {}: position {} (prompt of {} tokens + step) is beyond max_position_embeddings "
+          "{}", *args.step, last, prompt.tokens.size(), limit));
+    }
   }
+  diagnose::ModelSource a = diagnose::StoreSource(model_a, label_a);
+  diagnose::ModelSource b = diagnose::StoreSource(model_b, label_b);
   diagnose::LocalizeResult result = diagnose::Localize(a, b, prompt.tokens, options);
   nlohmann::ordered_json json = diagnose::LocalizeToJson(result);
+  // The predicted tokens with their text (the library result holds ids only).
+  std::string token_line;
+  if (result.divergence_token_a && result.divergence_token_b) {
+    const std::string text_a = prompt.token_text(*result.divergence_token_a);
+    const std::string text_b = prompt.token_text(*result.divergence_token_b);
+    json["divergence"]["text_a"] = text_a;
+    json["divergence"]["text_b"] = text_b;
+    token_line = fmt::format("  tokens: A {} = {}, B {} = {}\n", *result.divergence_token_a,
+                             nlohmann::json(text_a).dump(), *result.divergence_token_b,
+                             nlohmann::json(text_b).dump());
+  }
   if (!args.out.empty()) {
-    std::filesystem::create_directories(args.out);
+    // Which run of OUT this diagnosis belongs to (the report shows it only beside that run).
+    json["run_id"] = session::RunIdOf(args.out);
     const std::string path = (std::filesystem::path(args.out) / "localize.json").string();
     WriteFileAtomic(path, json.dump(2) + "\n");
     spdlog::info("wrote {}", path);
@@ -56,7 +89,7 @@ int RunLocalize(const LocalizeArgs& args) {
   if (args.json) {
     PrintJson(json.dump(2));
   } else {
-    std::cout << diagnose::FormatLocalize(result);
+    std::cout << diagnose::FormatLocalize(result) << token_line;
   }
   return kExitOk;
 }
@@ -80,7 +113,7 @@ CommandRegistrar localize_command("localize", [](CLI::App& app, Action& action) 
   command->add_option("--device", o->device, "cpu, cuda or cuda:N")->capture_default_str();
   command->add_option("--max-new-tokens", o->max_new_tokens,
                       "Length of the free run that looks for the first divergence")
-      ->check(CLI::PositiveNumber)
+      ->check(AtLeastOne())
       ->capture_default_str();
   command->add_flag("--json", o->json, "Print one JSON object instead of the table");
   command->add_option("--out", o->out, "Also write OUT/localize.json");

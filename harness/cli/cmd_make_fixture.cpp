@@ -8,6 +8,7 @@
 #include "harness/cli/command.h"
 #include "harness/convert/random_fixture.h"
 #include "harness/core/error.h"
+#include "harness/session/out_dir.h"
 
 namespace parity::cli {
 namespace {
@@ -41,6 +42,7 @@ CommandRegistrar make_fixture_command("make-fixture", [](CLI::App& app, Action& 
   command->add_flag("--json", options->json, "Print the result as JSON");
   command->callback([options, &action] {
     action = [options] {
+      session::PrepareOutputDir(options->out_dir, "OUT_DIR");
       const convert::FixtureResult result = convert::MakeFixture(options->out_dir, options->fixture);
       if (options->json) {
         PrintJson(convert::FixtureResultToJson(result).dump(2));

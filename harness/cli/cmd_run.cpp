@@ -1,5 +1,6 @@
 // `parity run CASE --out DIR`: runs a comparison case (cases/*.json), writes DIR/summary.json and
 // DIR/steps.jsonl, prints the table, and exits 1 when a gate fails.
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -17,7 +18,7 @@ namespace {
 
 struct RunOptions {
   std::string case_path;
-  std::string out;
+  RunCommandOptions output;
   std::optional<std::string> device;
   std::optional<int64_t> max_new_tokens;
   std::optional<std::string> mode;
@@ -29,17 +30,17 @@ int RunCaseCommand(const RunOptions& options) {
   if (options.device) c.device = *options.device;
   if (options.max_new_tokens) c.max_new_tokens = *options.max_new_tokens;
   if (options.mode) c.mode = decode::ParseGreedyMode(*options.mode);
-  compare::SuiteOptions suite = SuiteWritingTo(options.out);
   std::optional<report::ShardSpec> shard;
+  std::function<bool(int64_t)> include_prompt;
+  std::function<void()> after_run;
   if (options.shard) {
     shard = report::ParseShard(*options.shard);
-    suite.include_prompt = [spec = *shard](int64_t i) { return report::InShard(i, spec); };
+    include_prompt = [spec = *shard](int64_t i) { return report::InShard(i, spec); };
+    after_run = [&] {
+      report::WriteShardInfo(options.output.out, *shard, static_cast<int64_t>(c.prompts.size()));
+    };
   }
-  compare::RunOutputs outputs = compare::RunCase(c, suite);
-  if (shard) {
-    report::WriteShardInfo(options.out, *shard, static_cast<int64_t>(c.prompts.size()));
-  }
-  return FinishRunWithReports(options.out, outputs);
+  return RunAndWrite(c, "run", options.output, include_prompt, after_run);
 }
 
 CommandRegistrar run_command("run", [](CLI::App& app, Action& action) {
@@ -52,11 +53,11 @@ CommandRegistrar run_command("run", [](CLI::App& app, Action& action) {
   command->add_option("CASE", options->case_path, "Case file (cases/*.json)")
       ->required()
       ->check(CLI::ExistingFile);
-  command->add_option("--out", options->out, "Output directory")->required();
+  AddRunOutputOptions(command, options->output);
   command->add_option("--device", options->device, "Override the case's device: cpu, cuda, cuda:N");
   command->add_option("--max-new-tokens", options->max_new_tokens,
                       "Override the case's max_new_tokens")
-      ->check(CLI::PositiveNumber);
+      ->check(AtLeastOne());
   command->add_option("--mode", options->mode, "Override the case's mode: free or teacher_forced");
   command->add_option("--shard", options->shard,
                       "Run the slice i/N of the prompts (index % N == i) and record it in "

@@ -5,7 +5,10 @@
 
 #include <fmt/format.h>
 
+#include <nlohmann/json.hpp>
+
 #include "harness/cli/command.h"
+#include "harness/session/out_dir.h"
 #include "harness/core/atomic_file.h"
 #include "harness/core/error.h"
 #include "harness/report/baseline_store.h"
@@ -18,6 +21,7 @@ namespace {
 struct TrendOptions {
   std::string store;
   std::string out;
+  bool json = false;
 };
 
 int RunTrend(const TrendOptions& options) {
@@ -29,8 +33,16 @@ int RunTrend(const TrendOptions& options) {
   std::string out = options.out.empty()
                         ? (std::filesystem::path(options.store) / "trend.html").string()
                         : options.out;
+  session::PrepareOutputFile(out, "--out");
   WriteFileAtomic(out, report::RenderTrendHtml(history.records, history.skipped_lines,
                                                options.store));
+  if (options.json) {
+    PrintJson(nlohmann::ordered_json({{"trend_html", out},
+                                      {"records", history.records.size()},
+                                      {"torn_lines_skipped", history.skipped_lines}})
+                  .dump(2));
+    return kExitOk;
+  }
   fmt::print("wrote {} ({} records{})\n", out, history.records.size(),
              history.skipped_lines ? fmt::format(", {} torn lines skipped", history.skipped_lines)
                                    : "");
@@ -43,6 +55,7 @@ CommandRegistrar trend_command("trend", [](CLI::App& app, Action& action) {
       "trend", "Write an HTML page with the history of each metric per case and pair");
   command->add_option("--store", options->store, "Baseline store directory")->required();
   command->add_option("--out", options->out, "Output file (default STORE/trend.html)");
+  command->add_flag("--json", options->json, "Print the path written as one JSON object");
   command->callback([options, &action] { action = [options] { return RunTrend(*options); }; });
 });
 

@@ -33,4 +33,8 @@ std::vector<RegisteredCommand>& Registry();
 // Prints `json` to stdout (pretty, 2 spaces) — the shape every `--json` output shares.
 void PrintJson(const std::string& json_text);
 
+// A validator for counts such as --max-new-tokens: an integer >= 1, with a short message
+// ("must be an integer of at least 1, got 0") instead of CLI11's range with 300 digits.
+CLI::Validator AtLeastOne();
+
 }  // namespace parity::cli

@@ -1,25 +1,83 @@
 #include "harness/cli/run_output.h"
 
+#include <filesystem>
+#include <optional>
+
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
-#include "harness/convert/internlm2_to_llama.h"
+#include "harness/cli/command.h"
+#include "harness/core/error.h"
+#include "harness/core/interrupt.h"
 #include "harness/report/report.h"
+#include "harness/session/out_dir.h"
 
 namespace parity::cli {
 
-compare::SuiteOptions SuiteWritingTo(const std::string& out_dir) {
-  compare::SuiteOptions suite;
-  suite.out_dir = out_dir;
-  suite.convert = [](const std::string& src, const std::string& dst) {
-    convert::ConvertInternLM2ToLlama(src, dst);
-  };
-  return suite;
+void AddRunOutputOptions(CLI::App* command, RunCommandOptions& options) {
+  command->add_option("--out", options.out,
+                      "Output directory: new, empty, or holding an earlier run of the same case "
+                      "(whose files are replaced)")
+      ->required();
+  command->add_option("--cache-dir", options.cache_dir,
+                      "Where converted models are cached (default $PARITY_CACHE, else "
+                      "~/.cache/parity; `parity cache clear` empties it)");
+  command->add_flag("--replace", options.replace,
+                    "Replace a run of another case that OUT holds");
+  command->add_flag("--json", options.json,
+                    "Print one JSON object (paths written, verdict) instead of the table");
 }
 
-int FinishRunWithReports(const std::string& out_dir, const compare::RunOutputs& outputs) {
-  int exit_code = compare::FinishRun(out_dir, outputs);
-  report::ReportPaths paths = report::WriteReports(out_dir);
+int RunAndWrite(const compare::Case& c, const std::string& command,
+                const RunCommandOptions& options,
+                std::function<bool(int64_t prompt_index)> include_prompt,
+                std::function<void()> after_run) {
+  // The output directory is checked first (a file, read-only, foreign files, another case) and
+  // claimed only once RunCase has checked the device, the models and the prompts.
+  session::CheckRunDirectory(options.out, c.name, options.replace);
+  std::optional<session::RunClaim> claim;
+  compare::SuiteOptions suite;
+  suite.cache_dir = options.cache_dir;
+  suite.claim_output = [&] {
+    claim = session::ClaimRunDirectory(options.out, c.name, command, options.replace);
+    return claim->run_id;
+  };
+  suite.include_prompt = std::move(include_prompt);
+  compare::RunOutputs outputs;
+  try {
+    outputs = compare::RunCase(c, suite);
+  } catch (const Interrupted&) {
+    if (claim) session::FinishRunDirectory(*claim, c.name, command, "interrupted");
+    throw;
+  } catch (...) {
+    if (claim) session::FinishRunDirectory(*claim, c.name, command, "failed");
+    throw;
+  }
+  if (after_run) after_run();
+  int exit_code = compare::FinishRun(options.out, outputs, /*print_table=*/!options.json);
+  report::ReportPaths paths = report::WriteReports(options.out);
   spdlog::info("wrote {} and {}", paths.markdown, paths.html);
+  const bool interrupted = outputs.summary.interrupted;
+  session::FinishRunDirectory(*claim, c.name, command, interrupted ? "interrupted" : "finished");
+  if (options.json) {
+    namespace fs = std::filesystem;
+    const fs::path out(options.out);
+    nlohmann::ordered_json json = {
+        {"command", command},
+        {"case", c.name},
+        {"run_id", claim->run_id},
+        {"out", fs::absolute(out).string()},
+        {"summary", (out / "summary.json").string()},
+        {"steps", (out / "steps.jsonl").string()},
+        {"report_md", paths.markdown},
+        {"report_html", paths.html},
+        {"runs", outputs.summary.runs.size()},
+        {"pass", outputs.summary.verdict.pass},
+        {"failures", outputs.summary.verdict.failures.size()},
+        {"interrupted", interrupted},
+        {"exit_code", exit_code}};
+    PrintJson(json.dump(2));
+  }
   return exit_code;
 }
 

@@ -1,18 +1,35 @@
-// What `parity run` and `parity compare` share around compare::RunCase: the converter the suite uses
-// for convert_from models, and the end of a run (outputs, table, reports).
+// What `parity run` and `parity compare` share around compare::RunCase: claiming the output
+// directory before any work (session/out_dir.h), the conversion cache, SIGINT, and the end of a run
+// (outputs, table or JSON, reports, OUT/run.json).
 #pragma once
 
+#include <functional>
 #include <string>
 
+#include <CLI/CLI.hpp>
+
+#include "harness/compare/case.h"
 #include "harness/compare/suite.h"
 
 namespace parity::cli {
 
-// Suite options writing converted models under `out_dir`, converting with the convert library.
-compare::SuiteOptions SuiteWritingTo(const std::string& out_dir);
+struct RunCommandOptions {
+  std::string out;
+  std::string cache_dir;  // --cache-dir
+  bool replace = false;   // --replace: allow replacing a run of another case in OUT
+  bool json = false;      // --json: one JSON object on stdout instead of the table
+};
 
-// Writes DIR/summary.json and DIR/steps.jsonl, prints the table, writes DIR/report.md and
-// DIR/report.html, and returns the exit code (compare::FinishRun).
-int FinishRunWithReports(const std::string& out_dir, const compare::RunOutputs& outputs);
+// Adds --out, --cache-dir, --replace and --json to `command`.
+void AddRunOutputOptions(CLI::App* command, RunCommandOptions& options);
+
+// Claims OUT, runs the case, writes OUT/summary.json, OUT/steps.jsonl, the reports and OUT/run.json,
+// prints the table (or the JSON result), and returns the exit code: 0 pass, 1 a gate failed,
+// 130 interrupted (the finished runs are written, marked interrupted). `after_run` (may be null)
+// writes extra files into OUT before the reports (e.g. shard.json).
+int RunAndWrite(const compare::Case& c, const std::string& command,
+                const RunCommandOptions& options,
+                std::function<bool(int64_t prompt_index)> include_prompt = nullptr,
+                std::function<void()> after_run = nullptr);
 
 }  // namespace parity::cli

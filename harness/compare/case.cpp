@@ -59,11 +59,7 @@ std::string Field(const std::string& where, const std::string& key) {
 }
 
 std::optional<forward::Precision> PrecisionFromName(const std::string& name) {
-  if (name == "fp32") return forward::Precision::kFP32;
-  if (name == "fp16") return forward::Precision::kFP16;
-  if (name == "bf16") return forward::Precision::kBF16;
-  if (name == "fp64") return forward::Precision::kFP64;
-  return std::nullopt;
+  return forward::TryParsePrecision(name);
 }
 
 std::optional<forward::Precision> ParsePrecisionField(const Json& value, const std::string& field,
@@ -71,7 +67,7 @@ std::optional<forward::Precision> ParsePrecisionField(const Json& value, const s
   std::optional<forward::Precision> precision;
   if (value.is_string()) precision = PrecisionFromName(value.get<std::string>());
   if (!precision) {
-    problems.Add(field, fmt::format("expected one of fp32, fp16, bf16, fp64, got {}", Got(value)));
+    problems.Add(field, fmt::format("expected {}, got {}", forward::kPrecisionNames, Got(value)));
   }
   return precision;
 }
@@ -303,7 +299,7 @@ std::optional<std::pair<std::string, std::optional<forward::Precision>>> ParseSi
     label = text.substr(0, at);
     precision = PrecisionFromName(text.substr(at + 1));
     if (!precision) {
-      problems.Add(where, fmt::format("expected one of fp32, fp16, bf16, fp64 after '@', got \"{}\"",
+      problems.Add(where, fmt::format("expected {} after '@', got \"{}\"", forward::kPrecisionNames,
                                       text.substr(at + 1)));
       return std::nullopt;
     }

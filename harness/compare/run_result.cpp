@@ -486,6 +486,8 @@ nlohmann::json ToJson(const Summary& s) {
           {"parity_version", s.parity_version},
           {"libtorch_version", s.libtorch_version},
           {"created_utc", s.created_utc},
+          {"run_id", s.run_id},
+          {"interrupted", s.interrupted},
           {"case", {{"name", s.case_ref.name}, {"path", OrNull(s.case_ref.path)}}},
           {"settings", ToJson(s.settings)},
           {"models", models},
@@ -506,6 +508,13 @@ Summary SummaryFromJson(const nlohmann::json& json, const std::string& source) {
   s.parity_version = r.String("parity_version");
   s.libtorch_version = r.String("libtorch_version");
   s.created_utc = r.String("created_utc");
+  // Optional: summaries written before these fields existed have neither.
+  if (json.is_object()) {
+    if (auto it = json.find("run_id"); it != json.end() && it->is_string()) s.run_id = *it;
+    if (auto it = json.find("interrupted"); it != json.end() && it->is_boolean()) {
+      s.interrupted = *it;
+    }
+  }
   Reader case_ref = r.Child("case");
   s.case_ref.name = case_ref.String("name");
   s.case_ref.path = case_ref.OptionalString("path");

@@ -213,6 +213,10 @@ struct Summary {
   std::string parity_version;
   std::string libtorch_version;
   std::string created_utc;  // ISO 8601, e.g. "2024-05-01T12:00:00Z"
+  std::string run_id;       // identifies the run that wrote this directory (OUT/run.json has it
+                            // too); "" in summaries written before it existed
+  bool interrupted = false; // the run was stopped (SIGINT) before every run finished: `runs` holds
+                            // the finished ones only
   CaseRef case_ref;         // JSON key "case"
   Settings settings;
   std::map<std::string, ModelInfo> models;  // by label

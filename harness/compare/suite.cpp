@@ -17,12 +17,13 @@
 
 #include "harness/compare/metrics.h"
 #include "harness/core/error.h"
-#include "harness/core/remove_tree.h"
+#include "harness/core/interrupt.h"
 #include "harness/core/version.h"
 #include "harness/decode/tokenizer.h"
-#include "harness/io/checkpoint.h"
 #include "harness/model/config.h"
 #include "harness/report/terminal.h"
+#include "harness/session/inputs.h"
+#include "harness/session/model_store.h"
 
 namespace parity::compare {
 namespace {
@@ -288,54 +289,45 @@ nlohmann::json ConfigSummary(const model::ModelConfig& config) {
           {"rope_theta", config.rope_theta}};
 }
 
-// A case's models, checkpoints and loaded forward passes.
-class ModelPool {
+// A case's models in the session store, by label: the store knows them by what they are (source
+// content, conversion); the labels only name them in the outputs.
+class CaseModels {
  public:
-  ModelPool(const Case& c, const SuiteOptions& options, c10::Device device) : device_(device) {
+  CaseModels(const Case& c, session::ModelStore& store, c10::Device device)
+      : store_(store), device_(device) {
+    // Models with a path first: they are the sources of the converted ones, and opening them checks
+    // their tensors against their configs before anything is converted.
     for (const CaseModel& model : c.models) {
-      std::string path = model.path;
-      if (model.convert_from) {
-        if (!options.convert) {
-          throw InputError(fmt::format("models.{}: convert_from needs a converter", model.label));
-        }
-        path = (std::filesystem::path(options.out_dir) / "models" / model.label).string();
-        RemoveTree(path);  // a stale copy from an earlier run
-        spdlog::info("converting {} ({}) to Llama layout in {}", *model.convert_from,
-                     paths_.at(*model.convert_from), path);
-        options.convert(paths_.at(*model.convert_from), path);
-      }
-      paths_[model.label] = path;
-      checkpoints_.emplace(model.label, io::Checkpoint::Open(path));
-      configs_[model.label] = model::ParseConfig(checkpoints_.at(model.label).config_json(),
-                                                path + "/config.json");
+      if (!model.convert_from) models_[model.label] = store_.Open(model.path);
     }
   }
-
-  const std::string& path(const std::string& label) const { return paths_.at(label); }
-  const model::ModelConfig& config(const std::string& label) const { return configs_.at(label); }
-
-  forward::CausalLM& Get(const std::string& label, forward::Precision precision) {
-    std::string key = fmt::format("{}@{}", label, forward::PrecisionName(precision));
-    auto it = loaded_.find(key);
-    if (it != loaded_.end()) return *it->second;
-    spdlog::info("loading {} in {}", label, forward::MakeNumerics(precision, device_).Describe());
-    auto model = forward::LoadCausalLM(checkpoints_.at(label), forward::MakeNumerics(precision, device_));
-    return *loaded_.emplace(key, std::move(model)).first->second;
-  }
-
-  // Releases every loaded model whose key is not in `keep`.
-  void KeepOnly(const std::set<std::string>& keep) {
-    for (auto it = loaded_.begin(); it != loaded_.end();) {
-      it = keep.count(it->first) ? std::next(it) : loaded_.erase(it);
+  // Converts (through the store's cache) the case's convert_from models. Called once the prompts
+  // and the device have been checked, so that bad input costs no conversion.
+  void Convert(const Case& c) {
+    for (const CaseModel& model : c.models) {
+      if (!model.convert_from) continue;
+      models_[model.label] = store_.OpenConverted(models_.at(*model.convert_from)->source_path,
+                                                  "internlm2-to-llama");
     }
+  }
+  bool Has(const std::string& label) const { return models_.count(label) > 0; }
+  const session::StoredModel& Get(const std::string& label) const { return *models_.at(label); }
+  // The config of `label`; a converted model's vocabulary and sizes are its source's.
+  const model::ModelConfig& config(const Case& c, const std::string& label) const {
+    const CaseModel& model = c.Model(label);
+    return models_.at(model.convert_from ? *model.convert_from : label)->config;
+  }
+  forward::CausalLM& Load(const std::string& label, forward::Precision precision) {
+    return store_.Get(Get(label), precision, device_);
+  }
+  std::string LoadKey(const std::string& label, forward::Precision precision) const {
+    return session::ModelStore::LoadKey(Get(label), precision, device_);
   }
 
  private:
+  session::ModelStore& store_;
   c10::Device device_;
-  std::map<std::string, std::string> paths_;
-  std::map<std::string, io::Checkpoint> checkpoints_;
-  std::map<std::string, model::ModelConfig> configs_;
-  std::map<std::string, std::unique_ptr<forward::CausalLM>> loaded_;
+  std::map<std::string, std::shared_ptr<const session::StoredModel>> models_;
 };
 
 SideSpec MakeSide(const CaseSide& side, c10::Device device) {
@@ -360,6 +352,7 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
   summary.parity_version = ParityVersion();
   summary.libtorch_version = LibtorchVersion();
   summary.case_ref = {c.name, c.path};
+  if (c.path) summary.case_ref.path = std::filesystem::absolute(*c.path).lexically_normal().string();
   Settings& s = summary.settings;
   s.device = c.device;
   s.mode = decode::GreedyModeName(c.mode);
@@ -374,28 +367,27 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
   s.num_threads = at::get_num_threads();
   summary.thresholds = c.thresholds;
 
-  ModelPool pool(c, options, device);
-  for (const CaseModel& model : c.models) {
-    const model::ModelConfig& config = pool.config(model.label);
-    ModelInfo info;
-    info.path = pool.path(model.label);
-    info.architecture = model::ArchitectureName(config.arch);
-    info.convert_from = model.convert_from;
-    info.variants = forward::DescribeVariants(forward::ReferenceVariants(config.arch));
-    info.config = ConfigSummary(config);
-    summary.models[model.label] = info;
+  // Bad input is refused before anything expensive: the device, then the models' files (opening
+  // checks tensors against configs), then the prompts; only then are models converted.
+  for (const CasePair& case_pair : c.pairs) {
+    forward::MakeNumerics(case_pair.a.precision, device);
+    forward::MakeNumerics(case_pair.b.precision, device);
   }
+  session::ModelStore store(options.cache_dir);
+  CaseModels models(c, store, device);
 
-  // The tokenizer of the first model that has one (a converted copy carries the original's).
+  // The tokenizer of the first model that has one (a converted copy carries its source's).
   std::optional<decode::Tokenizer> tokenizer;
   for (const CaseModel& model : c.models) {
-    if (std::filesystem::exists(std::filesystem::path(pool.path(model.label)) / "tokenizer.model")) {
-      tokenizer = decode::Tokenizer::Load(pool.path(model.label));
+    if (!models.Has(model.label)) continue;
+    const std::string& dir = models.Get(model.label).path;
+    if (std::filesystem::exists(std::filesystem::path(dir) / "tokenizer.model")) {
+      tokenizer = decode::Tokenizer::Load(dir);
       break;
     }
   }
   TextDecoder text = IdTextDecoder();
-  std::vector<int64_t> eos_ids = pool.config(c.models.front().label).eos_token_ids;
+  std::vector<int64_t> eos_ids = models.config(c, c.models.front().label).eos_token_ids;
   if (tokenizer) {
     text.token_text = [&](int64_t id) { return tokenizer->TokenText(id); };
     text.decode = [&](const std::vector<int64_t>& ids) { return tokenizer->Decode(ids); };
@@ -421,14 +413,23 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
       ids = prompt.chat ? tokenizer->EncodeChat(*prompt.text) : tokenizer->Encode(*prompt.text, true);
     }
     for (const CaseModel& model : c.models) {
-      for (int64_t id : ids) {
-        if (id >= pool.config(model.label).vocab_size) {
-          throw InputError(fmt::format("{}: prompts[{}]: token {} is outside {}'s vocabulary of {}",
-                                       where, i, id, model.label, pool.config(model.label).vocab_size));
-        }
-      }
+      session::CheckTokenIds(ids, models.config(c, model.label).vocab_size, model.label,
+                             fmt::format("{}: prompts[{}]", where, i));
     }
     prompt_tokens[i] = ids;
+  }
+
+  if (options.claim_output) summary.run_id = options.claim_output();
+  models.Convert(c);
+  for (const CaseModel& model : c.models) {
+    const session::StoredModel& stored = models.Get(model.label);
+    ModelInfo info;
+    info.path = stored.path;
+    info.architecture = model::ArchitectureName(stored.config.arch);
+    info.convert_from = model.convert_from;
+    info.variants = forward::DescribeVariants(forward::ReferenceVariants(stored.config.arch));
+    info.config = ConfigSummary(stored.config);
+    summary.models[model.label] = info;
   }
 
   const int64_t total_runs = static_cast<int64_t>(c.pairs.size()) * included_prompts;
@@ -437,18 +438,20 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
     Pair pair{MakeSide(case_pair.a, device), MakeSide(case_pair.b, device)};
     const bool oracle = c.oracle && case_pair.a.precision != forward::Precision::kFP64 &&
                         case_pair.b.precision != forward::Precision::kFP64;
-    std::set<std::string> keep = {SideLabel(case_pair.a), SideLabel(case_pair.b)};
+    if (summary.interrupted) break;
+    std::set<std::string> keep = {models.LoadKey(case_pair.a.model, case_pair.a.precision),
+                                  models.LoadKey(case_pair.b.model, case_pair.b.precision)};
     if (oracle) {
-      keep.insert(SideLabel({case_pair.a.model, forward::Precision::kFP64}));
-      keep.insert(SideLabel({case_pair.b.model, forward::Precision::kFP64}));
+      keep.insert(models.LoadKey(case_pair.a.model, forward::Precision::kFP64));
+      keep.insert(models.LoadKey(case_pair.b.model, forward::Precision::kFP64));
     }
-    pool.KeepOnly(keep);
-    forward::CausalLM& model_a = pool.Get(case_pair.a.model, case_pair.a.precision);
-    forward::CausalLM& model_b = pool.Get(case_pair.b.model, case_pair.b.precision);
+    store.KeepOnly(keep);
+    forward::CausalLM& model_a = models.Load(case_pair.a.model, case_pair.a.precision);
+    forward::CausalLM& model_b = models.Load(case_pair.b.model, case_pair.b.precision);
     OracleModels oracle_models;
     if (oracle) {
-      oracle_models.a64 = &pool.Get(case_pair.a.model, forward::Precision::kFP64);
-      oracle_models.b64 = &pool.Get(case_pair.b.model, forward::Precision::kFP64);
+      oracle_models.a64 = &models.Load(case_pair.a.model, forward::Precision::kFP64);
+      oracle_models.b64 = &models.Load(case_pair.b.model, forward::Precision::kFP64);
     }
     for (size_t i = 0; i < c.prompts.size(); ++i) {
       if (!included(i)) continue;
@@ -469,7 +472,16 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
       request.near_tie_ulps = c.near_tie_ulps;
       request.thresholds = case_pair.thresholds;
       at::manual_seed(c.seed);
-      RunOutcome outcome = RunPair(model_a, model_b, request, text, oracle ? &oracle_models : nullptr);
+      RunOutcome outcome;
+      try {
+        outcome = RunPair(model_a, model_b, request, text, oracle ? &oracle_models : nullptr);
+      } catch (const Interrupted&) {
+        // SIGINT: the unfinished run is dropped; the finished ones are kept and written.
+        summary.interrupted = true;
+        spdlog::warn("interrupted during {}: keeping the {} finished run(s) of {}", request.id,
+                     done, total_runs);
+        break;
+      }
       ++done;
       const Run& run = outcome.run;
       spdlog::info("[{}/{}] {}: {} steps, {}, max KL {:.3g}, {:.1f} s", done, total_runs, run.id,
@@ -486,17 +498,22 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
       outputs.steps.insert(outputs.steps.end(), outcome.steps.begin(), outcome.steps.end());
     }
   }
-  pool.KeepOnly({});
+  store.KeepOnly({});
   summary.verdict.pass = summary.verdict.failures.empty();
   summary.pairs = SummarizePairs(summary.runs, outputs.steps, c.max_new_tokens);
   summary.created_utc = NowUtc();
   return outputs;
 }
 
-int FinishRun(const std::string& out_dir, const RunOutputs& outputs) {
+int FinishRun(const std::string& out_dir, const RunOutputs& outputs, bool print_table) {
   WriteRunOutputs(out_dir, outputs);
-  std::cout << report::FormatSummaryTable(outputs.summary) << std::flush;
+  if (print_table) std::cout << report::FormatSummaryTable(outputs.summary) << std::flush;
   spdlog::info("wrote {}/summary.json and {}/steps.jsonl", out_dir, out_dir);
+  if (outputs.summary.interrupted) {
+    spdlog::warn("interrupted: {} holds the {} run(s) that finished, marked interrupted",
+                 out_dir, outputs.summary.runs.size());
+    return kExitInterrupted;
+  }
   return outputs.summary.verdict.pass ? kExitOk : kExitDifferent;
 }
 

@@ -69,21 +69,28 @@ std::string RunId(int64_t prompt_index, const Pair& pair);
 std::string PairId(const Pair& pair);
 
 struct SuiteOptions {
-  std::string out_dir;  // models converted at run time go to out_dir/models/<label>
-  // Produces a Llama checkpoint in `dst` from the InternLM2 checkpoint in `src` (the CLI passes the
-  // convert library). Required when the case has a convert_from model.
-  std::function<void(const std::string& src, const std::string& dst)> convert;
+  // Where converted models are cached (--cache-dir; empty: session::ResolveCacheDir's defaults).
+  std::string cache_dir;
+  // Called once the device, the models and the prompts have been checked, before anything is
+  // converted or decoded; returns the run id recorded in Summary::run_id. The command line claims
+  // its output directory here, so that bad input never costs the previous run its files.
+  std::function<std::string()> claim_output;
   // Which prompts to run (by index into the case's prompts); null runs all. Sharding
   // (`parity run --shard i/N`) passes index % N == i.
   std::function<bool(int64_t prompt_index)> include_prompt;
 };
 
 // Runs every pair of `c` on every prompt, pair by pair (each pair's models are loaded once and
-// released before the next pair), logging progress per run. Does not write anything but converted
-// models; the caller writes the outputs (FinishRun).
+// released before the next pair), logging progress per run. Models come from the session store
+// (session/model_store.h); converted ones from its conversion cache. Checks the device, the models'
+// tensors and the prompts' token ids before converting or decoding anything. On SIGINT
+// (core/interrupt.h) stops at the next step boundary and returns the finished runs with
+// summary.interrupted set. Writes nothing but cached conversions; the caller writes the outputs.
 RunOutputs RunCase(const Case& c, const SuiteOptions& options);
 
-// Writes DIR/steps.jsonl and DIR/summary.json, prints the table to stdout, and returns the exit code: kExitOk when every gate passed, kExitDifferent when one failed.
-int FinishRun(const std::string& out_dir, const RunOutputs& outputs);
+// Writes DIR/steps.jsonl and DIR/summary.json, prints the table to stdout (unless `print_table` is
+// false), and returns the exit code: kExitOk when every gate passed, kExitDifferent when one failed,
+// kExitInterrupted (130) when the run was interrupted.
+int FinishRun(const std::string& out_dir, const RunOutputs& outputs, bool print_table = true);
 
 }  // namespace parity::compare

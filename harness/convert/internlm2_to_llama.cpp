@@ -16,10 +16,12 @@
 #include "harness/convert/qkv_split.h"
 #include "harness/core/atomic_file.h"
 #include "harness/core/error.h"
+#include "harness/core/interrupt.h"
 #include "harness/io/checkpoint.h"
 #include "harness/io/safetensors.h"
 #include "harness/model/arch.h"
 #include "harness/model/config.h"
+#include "harness/model/inspect.h"
 
 namespace parity::convert {
 namespace {
@@ -85,6 +87,38 @@ model::ModelConfig CheckSource(const std::string& src, const std::string& dst,
     throw InputError(fmt::format("{}: missing; convert2llama copies the tokenizer with "
                                  "LlamaTokenizer, which needs it",
                                  (fs::path(src) / kTokenizerModel).string()));
+  }
+  // A source whose tensors disagree with its own config would give an inconsistent checkpoint.
+  const model::CheckpointSummary summary = model::SummarizeCheckpoint(io::Checkpoint::Open(src));
+  if (!summary.missing.empty() || !summary.shape_mismatches.empty()) {
+    std::vector<std::string> problems = summary.shape_mismatches;
+    for (const std::string& name : summary.missing) problems.push_back(name + ": missing");
+    throw InputError(fmt::format("{}: the tensors disagree with config.json ({}{}); see `parity "
+                                 "inspect {}`", src, problems.front(),
+                                 problems.size() > 1 ? fmt::format(", and {} more", problems.size() - 1) : "",
+                                 src));
+  }
+  // DST: new, empty, or holding only files this conversion writes (an earlier conversion). A foreign
+  // file (another model's generation_config.json, where EOS ids are read) would pass as this one's.
+  if (fs::exists(dst, ec) && !fs::is_directory(dst, ec)) {
+    throw InputError(fmt::format("convert: DST '{}' exists and is not a directory", dst));
+  }
+  if (fs::is_directory(dst, ec)) {
+    std::set<std::string> written = {kIndexFile, kTokenizerModel, "config.json"};
+    for (const char* name : kTokenizerJsonFiles) written.insert(name);
+    for (const std::string& name : files) {
+      if (EndsWith(name, ".safetensors")) written.insert(name);
+    }
+    std::vector<std::string> foreign;
+    for (const fs::directory_entry& entry : fs::directory_iterator(dst)) {
+      const std::string name = entry.path().filename().string();
+      if (!written.count(name) && name.rfind(".", 0) != 0) foreign.push_back(name);
+    }
+    if (!foreign.empty()) {
+      throw InputError(fmt::format("convert: DST '{}' holds files this conversion does not write "
+                                   "({}); give a new or empty directory", dst,
+                                   fmt::join(foreign, ", ")));
+    }
   }
   return config;
 }
@@ -197,9 +231,14 @@ ConversionResult ConvertInternLM2ToLlama(const std::string& src, const std::stri
     (*index)["weight_map"] = nlohmann::ordered_json::object();  // keeps its place among the keys
   }
 
-  fs::create_directories(dst);
+  std::error_code create_error;
+  fs::create_directories(dst, create_error);
+  if (create_error) {
+    throw InputError(fmt::format("convert: cannot create DST '{}': {}", dst, create_error.message()));
+  }
   std::set<std::string> written_names;
   for (const std::string& file : shard_files) {
+    ThrowIfInterrupted();  // SIGINT: stop between shards (each shard file is written atomically)
     result.shards.push_back(ConvertShard(src, dst, file, layout, written_names,
                                          index ? &(*index)["weight_map"] : nullptr, result));
     result.tensors_in += result.shards.back().tensors_in;

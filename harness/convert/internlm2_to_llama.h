@@ -23,7 +23,9 @@
 //
 // Refuses (InputError, before writing anything): a config with bias true (InternLM2's default when
 // the field is absent), as the script's assert does; a non-InternLM2 config; PyTorch .bin weights
-// (not read by Parity); a missing tokenizer.model (the script's LlamaTokenizer needs it); DST == SRC.
+// (not read by Parity); a missing tokenizer.model (the script's LlamaTokenizer needs it); DST == SRC;
+// a source whose tensors disagree with its config (missing, wrong shape); a DST that is a file or
+// holds files this conversion does not write.
 #pragma once
 
 #include <string>

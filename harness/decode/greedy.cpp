@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "harness/core/error.h"
+#include "harness/core/interrupt.h"
 
 namespace parity::decode {
 namespace {
@@ -76,6 +77,7 @@ GreedyResult RunLockstep(forward::CausalLM& model_a, forward::CausalLM& model_b,
 
   if (options.mode == GreedyMode::kTeacherForced) {
     for (int64_t step = 0; step < options.max_new_tokens; ++step) {
+      ThrowIfInterrupted();  // SIGINT: stop at this step boundary (core/interrupt.h)
       int64_t token_a = GreedyArgmax(logits_a), token_b = GreedyArgmax(logits_b);
       if (on_step) {
         on_step({step, prompt_length + step, true, logits_a, logits_b, token_a, token_b});
@@ -96,6 +98,7 @@ GreedyResult RunLockstep(forward::CausalLM& model_a, forward::CausalLM& model_b,
 
   bool live_a = true, live_b = true, same = true;
   for (int64_t step = 0; step < options.max_new_tokens && (live_a || live_b); ++step) {
+    ThrowIfInterrupted();  // SIGINT: stop at this step boundary (core/interrupt.h)
     int64_t token_a = live_a ? GreedyArgmax(logits_a) : -1;
     int64_t token_b = live_b ? GreedyArgmax(logits_b) : -1;
     if (live_a && live_b) {
@@ -148,6 +151,7 @@ at::Tensor TeacherForcedLogits(forward::CausalLM& model, const std::vector<int64
   forward::KVCache step_cache;
   std::vector<int64_t> chunk = prompt;
   for (int64_t step = 0; step < steps; ++step) {
+    ThrowIfInterrupted();
     at::Tensor out = model.Forward(TokensTensor(chunk, model), step_cache);
     rows.push_back(out.select(0, 0).select(0, out.size(1) - 1).to(at::kCPU));
     if (step + 1 < steps) chunk = {stream[step]};

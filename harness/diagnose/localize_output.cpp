@@ -8,10 +8,16 @@ namespace parity::diagnose {
 
 namespace {
 
+// A decoder layer index, or null for points outside the layers (embedding: layer -1 internally), as
+// reports/README.md documents.
+nlohmann::ordered_json LayerJson(int64_t layer) {
+  return layer >= 0 ? nlohmann::ordered_json(layer) : nlohmann::ordered_json(nullptr);
+}
+
 nlohmann::ordered_json PointJson(const PointError& p) {
   nlohmann::ordered_json json;
   json["name"] = p.name;
-  json["layer"] = p.layer;
+  json["layer"] = LayerJson(p.layer);
   json["sub_block"] = p.sub_block;
   json["rel_rms_error"] = p.rel_rms_error;
   json["max_abs_error"] = p.max_abs_error;
@@ -28,7 +34,7 @@ nlohmann::ordered_json DepartureJson(const LocalizeResult& r) {
   const Departure& d = r.first_departure;
   if (d.index >= 0) {
     const PointError& p = r.points[d.index];
-    json["layer"] = p.layer;
+    json["layer"] = LayerJson(p.layer);
     json["sub_block"] = p.sub_block;
     json["name"] = p.name;
   } else {
@@ -55,7 +61,7 @@ nlohmann::ordered_json LocalizeToJson(const LocalizeResult& r) {
   json["first_departure"] = DepartureJson(r);
   if (r.fp64_first_difference >= 0) {
     const PointError& p = r.points[r.fp64_first_difference];
-    json["fp64_first_difference"] = {{"layer", p.layer}, {"sub_block", p.sub_block},
+    json["fp64_first_difference"] = {{"layer", LayerJson(p.layer)}, {"sub_block", p.sub_block},
                                      {"name", p.name}, {"fp64_rel_diff", p.fp64_rel_diff}};
   } else {
     json["fp64_first_difference"] = nullptr;

@@ -1,16 +1,8 @@
 #include "harness/diagnose/model_source.h"
 
-#include <filesystem>
-
-#include <fmt/format.h>
-
-#include "harness/core/error.h"
-#include "harness/decode/tokenizer.h"
 #include "harness/diagnose/recompute.h"
-#include "harness/io/checkpoint.h"
 
 namespace parity::diagnose {
-
 namespace {
 
 // Applies the decode-loop variant (kv_cache) that the forward passes leave to their caller.
@@ -22,13 +14,6 @@ std::unique_ptr<forward::CausalLM> WithDecodeVariants(std::unique_ptr<forward::C
   return model;
 }
 
-std::string DirLabel(const std::string& dir) {
-  std::filesystem::path path = std::filesystem::path(dir).lexically_normal();
-  std::string name = path.filename().string();
-  if (name.empty()) name = path.parent_path().filename().string();
-  return name.empty() ? dir : name;
-}
-
 }  // namespace
 
 std::unique_ptr<forward::CausalLM> ModelSource::Build(const forward::Numerics& numerics,
@@ -36,15 +21,19 @@ std::unique_ptr<forward::CausalLM> ModelSource::Build(const forward::Numerics& n
   return build(numerics, variants);
 }
 
-ModelSource CheckpointSource(const std::string& dir) {
-  auto checkpoint = std::make_shared<io::Checkpoint>(io::Checkpoint::Open(dir));
+ModelSource StoreSource(std::shared_ptr<const session::StoredModel> model, const std::string& label) {
   ModelSource source;
-  source.label = DirLabel(dir);
-  source.config = model::ParseConfig(checkpoint->config_json(), dir + "/config.json");
-  source.build = [checkpoint](const forward::Numerics& numerics, const forward::Variants* variants) {
-    return WithDecodeVariants(forward::LoadCausalLM(*checkpoint, numerics, variants), variants);
+  source.label = label;
+  source.config = model->config;
+  source.build = [model](const forward::Numerics& numerics, const forward::Variants* variants) {
+    return WithDecodeVariants(forward::LoadCausalLM(*model->checkpoint, numerics, variants),
+                              variants);
   };
   return source;
+}
+
+ModelSource CheckpointSource(const std::string& dir) {
+  return StoreSource(session::OpenCheckpoint(dir), session::ModelLabel(dir));
 }
 
 ModelSource WeightsSource(const std::string& label, const model::ModelConfig& config,
@@ -58,58 +47,6 @@ ModelSource WeightsSource(const std::string& label, const model::ModelConfig& co
     return WithDecodeVariants(forward::MakeCausalLM(config, *held, numerics, variants), variants);
   };
   return source;
-}
-
-std::vector<int64_t> ParseTokenIds(const std::string& text, const std::string& what) {
-  std::vector<int64_t> ids;
-  size_t start = 0;
-  while (true) {
-    size_t end = text.find(',', start);
-    std::string item = text.substr(start, end == std::string::npos ? std::string::npos : end - start);
-    item.erase(0, item.find_first_not_of(' '));
-    item.erase(item.find_last_not_of(' ') + 1);
-    try {
-      size_t used = 0;
-      ids.push_back(std::stoll(item, &used));
-      if (used != item.size()) throw std::invalid_argument(item);
-    } catch (const std::exception&) {
-      throw InputError(
-          fmt::format("{}: expected comma-separated token ids, got \"{}\"", what, text));
-    }
-    if (end == std::string::npos) break;
-    start = end + 1;
-  }
-  return ids;
-}
-
-ResolvedPrompt ResolvePrompt(const PromptSpec& prompt, const std::vector<std::string>& dirs) {
-  ResolvedPrompt resolved;
-  resolved.token_text = [](int64_t id) { return fmt::format("<{}>", id); };
-  std::shared_ptr<decode::Tokenizer> tokenizer;
-  for (const std::string& dir : dirs) {
-    if (std::filesystem::exists(std::filesystem::path(dir) / "tokenizer.model")) {
-      tokenizer = std::make_shared<decode::Tokenizer>(decode::Tokenizer::Load(dir));
-      break;
-    }
-  }
-  if (tokenizer) {
-    resolved.eos_ids = tokenizer->eos_ids();
-    resolved.token_text = [tokenizer](int64_t id) { return tokenizer->TokenText(id); };
-  }
-  if (!prompt.token_ids.empty()) {
-    resolved.tokens = ParseTokenIds(prompt.token_ids, "--tokens");
-  } else {
-    if (prompt.text.empty()) throw InputError("give a prompt: --prompt TEXT or --tokens IDS");
-    if (!tokenizer) {
-      throw InputError(fmt::format(
-          "--prompt: a text prompt needs a tokenizer.model in {} (or pass --tokens)",
-          fmt::format("{}", dirs.empty() ? std::string("the model directory") : dirs.front())));
-    }
-    resolved.tokens = prompt.chat ? tokenizer->EncodeChat(prompt.text)
-                                  : tokenizer->Encode(prompt.text, true);
-  }
-  if (resolved.tokens.empty()) throw InputError("the prompt has no tokens");
-  return resolved;
 }
 
 }  // namespace parity::diagnose

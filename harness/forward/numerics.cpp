@@ -1,6 +1,7 @@
 #include "harness/forward/numerics.h"
 
 #include <algorithm>
+#include <optional>
 #include <cctype>
 #include <limits>
 
@@ -24,15 +25,20 @@ const char* PrecisionName(Precision precision) {
   return "?";
 }
 
-Precision ParsePrecision(const std::string& text) {
+std::optional<Precision> TryParsePrecision(const std::string& text) {
   std::string lower = text;
   std::transform(lower.begin(), lower.end(), lower.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  if (lower == "fp32" || lower == "float32") return Precision::kFP32;
-  if (lower == "fp16" || lower == "float16") return Precision::kFP16;
+  if (lower == "fp32" || lower == "float32" || lower == "float") return Precision::kFP32;
+  if (lower == "fp16" || lower == "float16" || lower == "half") return Precision::kFP16;
   if (lower == "bf16" || lower == "bfloat16") return Precision::kBF16;
-  if (lower == "fp64" || lower == "float64") return Precision::kFP64;
-  throw InputError(fmt::format("unknown precision '{}': expected fp32, fp16, bf16 or fp64", text));
+  if (lower == "fp64" || lower == "float64" || lower == "double") return Precision::kFP64;
+  return std::nullopt;
+}
+
+Precision ParsePrecision(const std::string& text) {
+  if (std::optional<Precision> precision = TryParsePrecision(text)) return *precision;
+  throw InputError(fmt::format("unknown precision '{}': expected {}", text, kPrecisionNames));
 }
 
 at::Tensor Numerics::Round(const at::Tensor& x) const {

@@ -7,6 +7,7 @@
 // true FP64 computation rather than an FP32 one in disguise.
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include <ATen/Tensor.h>
@@ -17,8 +18,13 @@ namespace parity::forward {
 
 enum class Precision { kFP32, kFP16, kBF16, kFP64 };
 const char* PrecisionName(Precision precision);  // "fp32", "fp16", "bf16", "fp64"
-// Parses "fp32" / "fp16" / "bf16" / "fp64" (also "float32", "float16", "bfloat16", "float64");
-// throws InputError naming the text otherwise.
+// The one parser of precision names, used by every command and by case files: "fp32" / "fp16" /
+// "bf16" / "fp64", also "float32" / "float", "float16" / "half", "bfloat16", "float64" / "double",
+// any case. TryParsePrecision returns nullopt for anything else; ParsePrecision throws InputError
+// naming the text.
+inline constexpr const char* kPrecisionNames =
+    "fp32 (float32, float), fp16 (float16, half), bf16 (bfloat16) or fp64 (float64, double)";
+std::optional<Precision> TryParsePrecision(const std::string& text);
 Precision ParsePrecision(const std::string& text);
 
 struct Numerics {

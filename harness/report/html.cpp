@@ -135,6 +135,10 @@ std::string PairSection(const compare::RunOutputs& outputs, const compare::PairS
 std::string LocalizeSection(const LocalizeView& view) {
   std::string out = "<section id=\"localize\"><h2>Where the error starts: per-layer localization"
                     "</h2>\n";
+  if (!view.covers.empty()) {
+    out += "<p>Covers " + HtmlEscape(view.covers) + " (<code>parity localize</code>, run " +
+           HtmlEscape(view.run_id) + ").</p>\n";
+  }
   for (const std::string& problem : view.problems) {
     out += "<p class=\"note\">localize.json: " + HtmlEscape(problem) + "</p>\n";
   }

@@ -212,12 +212,14 @@ std::string SettingsSection(const compare::Summary& summary) {
   out += Row("Parity version", HtmlEscape(summary.parity_version));
   out += Row("libtorch version", HtmlEscape(summary.libtorch_version));
   out += Row("finished (UTC)", HtmlEscape(summary.created_utc));
+  out += Row("run", HtmlEscape(summary.run_id.empty() ? "?" : summary.run_id) +
+                        (summary.interrupted ? " (INTERRUPTED: only the finished runs are here)" : ""));
   out += "</table>\n<h3>Precisions and emulation</h3><table><tr><th>pair</th><th>A</th><th>B</th>"
          "</tr>\n";
   for (const compare::PairSummary& pair : summary.pairs) {
-    out += fmt::format("<tr><td>{}</td><td>{}{}</td><td>{}{}</td></tr>\n", HtmlEscape(pair.id),
-                       HtmlEscape(pair.pair.a.numerics), pair.pair.a.emulated ? " (emulated)" : "",
-                       HtmlEscape(pair.pair.b.numerics), pair.pair.b.emulated ? " (emulated)" : "");
+    // numerics already says "(emulated on cpu)" for an emulated side.
+    out += fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td></tr>\n", HtmlEscape(pair.id),
+                       HtmlEscape(pair.pair.a.numerics), HtmlEscape(pair.pair.b.numerics));
   }
   out += "</table>\n<h3>Models</h3><table><tr><th>label</th><th>path</th><th>architecture</th>"
          "<th>converted from</th><th>forward variants</th><th>config</th></tr>\n";

@@ -65,10 +65,21 @@ LocalizeView ParseLocalize(const nlohmann::json& json, const std::string& source
   if (auto first = json.find("first_departure"); first != json.end() && !first->is_null()) {
     view.first_departure = *first;
   }
+  if (auto run = json.find("run_id"); run != json.end() && run->is_string()) view.run_id = *run;
+  auto text = [&](const char* key) -> std::string {
+    auto it = json.find(key);
+    if (it == json.end() || it->is_null()) return "?";
+    return it->is_string() ? it->get<std::string>() : it->dump();
+  };
+  if (json.contains("a") && json.contains("b")) {
+    view.covers = fmt::format("{} vs {} at {}, step {} (position {}, prompt of {} tokens)",
+                              text("a"), text("b"), text("numerics"), text("step"),
+                              text("position"), text("prompt_length"));
+  }
   return view;
 }
 
-std::optional<LocalizeView> ReadLocalize(const std::string& dir) {
+std::optional<LocalizeView> ReadLocalize(const std::string& dir, const std::string& run_id) {
   std::string path = (std::filesystem::path(dir) / "localize.json").string();
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) return std::nullopt;
@@ -83,7 +94,15 @@ std::optional<LocalizeView> ReadLocalize(const std::string& dir) {
     view.problems.push_back(fmt::format("{}: not valid JSON: {}", path, e.what()));
     return view;
   }
-  return ParseLocalize(json, path);
+  LocalizeView view = ParseLocalize(json, path);
+  if (!run_id.empty() && view.run_id != run_id) {
+    view.points.clear();
+    view.first_departure.reset();
+    view.problems.push_back(fmt::format(
+        "{} belongs to {}, not to this run ({}); not shown (rerun `parity localize ... --out {}`)",
+        path, view.run_id.empty() ? "no run" : "run " + view.run_id, run_id, dir));
+  }
+  return view;
 }
 
 }  // namespace parity::report

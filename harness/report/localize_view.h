@@ -29,14 +29,18 @@ struct LocalizePoint {
 };
 
 struct LocalizeView {
+  std::string run_id;   // the run of the directory localize wrote into ("" when none)
+  std::string covers;   // which models, precision, prompt and step, in words ("" when unknown)
   std::vector<LocalizePoint> points;             // in file order (input to output)
   std::optional<nlohmann::json> first_departure; // the object as written
   std::vector<std::string> problems;             // fields that could not be read, in words
 };
 
-// Reads DIR/localize.json. Returns nullopt when the file does not exist. A file that is not JSON or
+// Reads DIR/localize.json. Returns nullopt when the file does not exist. When `run_id` is given and
+// the file names another run, the points are dropped and `problems` says why (a diagnosis of other
+// models must never show beside this run). A file that is not JSON or
 // has no "points" array gives a view with no points and the reason in `problems`.
-std::optional<LocalizeView> ReadLocalize(const std::string& dir);
+std::optional<LocalizeView> ReadLocalize(const std::string& dir, const std::string& run_id = "");
 
 // Parses an already-loaded document (`source` names it in problems).
 LocalizeView ParseLocalize(const nlohmann::json& json, const std::string& source);

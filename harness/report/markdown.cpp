@@ -89,6 +89,10 @@ std::string RenderMarkdown(const compare::RunOutputs& outputs,
 
   if (localize) {
     out += "## Localization\n\n";
+    if (!localize->covers.empty()) {
+      out += "Covers " + MarkdownEscape(localize->covers) + " (`parity localize`, run " +
+             MarkdownEscape(localize->run_id) + ").\n\n";
+    }
     for (const std::string& problem : localize->problems) {
       out += "- note: " + MarkdownEscape(problem) + "\n";
     }
@@ -103,11 +107,9 @@ std::string RenderMarkdown(const compare::RunOutputs& outputs,
   out += fmt::format("- case: {}{}\n", MarkdownEscape(summary.case_ref.name),
                      summary.case_ref.path ? " (" + MarkdownCode(*summary.case_ref.path) + ")" : "");
   for (const compare::PairSummary& pair : summary.pairs) {
-    out += fmt::format("- {}: A {}{}, B {}{}\n", MarkdownEscape(pair.id),
-                       MarkdownEscape(pair.pair.a.numerics),
-                       pair.pair.a.emulated ? " (emulated)" : "",
-                       MarkdownEscape(pair.pair.b.numerics),
-                       pair.pair.b.emulated ? " (emulated)" : "");
+    // numerics already says "(emulated on cpu)" for an emulated side.
+    out += fmt::format("- {}: A {}, B {}\n", MarkdownEscape(pair.id),
+                       MarkdownEscape(pair.pair.a.numerics), MarkdownEscape(pair.pair.b.numerics));
   }
   for (const auto& [label, model] : summary.models) {
     out += fmt::format("- model {}: {} {}{}\n", MarkdownEscape(label), model.architecture,
@@ -117,11 +119,13 @@ std::string RenderMarkdown(const compare::RunOutputs& outputs,
   }
   out += fmt::format(
       "- top-k {}, near-tie tolerance {} ULPs, FP64 oracle {}, deterministic algorithms {}, "
-      "{} threads\n",
+      "{} thread{}\n",
       s.top_k, FormatNumber(s.near_tie_ulps), s.oracle ? "on" : "off",
-      s.deterministic_algorithms ? "on" : "off", s.num_threads);
-  out += fmt::format("- Parity {}, libtorch {}, finished {}\n", summary.parity_version,
-                     summary.libtorch_version, summary.created_utc);
+      s.deterministic_algorithms ? "on" : "off", s.num_threads, s.num_threads == 1 ? "" : "s");
+  out += fmt::format("- Parity {}, libtorch {}, finished {}, run {}{}\n", summary.parity_version,
+                     summary.libtorch_version, summary.created_utc,
+                     summary.run_id.empty() ? "?" : summary.run_id,
+                     summary.interrupted ? " (INTERRUPTED: only the finished runs are here)" : "");
   return out;
 }
 

@@ -12,7 +12,7 @@ namespace parity::report {
 
 ReportPaths WriteReports(const std::string& dir) {
   compare::RunOutputs outputs = compare::ReadRunOutputs(dir);
-  std::optional<LocalizeView> localize = ReadLocalize(dir);
+  std::optional<LocalizeView> localize = ReadLocalize(dir, outputs.summary.run_id);
   ReportPaths paths{(std::filesystem::path(dir) / "report.md").string(),
                     (std::filesystem::path(dir) / "report.html").string()};
   WriteFileAtomic(paths.markdown, RenderMarkdown(outputs, localize));

@@ -1,5 +1,8 @@
 #include "harness/report/report_charts.h"
 
+#include <algorithm>
+#include <map>
+
 #include <cmath>
 
 #include <fmt/format.h>
@@ -149,19 +152,52 @@ ChartSpec IdenticalFractionChart(const compare::PairSummary& pair) {
   return spec;
 }
 
+namespace {
+
+// x of each observation point on a layer axis: 0 for what comes before the first decoder layer
+// (embedding), i + 1 + k / n for the k-th of n points of decoder layer i, and one past the last
+// layer for what comes after (final norm, LM head).
+std::vector<double> LayerAxis(const LocalizeView& view) {
+  std::map<int64_t, std::vector<size_t>> by_layer;
+  int64_t last_layer = -1;
+  for (size_t i = 0; i < view.points.size(); ++i) {
+    if (view.points[i].layer && *view.points[i].layer >= 0) {
+      by_layer[*view.points[i].layer].push_back(i);
+      last_layer = std::max(last_layer, *view.points[i].layer);
+    }
+  }
+  std::vector<double> x(view.points.size(), 0.0);
+  bool seen_layer = false;
+  for (size_t i = 0; i < view.points.size(); ++i) {
+    const auto& layer = view.points[i].layer;
+    if (layer && *layer >= 0) {
+      seen_layer = true;
+      const auto& members = by_layer[*layer];
+      const size_t k = std::find(members.begin(), members.end(), i) - members.begin();
+      x[i] = static_cast<double>(*layer + 1) + static_cast<double>(k) / members.size();
+    } else {
+      x[i] = seen_layer ? static_cast<double>(last_layer + 2) : 0.0;
+    }
+  }
+  return x;
+}
+
+}  // namespace
+
 ChartSpec LocalizeChart(const LocalizeView& view) {
   ChartSpec spec;
   spec.title = "Error per observation point, input to output (log scale)";
-  spec.x_label = "observation point (index, see table)";
+  spec.x_label = "decoder layer + 1 (0 = embedding, last = final norm / head; sub-blocks between)";
   spec.y_label = "error";
   spec.log_y = true;
   spec.width = 760;
   ChartSeries rel{"relative RMS error", kBlue, {}, {}, false};
   ChartSeries abs{"max |error|", kOrange, {}, {}, true};
+  const std::vector<double> x = LayerAxis(view);
   for (size_t i = 0; i < view.points.size(); ++i) {
-    rel.x.push_back(static_cast<double>(i));
+    rel.x.push_back(x[i]);
     rel.y.push_back(view.points[i].rel_rms_error);
-    abs.x.push_back(static_cast<double>(i));
+    abs.x.push_back(x[i]);
     abs.y.push_back(view.points[i].max_abs_error);
   }
   spec.series = {rel, abs};
@@ -170,7 +206,7 @@ ChartSpec LocalizeChart(const LocalizeView& view) {
     if (name != view.first_departure->end() && name->is_string()) {
       for (size_t i = 0; i < view.points.size(); ++i) {
         if (view.points[i].name == name->get<std::string>()) {
-          spec.markers.push_back({static_cast<double>(i), "first departure: " + view.points[i].name});
+          spec.markers.push_back({x[i], "first departure: " + view.points[i].name});
           break;
         }
       }

@@ -98,13 +98,20 @@ std::string FormatSummaryTable(const compare::Summary& summary) {
   };
   out += line(header);
   for (const auto& row : rows) out += line(row);
-  if (summary.verdict.pass) {
-    out += fmt::format("verdict: PASS ({} runs)\n", summary.runs.size());
+  auto runs = [](size_t n) { return fmt::format("{} run{}", n, n == 1 ? "" : "s"); };
+  if (summary.interrupted) {
+    out += fmt::format("INTERRUPTED: only the {} that finished before the stop are here\n",
+                       runs(summary.runs.size()));
+  }
+  if (summary.runs.empty()) {
+    out += "verdict: nothing ran (0 runs)\n";
+  } else if (summary.verdict.pass) {
+    out += fmt::format("verdict: PASS ({})\n", runs(summary.runs.size()));
   } else {
     size_t failed_runs = std::count_if(summary.runs.begin(), summary.runs.end(),
                                        [](const auto& run) { return !run.pass; });
-    out += fmt::format("verdict: FAIL ({} of {} runs failed a gate)\n", failed_runs,
-                       summary.runs.size());
+    out += fmt::format("verdict: FAIL ({} of {} failed a gate)\n", failed_runs,
+                       runs(summary.runs.size()));
     for (const compare::Failure& failure : summary.verdict.failures) {
       out += "  " + failure.message + "\n";
     }

@@ -55,6 +55,11 @@ class LineIterator : public sentencepiece::SentenceIterator {
 
 }  // namespace
 
+// Exported by libsentencepiece (common.h, not installed by Debian's -dev package).
+namespace sentencepiece::logging {
+void SetMinLogLevel(int level);
+}  // namespace sentencepiece::logging
+
 extern "C" {
 
 int parity_spm_abi_version() { return 1; }
@@ -107,6 +112,9 @@ int parity_spm_is_control(void* handle, int id) { return Processor(handle)->IsCo
 // success, else sets *error.
 int parity_spm_train(const char* arguments, const char* text, size_t size, char** model,
                      size_t* model_size, char** error) {
+  // SentencePiece logs every training step at INFO ("Running command: ...") to stderr, before it
+  // reads any --minloglevel in `arguments`; Parity's own log says what is being made.
+  sentencepiece::logging::SetMinLogLevel(1);
   LineIterator lines(std::string(text, size));
   std::string serialized;
   auto status = sentencepiece::SentencePieceTrainer::Train(arguments, &lines, &serialized);
