@@ -414,7 +414,8 @@ void ScaleBf16Tensor(const std::string& file, const std::string& tensor, float f
 TEST(DriftFixtureTest, PlantedFaultCopyDriftsUnchangedCopyDoesNot) {
   TempDir tmp;
   std::string fixture = std::string(PARITY_SOURCE_DIR) + "/cases/fixtures/internlm2-tiny";
-  // Both candidates are called "candidate" so the pair ids match: internlm2-tiny@fp32/candidate@fp32.
+  // Both candidates are called "candidate" so the pair ids match: internlm2-tiny@fp32/candidate@fp32;
+  // --name makes them one case (by default each pair of directories is a case of its own).
   std::string good = tmp.path() + "/good/candidate", bad = tmp.path() + "/bad/candidate";
   for (const std::string& copy : {good, bad}) {
     std::filesystem::create_directories(copy);
@@ -427,7 +428,7 @@ TEST(DriftFixtureTest, PlantedFaultCopyDriftsUnchangedCopyDoesNot) {
   auto compare_with = [&](const std::string& candidate, const std::string& out) {
     return RunCommand(ParityCli() + " compare " + fixture + " " + candidate +
                           " --prompt-tokens 1,300,301 --prompt-tokens 1,500,20,7 --dtypes fp32"
-                          " --max-new-tokens 12 --out " + out,
+                          " --max-new-tokens 12 --name candidate-check --out " + out,
                       &output);
   };
   ASSERT_EQ(compare_with(good, tmp.path() + "/base"), 0) << output;

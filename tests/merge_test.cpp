@@ -88,6 +88,7 @@ std::vector<ShardOutputs> MakeShards(const FixtureOptions& options, int64_t coun
 nlohmann::json WithoutTimestamp(const compare::Summary& summary) {
   nlohmann::json json = compare::ToJson(summary);
   json.erase("created_utc");
+  json.erase("run_id");  // each run (and the merge) has its own
   return json;
 }
 

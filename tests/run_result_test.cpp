@@ -388,14 +388,14 @@ TEST(CompareCliTest, BadInputExitsTwoNamingTheField) {
                               "prompts": ["p"], "dtypes": ["fp8"]})");
   std::string log;
   EXPECT_EQ(RunCommand(ParityCli() + " run " + case_path + " --out " + dir.path() + "/out", &log), 2);
-  EXPECT_NE(log.find(case_path + ": dtypes[0]: expected one of fp32, fp16, bf16, fp64, got \"fp8\""),
+  EXPECT_NE(log.find(case_path + ": dtypes[0]: expected fp32 (float32, float), fp16 (float16, half), bf16 (bfloat16) or fp64 (float64, double), got \"fp8\""),
             std::string::npos)
       << log;
   EXPECT_EQ(RunCommand(ParityCli() + " compare " + Fixture() + " " + Fixture() +
                            " --prompt x --dtypes fp32,fp12 --out " + dir.path() + "/out2",
                        &log),
             2);
-  EXPECT_NE(log.find("parity compare: dtypes[1]: expected one of fp32, fp16, bf16, fp64, got \"fp12\""),
+  EXPECT_NE(log.find("parity compare: dtypes[1]: expected fp32 (float32, float), fp16 (float16, half), bf16 (bfloat16) or fp64 (float64, double), got \"fp12\""),
             std::string::npos)
       << log;
   EXPECT_FALSE(std::filesystem::exists(dir.path() + "/out/summary.json"));
