@@ -29,7 +29,7 @@ TEST_P(ArchTableTest, EveryRoleOnceAndEveryNameUnique) {
   for (const auto& spec : TensorTable(GetParam())) {
     EXPECT_TRUE(roles.insert(spec.role).second) << "role twice: " << RoleName(spec.role);
     EXPECT_TRUE(patterns.insert(spec.name_pattern).second) << "name twice: " << spec.name_pattern;
-    bool has_placeholder = std::string(spec.name_pattern).find("{i}") != std::string::npos;
+    bool has_placeholder = std::string(spec.name_pattern).find("{layer}") != std::string::npos;
     EXPECT_EQ(spec.per_layer, has_placeholder) << spec.name_pattern;
     // `required` is false exactly for rows whose presence depends on the config.
     EXPECT_EQ(spec.required, spec.presence == Presence::kAlways) << spec.name_pattern;

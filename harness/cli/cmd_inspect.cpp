@@ -17,8 +17,10 @@ struct InspectOptions {
 };
 
 int RunInspect(const InspectOptions& options) {
-  io::Checkpoint checkpoint = io::Checkpoint::Open(options.dir);
-  model::CheckpointSummary summary = model::SummarizeCheckpoint(checkpoint);
+  // A directory with only config.json (the seeds compare configs without weights): sizes and counts.
+  model::CheckpointSummary summary =
+      model::IsConfigOnly(options.dir) ? model::SummarizeConfigOnly(options.dir)
+                                       : model::SummarizeCheckpoint(io::Checkpoint::Open(options.dir));
   if (options.json) {
     PrintJson(summary.ToJson().dump(2));
   } else {

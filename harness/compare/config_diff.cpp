@@ -12,6 +12,7 @@
 #include <fmt/ranges.h>
 
 #include "harness/io/checkpoint.h"
+#include "harness/model/arch_spec.h"
 
 namespace parity::compare {
 namespace {
@@ -29,17 +30,20 @@ enum class FieldKind {
 
 using Meaning = json (*)(const ModelConfig&);
 
-// One row of the field table. Only `bias` has a different name in the two architectures.
+// One row of the field table, under the canonical (HF Llama) name; a family that spells the field
+// differently says so in its ArchSpec's field_aliases (InternLM2: attention_bias -> bias).
 struct FieldRule {
-  const char* internlm2_name;
-  const char* llama_name;
+  const char* canonical;
   FieldKind kind;
   Meaning meaning = nullptr;        // kNetwork: the value the network uses, defaults applied
   const char* default_json = "";    // kIrrelevant: the value an absent field stands for ("" = none)
   const char* why = "";             // note for a difference that is not a mismatch
   bool alias = false;               // another spelling of fields that have rows of their own
-  const char* Name(Architecture arch) const {
-    return arch == Architecture::kInternLM2 ? internlm2_name : llama_name;
+  std::string Name(Architecture arch) const {
+    for (const model::FieldAlias& alias : model::SpecOf(arch).field_aliases) {
+      if (std::string(alias.canonical) == canonical) return alias.name;
+    }
+    return canonical;
   }
 };
 
@@ -53,59 +57,59 @@ json DtypeOrNull(const ModelConfig& c) { return c.torch_dtype.empty() ? json(nul
 const std::vector<FieldRule>& FieldRules() {
   static const std::vector<FieldRule> rules = {
       // Sizes and the numerics of the network.
-      {"vocab_size", "vocab_size", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.vocab_size); }},
-      {"hidden_size", "hidden_size", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.hidden_size); }},
-      {"num_hidden_layers", "num_hidden_layers", FieldKind::kNetwork,
+      {"vocab_size", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.vocab_size); }},
+      {"hidden_size", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.hidden_size); }},
+      {"num_hidden_layers", FieldKind::kNetwork,
        [](const ModelConfig& c) { return json(c.num_layers); }},
-      {"num_attention_heads", "num_attention_heads", FieldKind::kNetwork,
+      {"num_attention_heads", FieldKind::kNetwork,
        [](const ModelConfig& c) { return json(c.num_heads); }},
-      {"num_key_value_heads", "num_key_value_heads", FieldKind::kNetwork,
+      {"num_key_value_heads", FieldKind::kNetwork,
        [](const ModelConfig& c) { return json(c.num_kv_heads); }},
-      {"head_dim", "head_dim", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.head_dim); }},
-      {"intermediate_size", "intermediate_size", FieldKind::kNetwork,
+      {"head_dim", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.head_dim); }},
+      {"intermediate_size", FieldKind::kNetwork,
        [](const ModelConfig& c) { return json(c.intermediate_size); }},
-      {"max_position_embeddings", "max_position_embeddings", FieldKind::kNetwork,
+      {"max_position_embeddings", FieldKind::kNetwork,
        [](const ModelConfig& c) { return json(c.max_position_embeddings); }},
-      {"rms_norm_eps", "rms_norm_eps", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.rms_norm_eps); }},
-      {"rope_theta", "rope_theta", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.rope_theta); }},
-      {"rope_scaling", "rope_scaling", FieldKind::kNetwork,
+      {"rms_norm_eps", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.rms_norm_eps); }},
+      {"rope_theta", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.rope_theta); }},
+      {"rope_scaling", FieldKind::kNetwork,
        [](const ModelConfig& c) { return Scaling(c.rope_scaling); }},
-      {"rope_parameters", "rope_parameters", FieldKind::kNetwork,
+      {"rope_parameters", FieldKind::kNetwork,
        [](const ModelConfig& c) { return json{{"rope_theta", c.rope_theta}, {"scaling", Scaling(c.rope_scaling)}}; },
        "", "", true},
-      {"bias", "attention_bias", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.bias); }},
-      {"mlp_bias", "mlp_bias", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.mlp_bias); }},
-      {"tie_word_embeddings", "tie_word_embeddings", FieldKind::kNetwork,
+      {"attention_bias", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.bias); }},
+      {"mlp_bias", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.mlp_bias); }},
+      {"tie_word_embeddings", FieldKind::kNetwork,
        [](const ModelConfig& c) { return json(c.tie_word_embeddings); }},
-      {"hidden_act", "hidden_act", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.hidden_act); }},
-      {"bos_token_id", "bos_token_id", FieldKind::kNetwork,
+      {"hidden_act", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.hidden_act); }},
+      {"bos_token_id", FieldKind::kNetwork,
        [](const ModelConfig& c) { return IdOrNull(c.bos_token_id); }},
-      {"eos_token_id", "eos_token_id", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.eos_token_ids); }},
-      {"pad_token_id", "pad_token_id", FieldKind::kNetwork,
+      {"eos_token_id", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.eos_token_ids); }},
+      {"pad_token_id", FieldKind::kNetwork,
        [](const ModelConfig& c) { return IdOrNull(c.pad_token_id); }},
-      {"torch_dtype", "torch_dtype", FieldKind::kNetwork, DtypeOrNull},
-      {"dtype", "dtype", FieldKind::kNetwork, DtypeOrNull, "", "", true},
+      {"torch_dtype", FieldKind::kNetwork, DtypeOrNull},
+      {"dtype", FieldKind::kNetwork, DtypeOrNull, "", "", true},
       // What the conversion changes on purpose.
-      {"model_type", "model_type", FieldKind::kArchitecture},
-      {"architectures", "architectures", FieldKind::kArchitecture},
-      {"auto_map", "auto_map", FieldKind::kConversionDropped, nullptr, "",
+      {"model_type", FieldKind::kArchitecture},
+      {"architectures", FieldKind::kArchitecture},
+      {"auto_map", FieldKind::kConversionDropped, nullptr, "",
        "points HF at InternLM2's remote code; a Llama checkpoint uses the built-in class"},
-      {"attn_implementation", "attn_implementation", FieldKind::kConversionDropped, nullptr, "",
+      {"attn_implementation", FieldKind::kConversionDropped, nullptr, "",
        "without it HF Llama picks SDPA attention, which rounds differently from eager (same network, "
        "different numerics)"},
-      {"tokenizer_class", "tokenizer_class", FieldKind::kConversionDropped, nullptr, "",
+      {"tokenizer_class", FieldKind::kConversionDropped, nullptr, "",
        "tokenizer wrapper class, not part of the network"},
-      {"_name_or_path", "_name_or_path", FieldKind::kConversionDropped, nullptr, "",
+      {"_name_or_path", FieldKind::kConversionDropped, nullptr, "",
        "where the config was loaded from"},
       // Never part of the network.
-      {"transformers_version", "transformers_version", FieldKind::kIrrelevant, nullptr, "",
+      {"transformers_version", FieldKind::kIrrelevant, nullptr, "",
        "the library version that wrote the file"},
-      {"use_cache", "use_cache", FieldKind::kIrrelevant, nullptr, "true", "KV-cache default of generate()"},
-      {"initializer_range", "initializer_range", FieldKind::kIrrelevant, nullptr, "0.02",
+      {"use_cache", FieldKind::kIrrelevant, nullptr, "true", "KV-cache default of generate()"},
+      {"initializer_range", FieldKind::kIrrelevant, nullptr, "0.02",
        "initialisation of untrained weights"},
-      {"attention_dropout", "attention_dropout", FieldKind::kIrrelevant, nullptr, "0.0",
+      {"attention_dropout", FieldKind::kIrrelevant, nullptr, "0.0",
        "dropout is off at inference"},
-      {"pretraining_tp", "pretraining_tp", FieldKind::kIrrelevant, nullptr, "1",
+      {"pretraining_tp", FieldKind::kIrrelevant, nullptr, "1",
        "HF Llama slices its projections when > 1: rounding changes, the network does not"},
   };
   return rules;
@@ -219,8 +223,13 @@ class Differ {
         }
         break;
       case FieldKind::kConversionDropped: {
-        bool a_to_b = config_a_.arch == Architecture::kInternLM2 && config_b_.arch == Architecture::kLlama;
-        bool b_to_a = config_b_.arch == Architecture::kInternLM2 && config_a_.arch == Architecture::kLlama;
+        // Dropped by a known conversion between the two families (convert2llama: internlm2 -> llama).
+        auto converted = [](const ModelConfig& from, const ModelConfig& to) {
+          const char* source = model::SpecOf(to.arch).converted_from;
+          return source != nullptr && Architecture(source) == from.arch;
+        };
+        bool a_to_b = converted(config_a_, config_b_);
+        bool b_to_a = converted(config_b_, config_a_);
         if (same_text) {
           row.verdict = FieldVerdict::kMatch;
         } else if ((row.a && !row.b && a_to_b) || (row.b && !row.a && b_to_a)) {
