@@ -28,13 +28,14 @@ Two subcommands:
 
   families (runs on the GPU machine's CPU: torch 2.x, transformers 5.x, safetensors)
       python3 scripts/golden_hf.py families --out tests/data/golden/families
-      Builds small random HF models of each family Parity reads (Qwen2 with and without sliding
+      (runs scripts/golden_families.py) Builds small random HF models of each family Parity reads (Qwen2 with and without sliding
       window, Qwen3, Mistral, Qwen3-MoE twice) with odd shapes (GQA ratios 3 and 6, head_dim !=
       hidden / heads, q/k/v biases, tied and untied heads, top-2 of 8 experts with dense layers
       between), saves each with save_pretrained, reloads it (the loading must be clean) and runs
       FP32 eager greedy generation on the CPU for 64 steps on two random prompts. Writes per family
         OUT/<name>/config.json, model.safetensors  the checkpoint as transformers saved it
-        OUT/<name>/golden.json                     prompts, generated ids, margins, versions
+        OUT/<name>/golden.json                     prompts, generated ids, margins, versions, and
+                                                   the MoE router/experts source HF ran
         OUT/<name>/logits.safetensors              "<prompt>.generate_logits" [64, V] and
                                                    "<prompt>.forward_logits" [n_prompt + 64, V]
 
@@ -318,161 +319,14 @@ def cmd_run(args):
 # ------------------------------------------------------------------------------------------------
 # families
 
-# Odd shapes on purpose: head_dim != hidden / heads where the family honours head_dim, GQA ratios 3
-# and 6, biases (Qwen2), tied and untied heads, sliding windows shorter than the sequence, MoE with
-# dense layers between (mlp_only_layers, decoder_sparse_step).
-FAMILIES = [
-    {"name": "qwen2", "class": "Qwen2Config",
-     "config": dict(vocab_size=256, hidden_size=72, intermediate_size=112, num_hidden_layers=3,
-                    num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=128,
-                    rms_norm_eps=1e-6, tie_word_embeddings=True)},
-    {"name": "qwen2_sliding", "class": "Qwen2Config",
-     "config": dict(vocab_size=256, hidden_size=72, intermediate_size=112, num_hidden_layers=4,
-                    num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=128,
-                    rms_norm_eps=1e-6, tie_word_embeddings=False, use_sliding_window=True,
-                    sliding_window=8, max_window_layers=2)},
-    {"name": "qwen3", "class": "Qwen3Config",
-     "config": dict(vocab_size=256, hidden_size=64, intermediate_size=96, num_hidden_layers=3,
-                    num_attention_heads=6, num_key_value_heads=1, head_dim=16,
-                    max_position_embeddings=128, rms_norm_eps=1e-6, tie_word_embeddings=False)},
-    {"name": "mistral", "class": "MistralConfig",
-     "config": dict(vocab_size=256, hidden_size=96, intermediate_size=128, num_hidden_layers=3,
-                    num_attention_heads=6, num_key_value_heads=2, head_dim=24,
-                    max_position_embeddings=128, rms_norm_eps=1e-5, sliding_window=12,
-                    tie_word_embeddings=False)},
-    {"name": "qwen3_moe", "class": "Qwen3MoeConfig",
-     "config": dict(vocab_size=256, hidden_size=64, intermediate_size=96, num_hidden_layers=4,
-                    num_attention_heads=6, num_key_value_heads=2, head_dim=20,
-                    max_position_embeddings=128, rms_norm_eps=1e-6, tie_word_embeddings=False,
-                    num_experts=8, num_experts_per_tok=2, moe_intermediate_size=32,
-                    norm_topk_prob=True, decoder_sparse_step=1, mlp_only_layers=[1])},
-    {"name": "qwen3_moe_sparse2", "class": "Qwen3MoeConfig",
-     "config": dict(vocab_size=256, hidden_size=48, intermediate_size=80, num_hidden_layers=4,
-                    num_attention_heads=6, num_key_value_heads=1, head_dim=12,
-                    max_position_embeddings=128, rms_norm_eps=1e-6, tie_word_embeddings=True,
-                    num_experts=8, num_experts_per_tok=2, moe_intermediate_size=24,
-                    norm_topk_prob=False, decoder_sparse_step=2, mlp_only_layers=[])},
-]
-FAMILY_STEPS = 64
-
-
-def randomize(model, torch, seed):
-    """Weights with a realistic logit scale: N(0, 1/fan_in) matrices, N(0, 1) embeddings, norms
-    near 1, biases N(0, 0.1^2). HF's own init (std 0.02) gives near-uniform logits and ties."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in sorted(model.named_parameters()):
-            if name.endswith("norm.weight"):
-                p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=generator))
-            elif name.endswith("bias"):
-                p.copy_(0.1 * torch.randn(p.shape, generator=generator))
-            elif "embed_tokens" in name:
-                p.copy_(torch.randn(p.shape, generator=generator))
-            else:
-                # nn.Linear [out, in]; fused experts [E, out, in] (or [E, in, out]): fan-in is the
-                # smaller of the last two dims' product with the input; use the last dim.
-                fan_in = p.shape[-1] if p.dim() >= 2 else p.shape[0]
-                p.copy_(torch.randn(p.shape, generator=generator) / fan_in ** 0.5)
-
 
 def cmd_families(args):
-    import inspect
-    import torch
-    import transformers
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
-    configure_torch(torch)
-    torch.set_num_threads(max(1, min(8, os.cpu_count() or 1)))
-    selected = [f for f in FAMILIES if not args.only or f["name"] in args.only.split(",")]
-    for index, family in enumerate(selected):
-        name = family["name"]
-        out_dir = os.path.join(args.out, name)
-        os.makedirs(out_dir, exist_ok=True)
-        config_class = getattr(transformers, family["class"])
-        try:
-            config = config_class(**family["config"])
-        except TypeError:  # a version that only knows num_local_experts
-            arguments = dict(family["config"])
-            arguments["num_local_experts"] = arguments.pop("num_experts")
-            config = config_class(**arguments)
-        model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="eager")
-        model = model.float().eval()
-        randomize(model, torch, 1000 + index)
-        model.save_pretrained(out_dir, safe_serialization=True)
-        for extra in ("generation_config.json",):
-            if os.path.exists(os.path.join(out_dir, extra)):
-                os.remove(os.path.join(out_dir, extra))
-        # Reload from the files: the golden must be what the checkpoint holds.
-        model, info = transformers.AutoModelForCausalLM.from_pretrained(
-            out_dir, attn_implementation="eager", output_loading_info=True, dtype=torch.float32)
-        problems = {k: v for k, v in info.items() if v}
-        if problems:
-            raise SystemExit(f"{name}: loading was not clean: {problems}")
-        model = model.eval()
-        generator = torch.Generator().manual_seed(7 + index)
-        prompts = []
-        for p in range(2):
-            length = 6 + 3 * p
-            ids = torch.randint(0, family["config"]["vocab_size"], (length,), generator=generator)
-            prompts.append({"name": f"p{p}", "input_ids": ids.tolist()})
-        tensors, entries = {}, []
-        from transformers import GenerationConfig
-        gen_config = GenerationConfig(do_sample=False, num_beams=1, max_new_tokens=FAMILY_STEPS,
-                                      min_new_tokens=FAMILY_STEPS, eos_token_id=None,
-                                      pad_token_id=0, output_logits=True,
-                                      return_dict_in_generate=True, use_cache=True)
-        for prompt in prompts:
-            ids = torch.tensor([prompt["input_ids"]], dtype=torch.long)
-            with torch.no_grad():
-                out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
-                                     generation_config=gen_config)
-                generated = out.sequences[0, ids.shape[1]:].tolist()
-                gen_logits = torch.cat([s.float() for s in out.logits], dim=0)
-                fwd_logits = model(input_ids=out.sequences, use_cache=False).logits[0].float()
-            if gen_logits.argmax(-1).tolist() != generated:
-                raise SystemExit(f"{name}/{prompt['name']}: generated ids are not the argmax")
-            n = ids.shape[1]
-            top2 = gen_logits.topk(2, dim=-1).values
-            tensors[f"{prompt['name']}.generate_logits"] = gen_logits.contiguous()
-            tensors[f"{prompt['name']}.forward_logits"] = fwd_logits.contiguous()
-            entries.append({
-                "name": prompt["name"], "input_ids": prompt["input_ids"], "generated_ids": generated,
-                "margins_top1_top2": [round(float(m), 6) for m in (top2[:, 0] - top2[:, 1]).tolist()],
-                "max_abs_diff_forward_vs_generate":
-                    float((fwd_logits[n - 1:n - 1 + len(generated)] - gen_logits).abs().max()),
-            })
-            print(f"{name}/{prompt['name']}: {len(generated)} tokens, min margin "
-                  f"{min(entries[-1]['margins_top1_top2']):.4g}, fwd vs gen "
-                  f"{entries[-1]['max_abs_diff_forward_vs_generate']:.3g}")
-        save_file(tensors, os.path.join(out_dir, "logits.safetensors"))
-        with safe_open(os.path.join(out_dir, "model.safetensors"), "pt") as f:
-            stored = {k: list(f.get_slice(k).get_shape()) for k in f.keys()}
-        sources = {}
-        for module_name, module in model.named_modules():
-            kind = type(module).__name__
-            if ("Router" in kind or "Experts" in kind or "SparseMoe" in kind) and kind not in sources:
-                try:
-                    sources[kind] = inspect.getsource(type(module).forward)
-                except (OSError, TypeError):
-                    pass
-        document = {
-            "schema_version": SCHEMA_VERSION,
-            "generator": "scripts/golden_hf.py families",
-            "family": name, "config_class": family["class"], "config_arguments": family["config"],
-            "reference": "transformers AutoModelForCausalLM from the saved checkpoint, FP32, eager "
-                         "attention, CPU, greedy generate (KV cache, output_logits) and one "
-                         "teacher-forced forward without cache",
-            "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
-            "device": device_description("cpu", torch),
-            "experts_implementation": getattr(model.config, "_experts_implementation", None),
-            "stored_tensors": stored,
-            "moe_sources": sources,
-            "steps": FAMILY_STEPS,
-            "prompts": entries,
-        }
-        write_atomic(os.path.join(out_dir, "golden.json"), json.dumps(document, indent=1) + "\n")
-    print(f"wrote {len(selected)} families under {args.out}")
+    """The families golden is made by scripts/golden_families.py (kept short enough to travel to the
+    GPU machine inside one command line); this runs it."""
+    import runpy
+    os.makedirs(args.out, exist_ok=True)
+    sys.argv = [os.path.join(os.path.dirname(__file__), "golden_families.py"), args.out]
+    runpy.run_path(sys.argv[0], run_name="__main__")
 
 
 def main():
@@ -490,7 +344,6 @@ def main():
     r.add_argument("--max-new-tokens", type=int, default=0, help="0: take it from prompts.json")
     f = sub.add_parser("families", help="random small HF models of every family, with golden logits")
     f.add_argument("--out", default="tests/data/golden/families")
-    f.add_argument("--only", default="", help="comma-separated family names (default: all)")
     args = parser.parse_args()
     {"prompts": cmd_prompts, "run": cmd_run, "families": cmd_families}[args.command](args)
 
