@@ -62,7 +62,6 @@ ArchSpec MakeQwen3Moe() {
       {Role::kFinalNorm, "model.norm.weight"},
       {Role::kLmHead, "lm_head.weight", Presence::kUntiedLmHead},
   };
-  spec.field_aliases = {{"num_experts", "num_local_experts"}};
   return spec;
 }
 
