@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstring>
 
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -117,6 +118,44 @@ TEST(KldBase, StatisticsMatchTheReference) {
   EXPECT_NEAR(stats.max_kld, expected["max_kld"].get<double>(), 1e-5);
   EXPECT_EQ(stats.same_top, expected["same_top"].get<double>());
   EXPECT_NEAR(stats.rms_p_diff, expected["rms_p_diff"].get<double>(), 1e-6);
+}
+
+TEST(KldBase, SummaryOfABaseFileAlone) {
+  Reference reference = LoadReference();
+  KldBaseSummary summary = SummarizeBase(KldBaseFile::Read(TestDataPath("kld/base.kld")));
+  EXPECT_EQ(summary.count, 8);
+  // The reference's PPL(base) uses the same stored values, in FP64.
+  EXPECT_NEAR(summary.mean_nll_base, reference.json["statistics"]["mean_nll_base"].get<double>(),
+              1e-5 * 50);
+  EXPECT_DOUBLE_EQ(summary.ppl_base, std::exp(summary.mean_nll_base));
+}
+
+TEST(KldBaseCli, ComparesTwoBaseFiles) {
+  const std::string base = TestDataPath("kld/base.kld");
+  std::string output;
+  ASSERT_EQ(RunCommand(fmt::format("'{}' kld-base '{}' --json 2>/dev/null", ParityCli(), base), &output), 0)
+      << output;
+  nlohmann::json alone = nlohmann::json::parse(output);
+  EXPECT_EQ(alone["n_vocab"], 13);
+  EXPECT_EQ(alone["scored_positions"], 8);
+  ASSERT_EQ(RunCommand(fmt::format("'{}' kld-base '{}' '{}' --json 2>/dev/null", ParityCli(), base, base),
+                       &output),
+            0)
+      << output;
+  nlohmann::json self = nlohmann::json::parse(output)["statistics"];
+  EXPECT_EQ(self["same_top"], 1.0);
+  // Stored log-probs re-normalised: off by at most half a step plus the floored mass.
+  EXPECT_LT(std::abs(self["mean_kld"].get<double>()), 16.0 / 65535);
+  EXPECT_LT(std::abs(self["ln_ppl_ratio"].get<double>()), 16.0 / 65535);
+
+  TempDir dir;
+  std::string other = ReadFileText(base);
+  other[20] = static_cast<char>(other[20] == 1 ? 2 : 1);  // the first token
+  WriteFileText(dir.path() + "/other.kld", other);
+  EXPECT_EQ(RunCommand(fmt::format("'{}' kld-base '{}' '{}'", ParityCli(), base, dir.path() + "/other.kld"),
+                       &output),
+            2);
+  EXPECT_THAT(output, HasSubstr("evaluate different tokens (first at index 0"));
 }
 
 TEST(KldBase, BadFilesAreNamedErrors) {

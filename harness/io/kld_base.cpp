@@ -175,6 +175,24 @@ KldBaseFile KldBaseFile::FromLogits(
   return file;
 }
 
+KldBaseSummary SummarizeBase(const KldBaseFile& base) {
+  KldBaseSummary summary;
+  double sum = 0;
+  for (int64_t chunk = 0; chunk < base.n_chunk; ++chunk) {
+    for (int64_t index = 0; index < base.scored_per_chunk(); ++index) {
+      const uint16_t q = base.records[size_t((chunk * base.scored_per_chunk() + index) *
+                                               base.record_size() + 4 + base.target(chunk, index))];
+      const float nll_base = -(base.scale(chunk, index) * q + base.min_log_prob(chunk, index));
+      sum += nll_base;
+      summary.floored_targets += q == 0 && base.scale(chunk, index) != 0.f;
+      ++summary.count;
+    }
+  }
+  if (summary.count > 0) summary.mean_nll_base = sum / summary.count;
+  summary.ppl_base = std::exp(summary.mean_nll_base);
+  return summary;
+}
+
 KldStatistics CompareWithBase(const KldBaseFile& base,
                               const std::function<std::vector<float>(int64_t, int64_t)>& logits) {
   KldStatistics stats;

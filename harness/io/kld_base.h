@@ -73,6 +73,16 @@ struct KldStatistics {
   double max_abs_p_diff = 0;
 };
 
+// What a base file says on its own: its perplexity over the scored positions, from the stored
+// (quantized, floored) log-probs of the targets.
+struct KldBaseSummary {
+  int64_t count = 0;           // scored positions
+  double mean_nll_base = 0;    // ln PPL(base)
+  double ppl_base = 0;         // exp(mean_nll_base)
+  int64_t floored_targets = 0; // targets stored at the 16-nat floor (their true NLL is larger)
+};
+KldBaseSummary SummarizeBase(const KldBaseFile& base);
+
 // `logits(chunk, position)` as in FromLogits, for the model being compared with the base.
 KldStatistics CompareWithBase(const KldBaseFile& base,
                               const std::function<std::vector<float>(int64_t, int64_t)>& logits);
