@@ -115,6 +115,8 @@ TEST(CliInputs, TokenIdsAndDeviceAreCheckedBeforeAnyConversion) {
   ExpectBadInput(Cli() + " run " + case_file + " --out " + out + " --cache-dir " + cache +
                      " --device cuda:0", "");
   EXPECT_FALSE(fs::exists(cache));
+  ExpectBadInput(Cli() + " explain " + case_file + " --cache-dir " + cache, "999999");
+  EXPECT_FALSE(fs::exists(cache)) << "explain converted before checking the prompt";
 }
 
 TEST(CliInputs, MaxNewTokensZeroSaysWhatIsExpected) {

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -51,11 +52,18 @@ std::shared_ptr<const session::StoredModel> CaseModel(const compare::Case& c,
   return store.OpenConverted(c.Model(*model.convert_from).path, "internlm2-to-llama");
 }
 
+// The directory a case model is read from, or converted from.
+std::string SourceDir(const compare::Case& c, const std::string& label) {
+  const compare::CaseModel& model = c.Model(label);
+  return model.convert_from ? c.Model(*model.convert_from).path : model.path;
+}
+
 int RunExplain(const ExplainArgs& args) {
   if (!args.out.empty()) session::PrepareOutputDir(args.out, "--out");
   session::ModelStore store(args.cache_dir);
   std::shared_ptr<const session::StoredModel> model_a, model_b;
   std::string label_a, label_b;
+  std::optional<compare::Case> c;  // with a case file
   diagnose::ExplainOptions options;
   options.max_new_tokens = args.max_new_tokens > 0 ? args.max_new_tokens : 32;
   options.device = c10::Device(args.device);
@@ -66,17 +74,19 @@ int RunExplain(const ExplainArgs& args) {
       throw InputError(fmt::format("explain: '{}' is a directory; give two checkpoint directories "
                                    "(A B) or one case file (CASE)", args.inputs[0]));
     }
-    const compare::Case c = compare::LoadCase(args.inputs[0]);
-    if (c.pairs.empty() || c.prompts.empty()) {
+    c = compare::LoadCase(args.inputs[0]);
+    if (c->pairs.empty() || c->prompts.empty()) {
       throw InputError(args.inputs[0] + ": the case has no pairs or no prompts");
     }
-    label_a = c.pairs[0].a.model;
-    label_b = c.pairs[0].b.model;
+    label_a = c->pairs[0].a.model;
+    label_b = c->pairs[0].b.model;
     if (label_a == label_b) std::tie(label_a, label_b) = std::make_pair("a", "b");
-    model_a = CaseModel(c, c.pairs[0].a.model, store);
-    model_b = CaseModel(c, c.pairs[0].b.model, store);
+    // The sources only for now (a converted model has its source's tokenizer and vocabulary):
+    // conversions wait until the prompt has been checked.
+    model_a = store.Open(SourceDir(*c, c->pairs[0].a.model));
+    model_b = store.Open(SourceDir(*c, c->pairs[0].b.model));
     if (prompt.text.empty() && prompt.token_ids.empty()) {
-      const compare::CasePrompt& p = c.prompts[0];
+      const compare::CasePrompt& p = c->prompts[0];
       if (p.text) {
         prompt.text = *p.text;
         prompt.chat = p.chat;
@@ -87,12 +97,12 @@ int RunExplain(const ExplainArgs& args) {
       }
     }
     if (dtypes.empty()) {
-      for (forward::Precision p : c.dtypes) {
+      for (forward::Precision p : c->dtypes) {
         if (p != forward::Precision::kFP64) dtypes.push_back(forward::PrecisionName(p));
       }
     }
-    if (args.max_new_tokens == 0) options.max_new_tokens = c.max_new_tokens;
-    if (args.device == "cpu") options.device = c10::Device(c.device);
+    if (args.max_new_tokens == 0) options.max_new_tokens = c->max_new_tokens;
+    if (args.device == "cpu") options.device = c10::Device(c->device);
   } else if (args.inputs.size() == 2) {
     model_a = store.Open(args.inputs[0]);
     model_b = store.Open(args.inputs[1]);
@@ -111,6 +121,10 @@ int RunExplain(const ExplainArgs& args) {
   options.eos_ids = resolved.eos_ids;
   session::CheckTokenIds(resolved.tokens, model_a->config.vocab_size, "A", "the prompt");
   session::CheckTokenIds(resolved.tokens, model_b->config.vocab_size, "B", "the prompt");
+  if (c) {
+    model_a = CaseModel(*c, c->pairs[0].a.model, store);
+    model_b = CaseModel(*c, c->pairs[0].b.model, store);
+  }
   diagnose::ModelSource a = diagnose::StoreSource(model_a, label_a);
   diagnose::ModelSource b = diagnose::StoreSource(model_b, label_b);
   diagnose::ExplainResult result = diagnose::Explain(a, b, resolved.tokens, options);

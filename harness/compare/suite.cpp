@@ -381,7 +381,7 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
   for (const CaseModel& model : c.models) {
     if (!models.Has(model.label)) continue;
     const std::string& dir = models.Get(model.label).path;
-    if (std::filesystem::exists(std::filesystem::path(dir) / "tokenizer.model")) {
+    if (session::HasTokenizer(dir)) {
       tokenizer = decode::Tokenizer::Load(dir);
       break;
     }

@@ -69,12 +69,18 @@ std::pair<std::string, std::string> DistinctLabels(const std::string& dir_a,
   return {a, b};
 }
 
+bool HasTokenizer(const std::string& dir) {
+  std::error_code ec;
+  return std::filesystem::exists(std::filesystem::path(dir) / "tokenizer.model", ec) ||
+         std::filesystem::exists(std::filesystem::path(dir) / "tokenizer.json", ec);
+}
+
 ResolvedPrompt ResolvePrompt(const PromptSpec& prompt, const std::vector<std::string>& dirs) {
   ResolvedPrompt resolved;
   resolved.token_text = [](int64_t id) { return fmt::format("<{}>", id); };
   std::shared_ptr<decode::Tokenizer> tokenizer;
   for (const std::string& dir : dirs) {
-    if (std::filesystem::exists(std::filesystem::path(dir) / "tokenizer.model")) {
+    if (HasTokenizer(dir)) {
       tokenizer = std::make_shared<decode::Tokenizer>(decode::Tokenizer::Load(dir));
       break;
     }
@@ -89,7 +95,8 @@ ResolvedPrompt ResolvePrompt(const PromptSpec& prompt, const std::vector<std::st
     if (prompt.text.empty()) throw InputError("give a prompt: --prompt TEXT or --tokens IDS");
     if (!tokenizer) {
       throw InputError(fmt::format(
-          "--prompt: a text prompt needs a tokenizer.model in {} (or pass --tokens)",
+          "--prompt: a text prompt needs a tokenizer.model or tokenizer.json in {} (or pass "
+          "--tokens)",
           dirs.empty() ? std::string("the model directory") : dirs.front()));
     }
     resolved.tokens = prompt.chat ? tokenizer->EncodeChat(prompt.text)

@@ -22,8 +22,11 @@ std::string ModelLabel(const std::string& dir);
 // Labels for two models: ModelLabel of each, or "a" and "b" when they coincide or one is empty.
 std::pair<std::string, std::string> DistinctLabels(const std::string& dir_a, const std::string& dir_b);
 
-// A prompt as the command lines take it: text (optionally wrapped in ChatML) tokenized with the
-// tokenizer.model of the first of the given directories that has one, or token ids ("1,2,3").
+// Whether `dir` ships a tokenizer (tokenizer.model or tokenizer.json: tokenizer/tokenizer.h).
+bool HasTokenizer(const std::string& dir);
+
+// A prompt as the command lines take it: text (optionally wrapped in the chat template) tokenized
+// with the tokenizer of the first of the given directories that has one, or token ids ("1,2,3").
 struct PromptSpec {
   std::string text;
   bool chat = false;
