@@ -31,8 +31,10 @@ int InspectGguf(const InspectOptions& options) {
 
 int RunInspect(const InspectOptions& options) {
   if (std::filesystem::is_regular_file(options.dir)) return InspectGguf(options);
-  io::Checkpoint checkpoint = io::Checkpoint::Open(options.dir);
-  model::CheckpointSummary summary = model::SummarizeCheckpoint(checkpoint);
+  // A directory with only config.json (the seeds compare configs without weights): sizes and counts.
+  model::CheckpointSummary summary =
+      model::IsConfigOnly(options.dir) ? model::SummarizeConfigOnly(options.dir)
+                                       : model::SummarizeCheckpoint(io::Checkpoint::Open(options.dir));
   if (options.json) {
     PrintJson(summary.ToJson().dump(2));
   } else {
