@@ -88,8 +88,10 @@ Decoder::Decoder(const model::ModelConfig& config, const Weights& weights,
 }
 
 at::Tensor Decoder::AttendAndMerge(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                   const ops::AttentionInputs& inputs,
-                                   ops::ScoreScaling scaling) const {
+                                   const ops::AttentionInputs& inputs) const {
+  const ops::ScoreScaling scaling = variants_.divide_scores_by_sqrt
+                                        ? ops::ScoreScaling::kDivideBySqrt
+                                        : ops::ScoreScaling::kMultiplyByInverse;
   at::Tensor out = variants_.sdpa_attention ? ops::SdpaAttention(numerics_, q, k, v, inputs)
                                             : ops::EagerAttention(numerics_, q, k, v, inputs, scaling);
   // [B, H, T, d] -> [B, T, H, d] -> [B, T, H * d]

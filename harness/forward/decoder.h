@@ -41,10 +41,11 @@ class Decoder : public CausalLM {
                                at::Tensor& cached_values, const ops::AttentionInputs& inputs,
                                const CosSin& rotary) = 0;
 
-  // Runs the chosen attention kernel on q [B, H, T, d] and k, v [B, kv, S, d]: eager with
-  // `scaling`, or the fused kernel when variants().sdpa_attention. Returns [B, T, H * d].
+  // Runs the chosen attention kernel on q [B, H, T, d] and k, v [B, kv, S, d]: eager with the
+  // score scaling variants().divide_scores_by_sqrt picks, or the fused kernel when
+  // variants().sdpa_attention. Returns [B, T, H * d].
   at::Tensor AttendAndMerge(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                            const ops::AttentionInputs& inputs, ops::ScoreScaling scaling) const;
+                            const ops::AttentionInputs& inputs) const;
 
   model::ModelConfig config_;
   Numerics numerics_;

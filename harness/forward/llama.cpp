@@ -55,8 +55,7 @@ class Llama : public Decoder {
     q = ops::ApplyRotary(numerics_, q.transpose(1, 2), rotary.cos, rotary.sin);
     k = ops::ApplyRotary(numerics_, k.transpose(1, 2), rotary.cos, rotary.sin);
     ops::AppendToCache(cached_keys, cached_values, k, v.transpose(1, 2));
-    at::Tensor merged = AttendAndMerge(q, cached_keys, cached_values, inputs,
-                                       ops::ScoreScaling::kMultiplyByInverse);
+    at::Tensor merged = AttendAndMerge(q, cached_keys, cached_values, inputs);
     return ops::Linear(numerics_, merged, l.wo);
   }
 
