@@ -221,25 +221,45 @@ Named ClassifyPermutation(const std::vector<int64_t>& perm, const char* axis, in
 
 // ---- Predictive hypotheses: B's rows from A's, screened on a sample, confirmed on all rows ------
 
+// A set of rows: an index (the screening sample) or a contiguous range (the full confirmation,
+// taken with narrow, no gather).
+struct Rows {
+  at::Tensor index;  // int64 [n]; undefined: the range below
+  int64_t start = 0;
+  int64_t length = 0;
+};
+at::Tensor Take(const at::Tensor& t, const Rows& rows, int64_t dim = 0) {
+  return rows.index.defined() ? t.index_select(dim, rows.index) : t.narrow(dim, rows.start, rows.length);
+}
+
 struct Predictor {
   std::string kind;
   bool exact = true;        // accepted only at residual 0
-  std::function<at::Tensor(const at::Tensor& rows)> predict;  // FP64 [len(rows), C]
+  std::function<at::Tensor(const Rows& rows)> predict;  // FP64 [len(rows), C]
   std::string sentence;
   nlohmann::json details = nlohmann::json::object();
 };
 
-// rms(b - predicted) / rms(b) over the rows in `rows` (FP64).
-double Residual(const at::Tensor& b2, const Predictor& p, const at::Tensor& rows) {
+// rms(b - predicted) / rms(b) over the rows in `index`, or over every row when it is undefined
+// (FP64, a chunk of rows at a time).
+double Residual(const at::Tensor& b2, const Predictor& p, const at::Tensor& index) {
   const int64_t cols = b2.size(1);
   const int64_t chunk = std::max<int64_t>(1, kChunkElements / std::max<int64_t>(cols, 1));
+  const int64_t count = index.defined() ? index.size(0) : b2.size(0);
   double diff_sq = 0, b_sq = 0;
-  for (int64_t start = 0; start < rows.size(0); start += chunk) {
-    const at::Tensor index = rows.narrow(0, start, std::min(chunk, rows.size(0) - start));
-    const at::Tensor db = b2.index_select(0, index).to(at::kDouble);
-    const at::Tensor diff = db - p.predict(index);
-    diff_sq += diff.pow(2).sum().item<double>();
-    b_sq += db.pow(2).sum().item<double>();
+  for (int64_t start = 0; start < count; start += chunk) {
+    const int64_t length = std::min(chunk, count - start);
+    Rows rows;
+    if (index.defined()) {
+      rows.index = index.narrow(0, start, length);
+    } else {
+      rows.start = start;
+      rows.length = length;
+    }
+    const at::Tensor db = Take(b2, rows).to(at::kDouble, false, /*copy=*/true).reshape({-1});
+    b_sq += at::dot(db, db).item<double>();
+    const at::Tensor diff = db.sub_(p.predict(rows).reshape({-1}));  // db is ours: in place
+    diff_sq += at::dot(diff, diff).item<double>();
   }
   if (std::isnan(diff_sq)) return kInf;
   if (b_sq == 0) return diff_sq == 0 ? 0 : kInf;
@@ -329,7 +349,6 @@ WeightExplanation ExplainWeightDifference(const at::Tensor& a_in, const at::Tens
     e.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return e;
   };
-  const at::Tensor all_rows = at::arange(rows, at::kLong);
 
   // Zeroed.
   if (b2.abs().max().item<double>() == 0.0) {
@@ -367,42 +386,42 @@ WeightExplanation ExplainWeightDifference(const at::Tensor& a_in, const at::Tens
     }
   }
 
-  // The rows the predictive hypotheses are screened on.
-  at::Tensor screen = all_rows;
+  // The rows the predictive hypotheses are screened on (undefined: all of them).
+  at::Tensor screen;
   if (rows * cols > kFullTestElements && rows > 1) {
     const int64_t sample = std::clamp<int64_t>(kFullTestElements / std::max<int64_t>(cols, 1), 1, rows);
     screen = at::div(at::arange(sample, at::kLong) * rows, sample, "floor");
     out.sampled = sample < rows;
     out.sample_rows = sample;
   }
-  const at::Tensor sa = a2.index_select(0, screen).to(at::kDouble);
-  const at::Tensor sb = b2.index_select(0, screen).to(at::kDouble);
+  const at::Tensor sa = (screen.defined() ? a2.index_select(0, screen) : a2).to(at::kDouble);
+  const at::Tensor sb = (screen.defined() ? b2.index_select(0, screen) : b2).to(at::kDouble);
   const double u = UnitRoundoff(b2.scalar_type());
   const double a_sq = sa.pow(2).sum().item<double>();
   const double factor = a_sq > 0 ? (sa * sb).sum().item<double>() / a_sq : 0.0;
   const double offset = (sb - sa).mean().item<double>();
   const double rms_a = std::sqrt(a_sq / std::max<int64_t>(sa.numel(), 1));
 
-  auto a_rows = [a2](const at::Tensor& r) { return a2.index_select(0, r).to(at::kDouble); };
+  auto a_rows = [a2](const Rows& r) { return Take(a2, r).to(at::kDouble); };
   std::vector<Predictor> predictors;
   for (const TensorContext::Partner& partner : context.partners) {
     at::Tensor p = As2d(partner.load());
     if (!p.sizes().equals(a2.sizes())) continue;
     predictors.push_back({"swapped",
                           true,
-                          [p](const at::Tensor& r) { return p.index_select(0, r).to(at::kDouble); },
+                          [p](const Rows& r) { return Take(p, r).to(at::kDouble); },
                           "B holds A's " + partner.label + " (the two tensors are swapped)",
                           {{"partner", partner.label}}});
   }
   if (rows == cols && a_in.dim() == 2) {
     predictors.push_back({"transpose", true,
-                          [a2](const at::Tensor& r) {
-                            return a2.index_select(1, r).t().to(at::kDouble);
+                          [a2](const Rows& r) {
+                            return Take(a2, r, 1).t().to(at::kDouble);
                           },
                           "B = A transposed",
                           {}});
   }
-  predictors.push_back({"sign_flip", true, [a_rows](const at::Tensor& r) { return -a_rows(r); },
+  predictors.push_back({"sign_flip", true, [a_rows](const Rows& r) { return -a_rows(r); },
                         "B = -A (sign flipped)", {}});
   struct Format {
     const char* kind;
@@ -421,8 +440,8 @@ WeightExplanation ExplainWeightDifference(const at::Tensor& a_in, const at::Tens
   for (const Format& f : formats) {
     auto round = f.round;
     predictors.push_back({f.kind, true,
-                          [a2, round](const at::Tensor& r) {
-                            return round(a2.index_select(0, r).to(at::kFloat)).to(at::kDouble);
+                          [a2, round](const Rows& r) {
+                            return round(Take(a2, r).to(at::kFloat)).to(at::kDouble);
                           },
                           fmt::format("B = A rounded to {}: every element is exactly that rounding",
                                       f.name),
@@ -430,13 +449,13 @@ WeightExplanation ExplainWeightDifference(const at::Tensor& a_in, const at::Tens
   }
   if (std::fabs(factor - 1.0) > 4 * u && factor != 0.0) {
     predictors.push_back({"scale", false,
-                          [a_rows, factor](const at::Tensor& r) { return a_rows(r) * factor; },
+                          [a_rows, factor](const Rows& r) { return a_rows(r) * factor; },
                           fmt::format("B = A x {} (uniform scale)", Number(factor)),
                           {{"factor", factor}}});
   }
   if (std::fabs(offset) > 4 * u * rms_a) {
     predictors.push_back({"offset", false,
-                          [a_rows, offset](const at::Tensor& r) { return a_rows(r) + offset; },
+                          [a_rows, offset](const Rows& r) { return a_rows(r) + offset; },
                           fmt::format("B = A + {} (constant offset)", Number(offset)),
                           {{"offset", offset}}});
   }
@@ -464,7 +483,7 @@ WeightExplanation ExplainWeightDifference(const at::Tensor& a_in, const at::Tens
     const Predictor& p = predictors[s.index];
     const double tolerance = p.exact ? 0.0 : 2 * u;
     double residual = s.residual;
-    if (out.sampled) residual = Residual(b2, p, all_rows);
+    if (out.sampled) residual = Residual(b2, p, at::Tensor());
     if (residual > tolerance) continue;  // the sample fitted, the whole tensor does not
     out.explained = true;
     out.kind = p.kind;
