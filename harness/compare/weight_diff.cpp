@@ -32,8 +32,9 @@ using model::Role;
 struct Key {
   Role role;
   int64_t layer;
+  int64_t expert = -1;
   bool operator<(const Key& other) const {
-    return std::tie(layer, role) < std::tie(other.layer, other.role);
+    return std::tie(layer, role, expert) < std::tie(other.layer, other.role, other.expert);
   }
 };
 
@@ -64,20 +65,26 @@ int SplitPart(Role role) {
 }
 constexpr const char* kPartNames[] = {"q", "k", "v"};
 
-// The name under which `arch` holds the weights of `role` (a Llama role when packed in InternLM2).
-std::string NameIn(Architecture arch, Role role, int64_t layer) {
-  if (model::FindSpec(arch, role) != nullptr) return model::TensorName(arch, role, layer);
-  const auto packed = model::CounterpartRoles(Architecture::kLlama, role, arch);
-  if (packed.size() == 1 && SplitPart(role) >= 0) {
-    return fmt::format("{} [{}]", model::TensorName(arch, packed[0], layer),
-                       kPartNames[SplitPart(role)]);
+// The name under which `config`'s checkpoint holds the weights of `role` (a q/k/v role when packed).
+std::string NameIn(const model::ModelConfig& config, const Key& key) {
+  const Architecture arch = config.arch;
+  if (model::FindSpec(arch, key.role) != nullptr) {
+    return model::TensorName(config, key.role, key.layer, key.expert);
   }
-  return fmt::format("(no {} tensor in {})", model::RoleName(role), model::ArchitectureName(arch));
+  const Role packed = key.role == Role::kQ || key.role == Role::kK || key.role == Role::kV
+                          ? Role::kQkv : Role::kQkvBias;
+  if (SplitPart(key.role) >= 0 && model::FindSpec(arch, packed) != nullptr) {
+    return fmt::format("{} [{}]", model::TensorName(config, packed, key.layer),
+                       kPartNames[SplitPart(key.role)]);
+  }
+  return fmt::format("(no {} tensor in {})", model::RoleName(key.role), model::ArchitectureName(arch));
 }
 
 std::string KeyLabel(const Key& key) {
-  if (key.layer < 0) return model::RoleName(key.role);
-  return fmt::format("layer {} {}", key.layer, model::RoleName(key.role));
+  std::string label = model::RoleName(key.role);
+  if (key.expert >= 0) label = fmt::format("expert {} {}", key.expert, label);
+  if (key.layer < 0) return label;
+  return fmt::format("layer {} {}", key.layer, label);
 }
 
 // Sort position: the embedding, then layer by layer, then the final norm and the LM head; within a
@@ -93,20 +100,25 @@ void AddTensor(Side& side, Architecture other_arch, const std::string& name) {
   const io::TensorInfo& info = ckpt.Info(name);
   WeightSide base{name, ckpt.ShardOf(name), std::string(io::DTypeName(info.dtype)), info.shape};
   const Architecture arch = side.config.arch;
-  const auto parsed = model::ParseTensorName(arch, name);
+  const auto parsed = model::ParseTensorName(side.config, name);
   if (!parsed) {
     side.unknown.push_back(
-        {base, fmt::format("not in the {} tensor table", model::ArchitectureName(arch))});
+        {base, model::IsIgnoredPart(side.config, name)
+                   ? fmt::format("not part of the language model ({} checkpoint); ignored",
+                                 side.config.container.model_type)
+                   : fmt::format("not in the {} tensor table", model::ArchitectureName(arch))});
     return;
   }
   std::vector<Role> roles{parsed->role};
-  if (arch == Architecture::kInternLM2 && other_arch == Architecture::kLlama) {
+  if (parsed->role == Role::kQkv || parsed->role == Role::kQkvBias) {
+    // A packed qkv against a family that stores q, k, v apart: compared part by part.
     roles = model::CounterpartRoles(arch, parsed->role, other_arch);
-    if (roles.empty()) roles = {parsed->role};
+    if (roles.size() != 3) roles = {parsed->role};
   }
   const io::Checkpoint* checkpoint = &side.checkpoint;
   if (roles.size() == 1) {
-    side.entries[{roles[0], parsed->layer}] = {base, [checkpoint, name] { return checkpoint->Get(name); }};
+    side.entries[{roles[0], parsed->layer, parsed->expert}] = {
+        base, [checkpoint, name] { return checkpoint->Get(name); }};
     return;
   }
   // A packed qkv weight or bias compared part by part.
@@ -206,7 +218,12 @@ TensorContext ContextFor(const Key& key, const Side& a) {
   }
   const Entry& self = a.entries.at(key);
   for (const auto& [other_key, other] : a.entries) {
-    if (other_key.role == key.role || other_key.layer != key.layer) continue;
+    // Same layer and expert, another role (swaps between experts are not tested: a 128-expert
+    // layer would make every differing expert tensor load hundreds of partners).
+    if (other_key.role == key.role || other_key.layer != key.layer ||
+        other_key.expert != key.expert) {
+      continue;
+    }
     if (other.side.shape != self.side.shape) continue;
     context.partners.push_back({KeyLabel(other_key), other.load});
   }
@@ -326,7 +343,7 @@ WeightDiffReport DiffWeights(const std::string& dir_a, const std::string& dir_b)
     auto found = b.entries.find(key);
     if (found == b.entries.end()) {
       report.missing.push_back({entry->side, fmt::format("no counterpart in B (expected {})",
-                                                         NameIn(b.config.arch, key.role, key.layer))});
+                                                         NameIn(b.config, key))});
       continue;
     }
     report.compared.push_back(Compare(key, *entry, found->second, a));
@@ -334,7 +351,7 @@ WeightDiffReport DiffWeights(const std::string& dir_a, const std::string& dir_b)
   for (const auto& [key, entry] : b.entries) {
     if (!a.entries.count(key)) {
       report.unexpected.push_back({entry.side, fmt::format("no counterpart in A (expected {})",
-                                                           NameIn(a.config.arch, key.role, key.layer))});
+                                                           NameIn(a.config, key))});
     }
   }
   report.missing.insert(report.missing.end(), a.unknown.begin(), a.unknown.end());
@@ -413,7 +430,10 @@ std::string FormatWeightDiff(const WeightDiffReport& report, bool all) {
         }
         break;
       case WeightStatus::kShapeMismatch:
-        text += fmt::format("  {:<10} {}: shape {} vs {}\n", "SHAPE", pair, ShapeText(c.a.shape),
+        // As a loader that skips mismatched tensors reports them (A the checkpoint, B the model).
+        text += fmt::format("  {:<10} {}: shape {} vs {} (a loader that checks shapes skips it: "
+                            "checkpoint shape {} vs model shape {})\n", "SHAPE", pair,
+                            ShapeText(c.a.shape), ShapeText(c.b.shape), ShapeText(c.a.shape),
                             ShapeText(c.b.shape));
         break;
       case WeightStatus::kValuesDiffer:
