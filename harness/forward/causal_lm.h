@@ -55,9 +55,12 @@ struct Variants {
                                     // (InternLM2) or max(position) + 1 (HF). See rotary.h.
   bool kv_cache = true;             // false: recompute the whole prefix at every step (done by the
                                     // caller with a fresh KVCache; the model needs nothing else)
+  bool divide_scores_by_sqrt = true;// eager attention scores / math.sqrt(d) (InternLM2) vs
+                                    // scores * d ** -0.5 (HF Llama); the fused kernel ignores it
 };
 // The defaults each reference stack uses: InternLM2's remote code (fused, eager, all positions,
-// precomputed rotary) or HF Llama (split, last position only, per-step rotary, and SDPA, which HF
+// precomputed rotary, scores divided by sqrt(d)) or HF Llama (split, last position only, per-step
+// rotary, scores multiplied by d ** -0.5, and SDPA, which HF
 // picks for the converted copy, whose config lost attn_implementation; SDPA only when this build
 // has libtorch 2.x, else eager).
 Variants ReferenceVariants(model::Architecture arch);
