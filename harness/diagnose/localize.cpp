@@ -8,6 +8,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "harness/compare/metrics.h"
+#include "harness/compare/verdict.h"
 #include "harness/core/error.h"
 #include "harness/decode/greedy.h"
 #include "harness/diagnose/greedy_stream.h"
@@ -121,6 +123,31 @@ int64_t Fp64FirstDifference(const std::vector<PointError>& points) {
   return -1;
 }
 
+void ClassifyAtLogits(LocalizeResult& result, const std::vector<PointValue>& a,
+                      const std::vector<PointValue>& b, const std::vector<PointValue>& a64,
+                      const std::vector<PointValue>& b64, forward::Precision precision,
+                      int64_t depth) {
+  if (a.empty() || b.empty() || a64.empty() || b64.empty()) return;
+  if (a.back().point != forward::ObservationPoint::kLogits) return;
+  std::vector<double> la = compare::ToDoubleVector(a.back().value);
+  std::vector<double> lb = compare::ToDoubleVector(b.back().value);
+  const int64_t token_a = compare::Argmax(la), token_b = compare::Argmax(lb);
+  const bool finite = compare::CountNonFinite(la) == 0 && compare::CountNonFinite(lb) == 0;
+  if (token_a == token_b && finite) return;  // no flip at this step
+  compare::VerdictInputs in;
+  in.a = &la;
+  in.b = &lb;
+  in.token_a = token_a;
+  in.token_b = token_b;
+  in.precision_a = in.precision_b = precision;
+  in.depth = depth;
+  in.oracle = compare::Fp64Logits{compare::ToDoubleVector(a64.back().value),
+                                    compare::ToDoubleVector(b64.back().value)};
+  compare::Classification c = compare::ClassifyDivergence(in);
+  result.verdict_kind = compare::DivergenceKindName(c.kind);
+  result.verdict_evidence = c.evidence;
+}
+
 LocalizeResult LocalizeTokens(forward::CausalLM& a, forward::CausalLM& b, forward::CausalLM& a64,
                               forward::CausalLM& b64, const std::vector<int64_t>& tokens) {
   LocalizeResult result;
@@ -129,8 +156,11 @@ LocalizeResult LocalizeTokens(forward::CausalLM& a, forward::CausalLM& b, forwar
   result.numerics = a.numerics().Describe();
   std::vector<PointValue> va = ObserveLastPosition(a, tokens);
   std::vector<PointValue> vb = ObserveLastPosition(b, tokens);
-  result.points = ComparePoints(va, vb, ObserveLastPosition(a64, tokens),
-                                ObserveLastPosition(b64, tokens));
+  std::vector<PointValue> va64 = ObserveLastPosition(a64, tokens);
+  std::vector<PointValue> vb64 = ObserveLastPosition(b64, tokens);
+  result.points = ComparePoints(va, vb, va64, vb64);
+  ClassifyAtLogits(result, va, vb, va64, vb64, a.numerics().precision,
+                   std::max(a.config().num_layers, b.config().num_layers));
   result.first_departure = FindFirstDeparture(result.points);
   result.fp64_first_difference = Fp64FirstDifference(result.points);
   return result;
@@ -151,9 +181,11 @@ LocalizeResult Localize(const ModelSource& a, const ModelSource& b,
   std::string step_source;
   std::vector<int64_t> stream;  // A's greedy tokens before the step
   std::optional<int64_t> token_a, token_b;
+  int64_t depth = 1;
   {
     std::unique_ptr<forward::CausalLM> model_a = a.Build(numerics);
     std::unique_ptr<forward::CausalLM> model_b = b.Build(numerics);
+    depth = std::max(model_a->config().num_layers, model_b->config().num_layers);
     if (options.step) {
       step = *options.step;
       step_source = "given";
@@ -208,6 +240,7 @@ LocalizeResult Localize(const ModelSource& a, const ModelSource& b,
   result.divergence_token_a = token_a;
   result.divergence_token_b = token_b;
   result.points = ComparePoints(va, vb, va64, vb64);
+  ClassifyAtLogits(result, va, vb, va64, vb64, options.precision, depth);
   result.first_departure = FindFirstDeparture(result.points);
   result.fp64_first_difference = Fp64FirstDifference(result.points);
   result.seconds =

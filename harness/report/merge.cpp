@@ -133,8 +133,9 @@ compare::PairSummary SummarizePair(const compare::PairSummary& identity,
     // mean is bit-identical to an unsharded run's.
     double run_kl_sum = 0;
     for (const compare::StepRecord* step : steps_of_run[run->id]) {
+      if (!step->same_context) continue;  // as the comparison: same-context steps only
       run_kl_sum += step->kl;
-      pair.max_kl = std::max(pair.max_kl, step->kl);
+      pair.max_kl = compare::MaxPropagatingNan(pair.max_kl, step->kl);
       agree += step->top1_agree ? 1 : 0;
       ++count;
     }
