@@ -94,7 +94,7 @@ inline void FixturePairAggregate(compare::PairSummary* pair,
   for (const compare::Run* run : runs) {
     double run_sum = 0;  // per run first, then over runs (the summation order of the schema's writer)
     for (const compare::StepRecord& s : steps) {
-      if (s.run != run->id) continue;
+      if (s.run != run->id || !s.same_context) continue;  // like the comparison: same context
       run_sum += s.kl;
       pair->max_kl = std::max(pair->max_kl, s.kl);
       agree += s.top1_agree ? 1 : 0;

@@ -152,7 +152,7 @@ TEST(VerdictTest, NanNeverComparesEqualVanishesOrPasses) {
   EXPECT_EQ(m.first_divergence_step, 1);
   EXPECT_EQ(m.nonfinite_steps, 1);
   EXPECT_EQ(m.top1_agreement, 0.5);
-  Run run;
+  compare::Run run;
   run.id = "p0";
   run.metrics = m;
   Thresholds t;

@@ -119,8 +119,8 @@ Classification ClassifyDivergence(const VerdictInputs& in) {
     e.b_err_vs_fp64 = RelativeDifference(b, o.b64);
     e.budget_a = RoundingBudget(in.precision_a, in.depth);
     e.budget_b = RoundingBudget(in.precision_b, in.depth);
-    const bool over_a = !(*e.a_err_vs_fp64 <= *e.budget_a);
-    const bool over_b = !(*e.b_err_vs_fp64 <= *e.budget_b);
+    const bool over_a = !(*e.a_err_vs_fp64 <= kPrecisionFailureFactor * *e.budget_a);
+    const bool over_b = !(*e.b_err_vs_fp64 <= kPrecisionFailureFactor * *e.budget_b);
     std::string fp64_words =
         *e.fp64_agrees_with == "neither"
             ? fmt::format("FP64 picks token {}, neither side's", *e.fp64_token_a)
@@ -130,11 +130,11 @@ Classification ClassifyDivergence(const VerdictInputs& in) {
       e.failing_side = Side(over_a, over_b);
       const bool side_a = over_a;
       e.reason = fmt::format(
-          "{}'s error against its own FP64 run is {} (relative), beyond the {} that rounding at {} "
-          "over {} layers makes: that side's precision failed (overflow, saturation or "
-          "cancellation), not the conversion",
+          "{}'s error against its own FP64 run is {} (relative), more than {}x the {} that "
+          "rounding at {} over {} layers makes: that side's precision failed (overflow, saturation "
+          "or cancellation), not the conversion",
           side_a ? "A" : "B", Num(side_a ? *e.a_err_vs_fp64 : *e.b_err_vs_fp64),
-          Num(side_a ? *e.budget_a : *e.budget_b),
+          kPrecisionFailureFactor, Num(side_a ? *e.budget_a : *e.budget_b),
           forward::PrecisionName(side_a ? in.precision_a : in.precision_b), in.depth);
     } else if (!(*e.fp64_rel_diff <= kFp64Resolution)) {
       c.kind = DivergenceKind::kReal;

@@ -14,7 +14,8 @@
 //  2. the FP64 oracle at the divergence step: A64 and B64 are the FP64 runs of both models on the
 //     shared prefix (the same tokens both sides read), a64_err / b64_err each side's relative error
 //     against its own FP64 run. rel(x, ref) = rms(x - ref) / std(ref) (std over the vocabulary).
-//       - a side's error above RoundingBudget(its precision, depth) -> precision_failure;
+//       - a side's error above kPrecisionFailureFactor x RoundingBudget(its precision, depth)
+//         -> precision_failure (far beyond what rounding makes: overflow, saturation);
 //       - rel(B64, A64) > kFp64Resolution (1e-9; FP64 runs of one function agree to ~1e-15, so
 //         anything above 1e-9 is a different function) -> real; the reason says whether the FP64
 //         pair itself picks different tokens here and which side agrees with FP64's argmax;
@@ -51,6 +52,10 @@ inline constexpr double kFp64Resolution = 1e-9;
 // 2.9 u sqrt(32); the 24-layer test model of verdict_labelled_test gives the figures printed by that
 // test. 8 leaves a factor of ~2.7 above the largest same-function figure measured.
 inline constexpr double kRoundingBudgetFactor = 8;
+
+// A side whose error against its own FP64 run exceeds this multiple of its rounding budget has
+// failed numerically (the budget already holds a margin; 10x more is no longer rounding).
+inline constexpr double kPrecisionFailureFactor = 10;
 
 // Relative difference (rel as above) that rounding at `precision` over `depth` layers can make:
 // kRoundingBudgetFactor * 2^-bits * sqrt(max(depth, 1)). FP64 gives kFp64Resolution at least.

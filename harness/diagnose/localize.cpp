@@ -12,6 +12,7 @@
 #include "harness/compare/verdict.h"
 #include "harness/core/error.h"
 #include "harness/decode/greedy.h"
+#include "harness/forward/memory_plan.h"
 #include "harness/diagnose/greedy_stream.h"
 
 namespace parity::diagnose {
@@ -224,7 +225,14 @@ LocalizeResult Localize(const ModelSource& a, const ModelSource& b,
   }
   std::vector<int64_t> tokens = prompt;
   tokens.insert(tokens.end(), stream.begin(), stream.end());
-  // FP64 models one at a time: at 24 layers x 1024 wide each is ~2 GB.
+  // FP64 models one at a time: at 24 layers x 1024 wide each is ~2 GB. Planned before loading.
+  for (const ModelSource* source : {&a, &b}) {
+    forward::RequireFits({forward::EstimateFootprint(source->config, forward::Precision::kFP64,
+                                                     options.device,
+                                                     static_cast<int64_t>(tokens.size()),
+                                                     source->label + "@fp64")},
+                         options.device, "localize: FP64 run of " + source->label);
+  }
   std::vector<PointValue> va64 = ObserveLastPosition(*a.Build(fp64), tokens);
   std::vector<PointValue> vb64 = ObserveLastPosition(*b.Build(fp64), tokens);
 

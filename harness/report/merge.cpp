@@ -313,6 +313,8 @@ compare::RunOutputs MergeShards(const std::vector<ShardOutputs>& shards) {
                      return ka < kb;
                    });
   summary.verdict.pass = summary.verdict.failures.empty();
+  summary.verdict.gated = false;  // gated when any shard had a gate on
+  for (const ShardOutputs& shard : shards) summary.verdict.gated |= shard.outputs.summary.verdict.gated;
   for (const compare::Run& run : summary.runs) summary.verdict.pass = summary.verdict.pass && run.pass;
   return merged;
 }
