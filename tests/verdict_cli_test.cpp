@@ -132,11 +132,12 @@ TEST_F(VerdictCliTest, ScaledMlpWeightIsRealAndFailsByDefault) {
                       &output);
   EXPECT_EQ(rc, 1) << output;
   compare::Summary s = ReadSummary(Path("out-scaled"));
-  int real = 0;
+  // Every prompt is real: a flip called real, or logits that differ far beyond FP32 rounding
+  // without a flip yet (within 48 steps this model may not flip a token).
   for (const compare::Run& run : s.runs) {
-    if (run.first_divergence && run.first_divergence->kind == "real") ++real;
+    ASSERT_TRUE(run.verdict_kind.has_value());
+    EXPECT_EQ(*run.verdict_kind, "real") << run.verdict_evidence.reason;
   }
-  EXPECT_GE(real, 1) << output;
   EXPECT_NE(output.find("fail_on_real_divergence"), std::string::npos) << output;
   EXPECT_NE(output.find("verdict: FAIL"), std::string::npos) << output;
 }

@@ -3,8 +3,8 @@
 // faults (one MLP weight scaled by 1.05, two layers' tensors swapped, a square tensor transposed, a
 // tensor's rows permuted, rope_theta and rms_norm_eps changed), over two depths and two logit
 // scales, at FP32 and BF16, several prompts, 48 steps. Each divergence is classified with the run's
-// own evidence (observed noise + dtype + depth) and again with the FP64 oracle; the old fixed 4-ULP
-// rule is tabulated beside them. The confusion tables are printed; the test fails on any `real`
+// own evidence (observed noise + dtype + depth) and again with the FP64 oracle (a run without a flip
+// gets the pair's verdict on its logits); the old fixed 4-ULP rule is tabulated beside them. The confusion tables are printed; the test fails on any `real`
 // verdict for a same-function pair (a false alarm), and when the 1.05-scaled MLP weight is not
 // called `real` by the oracle (or, at FP32, by the run's own evidence).
 //
@@ -25,6 +25,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "harness/compare/metrics.h"
 #include "harness/compare/suite.h"
 #include "harness/compare/verdict.h"
 #include "harness/convert/qkv_split.h"
@@ -199,11 +200,15 @@ TEST(VerdictLabelledTest, ConfusionTablesOverSameFunctionPairsAndPlantedFaults) 
     double logit_scale;
     int64_t prompts;
   };
-  const std::vector<Setting> settings = {{24, 3.0, 3}, {24, 1.5, 2}, {6, 3.0, 2}};
+  // The 24-layer, logit-scale-3 model is the main case (3 prompts, every variant); the others add
+  // a flatter logit scale and a shallow model with fewer prompts (and no emulated FP16, the
+  // slowest), keeping the test near 30 s of CPU time on 2 cores.
+  const std::vector<Setting> settings = {{24, 3.0, 3}, {24, 1.5, 1}, {6, 3.0, 2}};
   Table ulp_rule, noise_rule, oracle_rule;
+  std::map<std::string, int> flips, runs;
   std::map<std::string, Table> per_variant_oracle;
   std::vector<std::string> false_alarms, misses;
-  double largest_same_function_rel = 0;
+  std::map<std::string, double> largest_same_function_rel;  // by the pair's coarser precision
   for (const Setting& setting : settings) {
     const model::ModelConfig config = Config(Architecture::kInternLM2, setting.layers);
     const forward::Weights weights = RandomModel(config, setting.logit_scale, 7);
@@ -216,6 +221,7 @@ TEST(VerdictLabelledTest, ConfusionTablesOverSameFunctionPairsAndPlantedFaults) 
           forward::MakeCausalLM(config, weights, forward::MakeNumerics(Precision::kFP64, c10::kCPU));
       for (const Variant& v : variants) {
         if (v.precision_pair && precision != Precision::kFP32) continue;
+        if (v.precision_b == Precision::kFP16 && v.precision_pair && setting.prompts < 3) continue;
         const Precision precision_b = v.precision_pair ? v.precision_b : precision;
         auto model_b = forward::MakeCausalLM(v.config, v.weights,
                                              forward::MakeNumerics(precision_b, c10::kCPU));
@@ -223,6 +229,7 @@ TEST(VerdictLabelledTest, ConfusionTablesOverSameFunctionPairsAndPlantedFaults) 
                                                forward::MakeNumerics(Precision::kFP64, c10::kCPU));
         const std::string label = (v.same_function ? "same: " : "fault: ") + v.name;
         for (size_t p = 0; p < prompts.size(); ++p) {
+          ++runs[label];
           compare::RunRequest request;
           request.id = fmt::format("L{}s{}/{}/{}/p{}", setting.layers, setting.logit_scale,
                                    forward::PrecisionName(precision), v.name, p);
@@ -235,57 +242,62 @@ TEST(VerdictLabelledTest, ConfusionTablesOverSameFunctionPairsAndPlantedFaults) 
           request.keep_logits = true;
           compare::RunOutcome out =
               compare::RunPair(*model_a, *model_b, request, compare::IdTextDecoder());
-          std::string noise_kind = "none", ulp_kind = "none", oracle_kind = "none";
+          // Each run's verdict: its first divergence's, or without a flip whether the logits
+          // differ by more than rounding; the ULP rule has a verdict only for a flip.
+          std::string ulp_kind = "none";
+          std::string noise_kind = out.run.verdict_kind.value_or("none");
           if (out.run.first_divergence) {
             const compare::FirstDivergence& d = *out.run.first_divergence;
-            noise_kind = d.kind;
             ulp_kind = d.flip_gap <= d.tolerance ? "rounding" : "real";
           }
-          if (v.same_function && !out.steps.empty()) {
+          const bool flipped = out.run.first_divergence.has_value();
+          if (v.same_function) {
+            double& largest = largest_same_function_rel[forward::PrecisionName(
+                compare::CoarserPrecision(precision, precision_b))];
             for (const compare::StepRecord& s : out.steps) {
-              if (s.same_context && s.nmse) {
-                largest_same_function_rel = std::max(largest_same_function_rel, std::sqrt(*s.nmse));
-              }
+              if (s.same_context && s.nmse) largest = std::max(largest, std::sqrt(*s.nmse));
             }
           }
           at::Tensor a64 = compare::OracleLogits(*model_a64, out, request, true);
           at::Tensor b64 = compare::OracleLogits(*model_b64, out, request, false);
           compare::ApplyOracle(out, a64, b64, request);
-          if (out.run.first_divergence) oracle_kind = out.run.first_divergence->kind;
+          std::string oracle_kind = out.run.verdict_kind.value_or("none");
+          if (flipped) ++flips[label];
           ulp_rule[label][ulp_kind]++;
           noise_rule[label][noise_kind]++;
           oracle_rule[label][oracle_kind]++;
           if (v.same_function && (noise_kind == "real" || oracle_kind == "real")) {
-            false_alarms.push_back(request.id + ": " + out.run.first_divergence->evidence.reason);
+            false_alarms.push_back(request.id + ": " + out.run.verdict_evidence.reason);
           }
-          if (v.name == "mlp x1.05" && out.run.first_divergence) {
+          if (v.name == "mlp x1.05") {
             // The oracle must call it real; at FP32 so must the run's own evidence.
             if (oracle_kind != "real" || (precision == Precision::kFP32 && noise_kind != "real")) {
               misses.push_back(fmt::format("{}: noise {} / oracle {}: {}", request.id, noise_kind,
-                                           oracle_kind, out.run.first_divergence->evidence.reason));
+                                           oracle_kind, out.run.verdict_evidence.reason));
             }
           }
         }
       }
     }
   }
-  std::cout << FormatTable("Old rule (flip gap <= 4 ULPs -> near-tie, else real):", ulp_rule)
-            << FormatTable("Run's own evidence (observed noise + dtype + depth, then ULPs):",
-                           noise_rule)
-            << FormatTable("With the FP64 oracle:", oracle_rule)
-            << fmt::format("largest same-function relative difference (sqrt nmse): {:.3g}; "
-                           "BF16 budget at 24 layers {:.3g}, FP32 {:.3g}\n",
-                           largest_same_function_rel,
-                           compare::RoundingBudget(Precision::kBF16, 24),
-                           compare::RoundingBudget(Precision::kFP32, 24));
+  std::string flip_counts = "runs with a flip in 48 steps:";
+  for (const auto& [label, count] : runs) {
+    flip_counts += fmt::format(" {} {}/{};", label, flips[label], count);
+  }
+  std::cout << FormatTable("Old rule, flips only (flip gap <= 4 ULPs -> near-tie, else real):",
+                           ulp_rule)
+            << FormatTable("Run verdicts from the run's own evidence (observed noise + dtype + "
+                           "depth, then ULPs):", noise_rule)
+            << FormatTable("Run verdicts with the FP64 oracle:", oracle_rule) << flip_counts << "\n"
+            << "largest same-function relative difference (sqrt nmse) by coarser precision, "
+               "against the rounding budget at 24 layers:\n";
+  for (const auto& [precision, largest] : largest_same_function_rel) {
+    std::cout << fmt::format("  {}: {:.3g} (budget {:.3g})\n", precision, largest,
+                             compare::RoundingBudget(forward::ParsePrecision(precision), 24));
+  }
   for (const std::string& f : false_alarms) ADD_FAILURE() << "false alarm: " << f;
   for (const std::string& m : misses) ADD_FAILURE() << "miss: " << m;
-  // The 1.05-scaled MLP weight diverges within 48 steps in most runs (else it has no verdict).
-  int scaled_divergences = 0;
-  for (const auto& [kind, count] : oracle_rule["fault: mlp x1.05"]) {
-    if (kind != "none") scaled_divergences += count;
-  }
-  EXPECT_GE(scaled_divergences, 6);
+  EXPECT_EQ(oracle_rule["fault: mlp x1.05"]["real"], runs["fault: mlp x1.05"]);
 }
 
 }  // namespace

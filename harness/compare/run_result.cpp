@@ -115,6 +115,9 @@ json ToJson(const Run& r) {
           {"text_a", r.text_a},
           {"text_b", r.text_b},
           {"first_divergence", r.first_divergence ? ToJson(*r.first_divergence) : json(nullptr)},
+          {"verdict", r.verdict_kind ? json{{"kind", *r.verdict_kind},
+                                            {"evidence", ToJson(r.verdict_evidence)}}
+                                     : json(nullptr)},
           {"metrics", ToJson(r.metrics)},
           {"oracle", r.oracle ? ToJson(*r.oracle) : json(nullptr)},
           {"thresholds", ToJson(r.thresholds)},
@@ -302,6 +305,8 @@ SideSpec SideFromJson(const Reader& r) {
 }
 Pair PairFromJson(const Reader& r) { return {SideFromJson(r.Child("a")), SideFromJson(r.Child("b"))}; }
 
+VerdictEvidence EvidenceFromJson(const Reader& e);
+
 FirstDivergence DivergenceFromJson(const Reader& r) {
   FirstDivergence d;
   d.step = r.Int("step");
@@ -325,8 +330,18 @@ FirstDivergence DivergenceFromJson(const Reader& r) {
   d.kind = DivergenceKindName(*kind);  // schema 1's "near_tie" is "rounding"
   d.after_newline = r.Bool("after_newline");
   if (r.Has("evidence")) {
-    Reader e = r.Child("evidence");
-    VerdictEvidence& v = d.evidence;
+    d.evidence = EvidenceFromJson(r.Child("evidence"));
+  } else {  // schema 1: the ULP rule decided
+    d.evidence.source = "ulp";
+    d.evidence.reason = fmt::format("flip gap {:.3g} against a tolerance of {:.3g} (schema 1 file)",
+                                    d.flip_gap, d.tolerance);
+  }
+  return d;
+}
+
+VerdictEvidence EvidenceFromJson(const Reader& e) {
+  {
+    VerdictEvidence v;
     v.source = e.String("source");
     v.reason = e.String("reason");
     v.precision = e.String("precision");
@@ -345,12 +360,8 @@ FirstDivergence DivergenceFromJson(const Reader& r) {
     v.rounding_budget = e.OptionalDouble("rounding_budget");
     v.failing_side = e.OptionalString("failing_side");
     v.overflow_point = e.OptionalString("overflow_point");
-  } else {  // schema 1: the ULP rule decided
-    d.evidence.source = "ulp";
-    d.evidence.reason = fmt::format("flip gap {:.3g} against a tolerance of {:.3g} (schema 1 file)",
-                                    d.flip_gap, d.tolerance);
+    return v;
   }
-  return d;
 }
 
 RunMetrics MetricsFromJson(const Reader& r) {
@@ -422,6 +433,14 @@ Run RunFromJson(const Reader& r) {
   run.text_a = r.String("text_a");
   run.text_b = r.String("text_b");
   if (auto d = r.OptionalChild("first_divergence")) run.first_divergence = DivergenceFromJson(*d);
+  if (r.Has("verdict")) {
+    if (auto v = r.OptionalChild("verdict")) {
+      std::optional<DivergenceKind> kind = ParseDivergenceKind(v->String("kind"));
+      if (!kind) v->Fail("kind", "a verdict kind", v->At("kind"));
+      run.verdict_kind = DivergenceKindName(*kind);
+      run.verdict_evidence = EvidenceFromJson(v->Child("evidence"));
+    }
+  }
   run.metrics = MetricsFromJson(r.Child("metrics"));
   if (auto o = r.OptionalChild("oracle")) run.oracle = OracleFromJson(*o);
   run.thresholds = ThresholdsFrom(r.Child("thresholds"));

@@ -204,6 +204,12 @@ struct Run {
   std::string text_a;                 // decoded tokens_a (EOS omitted)
   std::string text_b;
   std::optional<FirstDivergence> first_divergence;
+  // The pair's verdict on this prompt: the first divergence's kind and evidence when there is one;
+  // without a flip, whether the two sides' logits differ by more than rounding explains (kind
+  // "real": a different function that has not flipped a token yet), or not ("rounding"). Null in
+  // schema-1 files.
+  std::optional<std::string> verdict_kind;
+  VerdictEvidence verdict_evidence;
   RunMetrics metrics;
   std::optional<OracleResult> oracle;
   Thresholds thresholds;              // gates applied to this run (case thresholds, overridden by

@@ -88,8 +88,20 @@ namespace {
 // Classifies outcome.run.first_divergence from the run's own evidence and, when given, the FP64
 // logits at the divergence step.
 void Classify(RunOutcome& outcome, const RunRequest& request,
-              const std::optional<Fp64Logits>& oracle) {
-  if (!outcome.run.first_divergence) return;
+              const std::optional<Fp64Logits>& oracle,
+              const std::optional<RunOracleFigures>& run_oracle) {
+  Run& run = outcome.run;
+  if (!run.first_divergence) {
+    std::vector<StepRecord> same;
+    for (const StepRecord& s : outcome.steps) {
+      if (s.same_context) same.push_back(s);
+    }
+    Classification c = ClassifyWithoutFlip(same, request.precision_a, request.precision_b,
+                                           outcome.depth, run_oracle);
+    run.verdict_kind = DivergenceKindName(c.kind);
+    run.verdict_evidence = c.evidence;
+    return;
+  }
   FirstDivergence& d = *outcome.run.first_divergence;
   const int64_t index = d.step;  // steps are recorded from step 0, one per step
   VerdictInputs in;
@@ -113,6 +125,8 @@ void Classify(RunOutcome& outcome, const RunRequest& request,
   d.flip_gap = c.flip_gap;
   d.tolerance = c.tolerance;
   d.evidence = c.evidence;
+  run.verdict_kind = d.kind;
+  run.verdict_evidence = d.evidence;
 }
 
 // A side's logits as a [V] FP64 vector from row `index` of [steps, V].
@@ -215,7 +229,7 @@ RunOutcome MeasurePair(const PairDecoder& decode, int64_t depth, const OverflowF
     if (at_step.nonfinite_a > 0) outcome.overflow_point_a = overflow(true, tokens_read(result.input_a));
     if (at_step.nonfinite_b > 0) outcome.overflow_point_b = overflow(false, tokens_read(result.input_b));
   }
-  Classify(outcome, request, std::nullopt);
+  Classify(outcome, request, std::nullopt, std::nullopt);
   return outcome;
 }
 
@@ -282,10 +296,21 @@ void ApplyOracle(RunOutcome& outcome, const at::Tensor& a64_in, const at::Tensor
   }
   Run& run = outcome.run;
   run.oracle = MeasureOracle(logits_a, logits_b, a64, b64, run.metrics.same_context_steps, request);
+  // The FP64 evidence: at the divergence step, and over the same-context steps for the run.
+  RunOracleFigures figures;
+  for (int64_t i = 0; i < run.metrics.same_context_steps && i < n; ++i) {
+    std::vector<double> row_a64 = Row(a64, i), row_b64 = Row(b64, i);
+    figures.fp64_rel_diff = MaxPropagatingNan(figures.fp64_rel_diff,
+                                              RelativeDifference(row_b64, row_a64));
+    figures.a_err = MaxPropagatingNan(figures.a_err, RelativeDifference(Row(logits_a, i), row_a64));
+    figures.b_err = MaxPropagatingNan(figures.b_err, RelativeDifference(Row(logits_b, i), row_b64));
+  }
+  std::optional<Fp64Logits> at_divergence;
   if (run.first_divergence) {
     const int64_t index = run.first_divergence->step;
-    Classify(outcome, request, Fp64Logits{Row(a64, index), Row(b64, index)});
+    at_divergence = Fp64Logits{Row(a64, index), Row(b64, index)};
   }
+  Classify(outcome, request, at_divergence, figures);
   run.pass = CheckGates(run, request.thresholds).empty();
 }
 
@@ -318,12 +343,20 @@ std::vector<Failure> CheckGates(const Run& run, const Thresholds& t) {
                         fmt::format("{}: first divergence at step {} < {}", run.id,
                                     run.first_divergence->step, *t.min_first_divergence_step)});
   }
-  if (t.fail_on_real_divergence && run.first_divergence &&
-      (run.first_divergence->kind == "real" || run.first_divergence->kind == "precision_failure")) {
-    const FirstDivergence& d = *run.first_divergence;
+  // The run's verdict (the first divergence's, or without a flip whether the logits differ by
+  // more than rounding); schema-1 runs have only the first divergence's kind.
+  const std::optional<std::string> kind =
+      run.verdict_kind ? run.verdict_kind
+                       : (run.first_divergence ? std::optional<std::string>(run.first_divergence->kind)
+                                               : std::nullopt);
+  if (t.fail_on_real_divergence && kind && (*kind == "real" || *kind == "precision_failure")) {
+    const VerdictEvidence& e =
+        run.verdict_kind ? run.verdict_evidence : run.first_divergence->evidence;
     failures.push_back({run.id, "fail_on_real_divergence", std::nullopt, std::nullopt,
-                        fmt::format("{}: {} divergence at step {}: {}", run.id, d.kind, d.step,
-                                    d.evidence.reason)});
+                        run.first_divergence
+                            ? fmt::format("{}: {} divergence at step {}: {}", run.id, *kind,
+                                          run.first_divergence->step, e.reason)
+                            : fmt::format("{}: {}: {}", run.id, *kind, e.reason)});
   }
   if (t.require_oracle_acceptable && run.oracle && run.oracle->acceptable == false) {
     const OracleResult& o = *run.oracle;

@@ -225,6 +225,74 @@ Classification ClassifyDivergence(const VerdictInputs& in) {
   return c;
 }
 
+Classification ClassifyWithoutFlip(const std::vector<StepRecord>& steps,
+                                   forward::Precision precision_a, forward::Precision precision_b,
+                                   int64_t depth, const std::optional<RunOracleFigures>& oracle) {
+  const forward::Precision coarser = CoarserPrecision(precision_a, precision_b);
+  Classification c;
+  VerdictEvidence& e = c.evidence;
+  e.precision = forward::PrecisionName(coarser);
+  e.depth = depth;
+  e.noise_steps = static_cast<int64_t>(steps.size());
+  double rel = 0, noise = 0;
+  bool bad_a = false, bad_b = false;
+  for (const StepRecord& s : steps) {
+    rel = MaxNan(rel, s.nmse ? std::sqrt(*s.nmse) : 0.0);
+    noise = MaxNan(noise, s.noise);
+    bad_a = bad_a || s.nonfinite_a > 0;
+    bad_b = bad_b || s.nonfinite_b > 0;
+  }
+  e.rel_diff = rel;
+  e.observed_noise = noise;
+  e.rounding_budget = RoundingBudget(coarser, depth);
+  if (bad_a || bad_b) {
+    c.kind = DivergenceKind::kPrecisionFailure;
+    e.source = "non_finite";
+    e.failing_side = Side(bad_a, bad_b);
+    e.reason = fmt::format("{} logits contain inf or NaN", bad_a && bad_b ? "both sides'"
+                                                                          : (bad_a ? "A's" : "B's"));
+    return c;
+  }
+  if (oracle) {
+    e.source = "oracle";
+    e.fp64_rel_diff = oracle->fp64_rel_diff;
+    e.a_err_vs_fp64 = oracle->a_err;
+    e.b_err_vs_fp64 = oracle->b_err;
+    e.budget_a = RoundingBudget(precision_a, depth);
+    e.budget_b = RoundingBudget(precision_b, depth);
+    if (!(oracle->fp64_rel_diff <= kFp64Resolution)) {
+      c.kind = DivergenceKind::kReal;
+      e.reason = fmt::format(
+          "no token flipped in {} same-context steps, but the FP64 runs of A and B differ by up "
+          "to {} (relative) on the same tokens, far above FP64's resolution ({:.0e}): A and B "
+          "compute different functions",
+          steps.size(), Num(oracle->fp64_rel_diff), kFp64Resolution);
+    } else {
+      c.kind = DivergenceKind::kRounding;
+      e.reason = fmt::format("no token flipped in {} same-context steps, and the FP64 runs of A "
+                             "and B agree ({} relative): one function, rounded differently",
+                             steps.size(), Num(oracle->fp64_rel_diff));
+    }
+    return c;
+  }
+  e.source = "observed_noise";
+  if (!(rel <= *e.rounding_budget)) {
+    c.kind = DivergenceKind::kReal;
+    e.reason = fmt::format(
+        "no token flipped in {} same-context steps, but A and B differ by {} (RMS relative to the "
+        "logits' spread), more than rounding at {} over {} layers makes ({}): they compute "
+        "different functions",
+        steps.size(), Num(rel), e.precision, depth, Num(*e.rounding_budget));
+  } else {
+    c.kind = DivergenceKind::kRounding;
+    e.reason = fmt::format(
+        "no token flipped in {} same-context steps, and A and B differ by {} at most, within "
+        "rounding at {} over {} layers ({})",
+        steps.size(), Num(rel), e.precision, depth, Num(*e.rounding_budget));
+  }
+  return c;
+}
+
 std::string DescribeVerdict(const FirstDivergence& d) {
   return fmt::format("{} ({}): {}", d.kind, d.evidence.source, d.evidence.reason);
 }

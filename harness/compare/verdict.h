@@ -106,6 +106,21 @@ struct Classification {
 };
 Classification ClassifyDivergence(const VerdictInputs& in);
 
+// The pair's verdict on a run without a flip (every same-context step picked the same token):
+// `real` when the two sides differ by more than rounding explains (the oracle: the FP64 runs
+// differ beyond kFp64Resolution at some same-context step; else the observed relative difference
+// beyond RoundingBudget), `precision_failure` for non-finite logits, else `rounding`.
+// `fp64_rel_diff` / `a_err` / `b_err`: maxima over the same-context steps of rel(B64, A64),
+// rel(a, A64), rel(b, B64), when the oracle ran.
+struct RunOracleFigures {
+  double fp64_rel_diff = 0;
+  double a_err = 0;
+  double b_err = 0;
+};
+Classification ClassifyWithoutFlip(const std::vector<StepRecord>& same_context_steps,
+                                   forward::Precision precision_a, forward::Precision precision_b,
+                                   int64_t depth, const std::optional<RunOracleFigures>& oracle);
+
 // One line for terminals and logs: "rounding (oracle): FP64 runs of A and B agree ...".
 std::string DescribeVerdict(const FirstDivergence& divergence);
 

@@ -39,9 +39,14 @@ std::string PairTable(const compare::Summary& summary) {
 std::string RunLine(const compare::Run& run) {
   std::string out = fmt::format("- `{}` {}: ", run.id, run.pass ? "pass" : "**FAIL**");
   if (!run.first_divergence) {
-    return out + fmt::format("identical for all {} compared steps; max KL {}, max |Δlogit| {}\n",
-                             run.metrics.steps, FormatNumber(run.metrics.max_kl),
-                             FormatNumber(run.metrics.max_abs_logit_diff));
+    out += fmt::format("identical for all {} compared steps; max KL {}, max |Δlogit| {}\n",
+                       run.metrics.steps, FormatNumber(run.metrics.max_kl),
+                       FormatNumber(run.metrics.max_abs_logit_diff));
+    if (run.verdict_kind && *run.verdict_kind != "rounding") {
+      out += fmt::format("  verdict: **{}** ({}): {}\n", *run.verdict_kind,
+                         run.verdict_evidence.source, MarkdownEscape(run.verdict_evidence.reason));
+    }
+    return out;
   }
   const compare::FirstDivergence& fd = *run.first_divergence;
   const std::string words = KindWords(fd.kind);

@@ -100,10 +100,14 @@ std::string FormatSummaryTable(const compare::Summary& summary) {
   for (const auto& row : rows) out += line(row);
   // Each first divergence's verdict with its evidence in words.
   for (const compare::Run& run : summary.runs) {
-    if (!run.first_divergence) continue;
-    const compare::FirstDivergence& d = *run.first_divergence;
-    out += fmt::format("{} step {}: {} ({}): {}\n", run.id, d.step, d.kind, d.evidence.source,
-                       d.evidence.reason);
+    if (run.first_divergence) {
+      const compare::FirstDivergence& d = *run.first_divergence;
+      out += fmt::format("{} step {}: {} ({}): {}\n", run.id, d.step, d.kind, d.evidence.source,
+                         d.evidence.reason);
+    } else if (run.verdict_kind && *run.verdict_kind != "rounding") {
+      out += fmt::format("{}: {} ({}): {}\n", run.id, *run.verdict_kind,
+                         run.verdict_evidence.source, run.verdict_evidence.reason);
+    }
   }
   if (!summary.verdict.gated) {
     out += fmt::format("verdict: no gate was on ({} runs; nothing was checked, so nothing passed or "
