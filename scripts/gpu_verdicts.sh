@@ -25,7 +25,7 @@ step() { echo "=== $* ($(date +%T))" | tee -a "$out/steps.log"; }
 parity=./build/parity
 if [[ "$size" == 7b ]]; then
   step build
-  bash scripts/gpu_build.sh build-gpu > "$out/build.log" 2>&1 || true
+  PARITY_BUILD_TARGET=parity bash scripts/gpu_build.sh build-gpu > "$out/build.log" 2>&1 || true
   grep -E "error|FAILED" "$out/build.log" | head -20
   source build-gpu/env.sh
   parity=./build-gpu/parity
@@ -115,8 +115,7 @@ sample_memory() {
 }
 peak() { awk -F', ' 'BEGIN{m=0} {if ($2 > m) m = $2} END{print m " MiB"}' "$1"; }
 
-prompts="--prompt-tokens 1,92543,1008,364,505,395 --prompt-tokens 1,5,17,300,4000,12 \
---prompt-tokens 1,2000,2001,2002,2003"
+prompts="--prompt-tokens 1,92543,1008,364,505,395 --prompt-tokens 1,5,17,300,4000,12"
 run_compare() {  # name, then compare arguments
   local name=$1; shift
   step "compare $name"
@@ -147,10 +146,10 @@ PY
   hog=$!
   sleep 15; cat "$out/hog.log"
 fi
-run_compare oracle "$work/original" "$work/converted" --dtypes bf16,fp64 --max-new-tokens 48
-run_compare fault "$work/original" "$work/faulty" --dtypes bf16 --oracle --max-new-tokens 48
+run_compare oracle "$work/original" "$work/converted" --dtypes bf16,fp64 --max-new-tokens 32
+run_compare fault "$work/original" "$work/faulty" --dtypes bf16 --oracle --max-new-tokens 32
 [[ -n "$hog" ]] && kill "$hog"
-run_compare bf16 "$work/original" "$work/converted" --dtypes bf16 --max-new-tokens 48
+run_compare bf16 "$work/original" "$work/converted" --dtypes bf16 --max-new-tokens 32
 
 step done
 cat "$out/steps.log"
