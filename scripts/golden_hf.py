@@ -26,6 +26,19 @@ Two subcommands:
       (forward logits are stored for the CPU only, to keep the files small; for CUDA the JSON has
       their max difference from the generate logits.)
 
+  families (runs on the GPU machine's CPU: torch 2.x, transformers 5.x, safetensors)
+      python3 scripts/golden_hf.py families --out tests/data/golden/families
+      (runs scripts/golden_families.py) Builds small random HF models of each family Parity reads (Qwen2 with and without sliding
+      window, Qwen3, Mistral, Qwen3-MoE twice) with odd shapes (GQA ratios 3 and 6, head_dim !=
+      hidden / heads, q/k/v biases, tied and untied heads, top-2 of 8 experts with dense layers
+      between), saves each with save_pretrained, reloads it (the loading must be clean) and runs
+      FP32 eager greedy generation on the CPU for 64 steps on two random prompts. Writes per family
+        OUT/<name>/config.json, model.safetensors  the checkpoint as transformers saved it
+        OUT/<name>/golden.json                     prompts, generated ids, margins, versions, and
+                                                   the MoE router/experts source HF ran
+        OUT/<name>/logits.safetensors              "<prompt>.generate_logits" [64, V] and
+                                                   "<prompt>.forward_logits" [n_prompt + 64, V]
+
 Generation stops at max_new_tokens or at an EOS id from prompts.json (the fixture's
 generation_config.json: </s> and <|im_end|>), exactly as an EOS-honouring greedy decoder would.
 """
@@ -303,6 +316,19 @@ def cmd_run(args):
     print(f"wrote {json_path} and {logits_path} ({os.path.getsize(logits_path)} bytes)")
 
 
+# ------------------------------------------------------------------------------------------------
+# families
+
+
+def cmd_families(args):
+    """The families golden is made by scripts/golden_families.py (kept short enough to travel to the
+    GPU machine inside one command line); this runs it."""
+    import runpy
+    os.makedirs(args.out, exist_ok=True)
+    sys.argv = [os.path.join(os.path.dirname(__file__), "golden_families.py"), args.out]
+    runpy.run_path(sys.argv[0], run_name="__main__")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -316,8 +342,10 @@ def main():
     r.add_argument("--out", default="tests/data/golden")
     r.add_argument("--devices", default="cpu,cuda", help="comma-separated: cpu, cuda")
     r.add_argument("--max-new-tokens", type=int, default=0, help="0: take it from prompts.json")
+    f = sub.add_parser("families", help="random small HF models of every family, with golden logits")
+    f.add_argument("--out", default="tests/data/golden/families")
     args = parser.parse_args()
-    {"prompts": cmd_prompts, "run": cmd_run}[args.command](args)
+    {"prompts": cmd_prompts, "run": cmd_run, "families": cmd_families}[args.command](args)
 
 
 if __name__ == "__main__":

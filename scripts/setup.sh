@@ -9,6 +9,7 @@ packages=(
   nlohmann-json3-dev libfmt-dev libspdlog-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libsentencepiece-dev sentencepiece
+  libpcre2-dev libutf8proc-dev                       # tokenizer.json: pre-tokenizer regexes, NFC
   python3-torch python3-sentencepiece python3-numpy   # fixture training and cross-checks
   chromium fonts-dejavu-core                          # the HTML report is tested in a real browser
 )

@@ -170,10 +170,14 @@ TEST(ConfigDiffTest, IrrelevantAndUnknownFields) {
   EXPECT_EQ(Row(diff, "use_cache").verdict, FieldVerdict::kIrrelevant);
   EXPECT_EQ(Row(diff, "output_attentions").verdict, FieldVerdict::kIrrelevant);
   // A field Parity does not know may change the network: conservatively a mismatch.
-  b["sliding_window"] = 4096;
+  b["attn_logit_softcapping"] = 50.0;
   ConfigDiff unknown = Diff(a, b);
   EXPECT_FALSE(unknown.same_network());
-  EXPECT_EQ(Row(unknown, "sliding_window").verdict, FieldVerdict::kMismatch);
+  EXPECT_EQ(Row(unknown, "attn_logit_softcapping").verdict, FieldVerdict::kMismatch);
+  // A field the family does not read means nothing there: HF Llama has no sliding window.
+  json windowed = ExampleJson("internlm2_5-7b-chat-llama");
+  windowed["sliding_window"] = 4096;
+  EXPECT_TRUE(Diff(a, windowed).same_network()) << Diff(a, windowed).ToText();
 }
 
 TEST(ConfigDiffTest, InvalidConfigIsAnInputErrorNamingTheField) {

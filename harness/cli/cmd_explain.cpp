@@ -1,9 +1,12 @@
 // `parity explain A B --prompt TEXT [--dtype fp16,bf16] [--side b|a|both] [--json|--markdown]` or
-// `parity explain CASE`: rerun the pair flipping one implementation variant at a time and report
-// which switch moves or removes the first divergence and how the per-step KL changes
-// (harness/diagnose/explain.h). With a case file: its first pair's models, its first prompt, its
-// dtypes (fp64 left out), its max_new_tokens; models the case converts at run time are converted
-// into OUT/models/<label> (--out, default a temporary directory). Exit 0, 2 for bad input.
+// `parity explain CASE`: rerun the pair flipping one implementation variant at a time (and all of
+// them at once) and report which switch moves or removes the first divergence and how the per-step
+// KL changes (harness/diagnose/explain.h). With a case file: every pair (each at its own sides'
+// precisions; with --dtype only pairs whose both precisions are listed; FP64-only pairs left out)
+// on every prompt, its max_new_tokens; models the case converts at run time are converted into
+// OUT/models/<label> (--out, default a temporary directory). OUT/explain.json holds every run.
+// Exit 0, 2 for bad input.
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -49,54 +52,16 @@ std::string CaseModelDir(const compare::Case& c, const std::string& label,
   return dst;
 }
 
-int RunExplain(const ExplainArgs& args) {
-  std::string dir_a, dir_b;
-  diagnose::ExplainOptions options;
-  options.max_new_tokens = args.max_new_tokens > 0 ? args.max_new_tokens : 32;
-  options.device = c10::Device(args.device);
-  diagnose::PromptSpec prompt = args.prompt;
-  std::vector<std::string> dtypes = args.dtypes;
-  if (args.inputs.size() == 1) {
-    const compare::Case c = compare::LoadCase(args.inputs[0]);
-    if (c.pairs.empty() || c.prompts.empty()) {
-      throw InputError(args.inputs[0] + ": the case has no pairs or no prompts");
-    }
-    std::string work_dir = args.out;
-    if (work_dir.empty()) {
-      work_dir = (std::filesystem::temp_directory_path() / "parity-explain").string();
-    }
-    dir_a = CaseModelDir(c, c.pairs[0].a.model, work_dir);
-    dir_b = CaseModelDir(c, c.pairs[0].b.model, work_dir);
-    if (prompt.text.empty() && prompt.token_ids.empty()) {
-      const compare::CasePrompt& p = c.prompts[0];
-      if (p.text) {
-        prompt.text = *p.text;
-        prompt.chat = p.chat;
-      } else {
-        for (int64_t id : p.tokens) {
-          prompt.token_ids += (prompt.token_ids.empty() ? "" : ",") + std::to_string(id);
-        }
-      }
-    }
-    if (dtypes.empty()) {
-      for (forward::Precision p : c.dtypes) {
-        if (p != forward::Precision::kFP64) dtypes.push_back(forward::PrecisionName(p));
-      }
-    }
-    if (args.max_new_tokens == 0) options.max_new_tokens = c.max_new_tokens;
-    if (args.device == "cpu") options.device = c10::Device(c.device);
-  } else if (args.inputs.size() == 2) {
-    dir_a = args.inputs[0];
-    dir_b = args.inputs[1];
-  } else {
-    throw InputError("explain: give two checkpoint directories (A B) or one case file");
-  }
-  if (dtypes.empty()) dtypes = {"fp32"};
-  options.precisions.clear();
-  for (const std::string& d : dtypes) options.precisions.push_back(forward::ParsePrecision(d));
-  options.sides = args.side == "both" ? std::vector<std::string>{"a", "b"}
-                                      : std::vector<std::string>{args.side};
-  options.variants = args.variants;
+std::string PromptIds(const std::vector<int64_t>& tokens) {
+  std::string ids;
+  for (int64_t id : tokens) ids += (ids.empty() ? "" : ",") + std::to_string(id);
+  return ids;
+}
+
+// One explain run of the pair (dir_a, dir_b) on one prompt.
+diagnose::ExplainRun ExplainOne(const std::string& pair, const std::string& dir_a,
+                                const std::string& dir_b, const diagnose::PromptSpec& prompt,
+                                int64_t prompt_index, diagnose::ExplainOptions options) {
   diagnose::ResolvedPrompt resolved = diagnose::ResolvePrompt(prompt, {dir_a, dir_b});
   options.eos_ids = resolved.eos_ids;
   diagnose::ModelSource a = diagnose::CheckpointSource(dir_a);
@@ -105,19 +70,93 @@ int RunExplain(const ExplainArgs& args) {
     a.label = "A";
     b.label = "B";
   }
-  diagnose::ExplainResult result = diagnose::Explain(a, b, resolved.tokens, options);
-  nlohmann::ordered_json json = diagnose::ExplainToJson(result);
+  diagnose::ExplainRun run;
+  run.pair = pair;
+  run.prompt_index = prompt_index;
+  run.prompt = prompt.token_ids.empty() ? prompt.text : prompt.token_ids;
+  spdlog::info("explain {}, prompt {}", pair, prompt_index);
+  run.result = diagnose::Explain(a, b, resolved.tokens, options);
+  return run;
+}
+
+int RunExplain(const ExplainArgs& args) {
+  diagnose::ExplainOptions options;
+  options.max_new_tokens = args.max_new_tokens > 0 ? args.max_new_tokens : 32;
+  options.device = c10::Device(args.device);
+  options.sides = args.side == "both" ? std::vector<std::string>{"a", "b"}
+                                      : std::vector<std::string>{args.side};
+  options.variants = args.variants;
+  std::vector<forward::Precision> dtypes;
+  for (const std::string& d : args.dtypes) dtypes.push_back(forward::ParsePrecision(d));
+  std::vector<diagnose::ExplainRun> runs;
+  if (args.inputs.size() == 1) {
+    // Every pair (both precisions in --dtype when given; FP64-only pairs left out: FP64 runs of
+    // the same function do not diverge) on every prompt of the case (or on --prompt / --tokens).
+    const compare::Case c = compare::LoadCase(args.inputs[0]);
+    if (c.pairs.empty() || c.prompts.empty()) {
+      throw InputError(args.inputs[0] + ": the case has no pairs or no prompts");
+    }
+    std::string work_dir = args.out;
+    if (work_dir.empty()) {
+      work_dir = (std::filesystem::temp_directory_path() / "parity-explain").string();
+    }
+    if (args.max_new_tokens == 0) options.max_new_tokens = c.max_new_tokens;
+    if (args.device == "cpu") options.device = c10::Device(c.device);
+    std::vector<std::pair<diagnose::PromptSpec, int64_t>> prompts;
+    if (!args.prompt.text.empty() || !args.prompt.token_ids.empty()) {
+      prompts.push_back({args.prompt, 0});
+    } else {
+      for (size_t i = 0; i < c.prompts.size(); ++i) {
+        diagnose::PromptSpec spec;
+        if (c.prompts[i].text) {
+          spec.text = *c.prompts[i].text;
+          spec.chat = c.prompts[i].chat;
+        } else {
+          spec.token_ids = PromptIds(c.prompts[i].tokens);
+        }
+        prompts.push_back({spec, static_cast<int64_t>(i)});
+      }
+    }
+    auto wanted = [&dtypes](forward::Precision p) {
+      return dtypes.empty() ? p != forward::Precision::kFP64
+                            : std::find(dtypes.begin(), dtypes.end(), p) != dtypes.end();
+    };
+    for (const compare::CasePair& pair : c.pairs) {
+      if (!wanted(pair.a.precision) || !wanted(pair.b.precision)) continue;
+      const std::string dir_a = CaseModelDir(c, pair.a.model, work_dir);
+      const std::string dir_b = CaseModelDir(c, pair.b.model, work_dir);
+      diagnose::ExplainOptions pair_options = options;
+      pair_options.precisions = {pair.a.precision};
+      pair_options.precisions_b = {pair.b.precision};
+      const std::string label =
+          compare::SideLabel(pair.a) + " vs " + compare::SideLabel(pair.b);
+      for (const auto& [spec, index] : prompts) {
+        runs.push_back(ExplainOne(label, dir_a, dir_b, spec, index, pair_options));
+      }
+    }
+    if (runs.empty()) {
+      throw InputError(args.inputs[0] + ": no pair of the case runs at the precisions given");
+    }
+  } else if (args.inputs.size() == 2) {
+    options.precisions = dtypes.empty() ? std::vector<forward::Precision>{forward::Precision::kFP32}
+                                        : dtypes;
+    runs.push_back(ExplainOne(args.inputs[0] + " vs " + args.inputs[1], args.inputs[0],
+                              args.inputs[1], args.prompt, 0, options));
+  } else {
+    throw InputError("explain: give two checkpoint directories (A B) or one case file");
+  }
+  nlohmann::ordered_json json = diagnose::ExplainRunsToJson(runs);
   if (!args.out.empty()) {
     std::filesystem::create_directories(args.out);
     WriteFileAtomic((std::filesystem::path(args.out) / "explain.json").string(),
                     json.dump(2) + "\n");
     WriteFileAtomic((std::filesystem::path(args.out) / "explain.md").string(),
-                    diagnose::FormatExplain(result, true));
+                    diagnose::FormatExplainRuns(runs, true));
   }
   if (args.json) {
     PrintJson(json.dump(2));
   } else {
-    std::cout << diagnose::FormatExplain(result, args.markdown);
+    std::cout << diagnose::FormatExplainRuns(runs, args.markdown);
   }
   return kExitOk;
 }
@@ -127,15 +166,18 @@ CommandRegistrar explain_command("explain", [](CLI::App& app, Action& action) {
   CLI::App* command = app.add_subcommand(
       "explain",
       "Rerun a pair flipping one implementation variant at a time (fused_qkv, sdpa_attention, "
-      "lm_head_all_positions, rotary_precomputed, kv_cache) and report which moves or removes the "
-      "first divergence and how the per-step KL changes");
+      "lm_head_all_positions, rotary_precomputed, kv_cache, divide_scores_by_sqrt) and all of them "
+      "at once (all_variants), and report which moves or removes the first divergence and how the "
+      "per-step KL changes; with a case file, for every pair and prompt");
   command->add_option("INPUTS", o->inputs, "A B (checkpoint directories) or CASE (a case file)")
       ->required()
       ->expected(1, 2);
   command->add_option("--prompt", o->prompt.text, "Prompt text");
   command->add_flag("--chat", o->prompt.chat, "Wrap the prompt in the ChatML template");
   command->add_option("--tokens", o->prompt.token_ids, "Prompt as comma-separated token ids");
-  command->add_option("--dtype,--dtypes", o->dtypes, "Precisions, comma-separated (default fp32)")
+  command->add_option("--dtype,--dtypes", o->dtypes,
+                      "Precisions, comma-separated (default fp32; with a case, keeps the pairs "
+                      "whose both sides run at these)")
       ->delimiter(',');
   command->add_option("--side", o->side, "Whose switches to flip: a, b or both")
       ->check(CLI::IsMember({"a", "b", "both"}))

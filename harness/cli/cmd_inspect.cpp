@@ -1,11 +1,13 @@
 // `parity inspect DIR [--json]`: what a checkpoint is (architecture, sizes, dtypes, parameter counts
 // from the config and from the tensors, files) and whether its tensors agree with the config.
+#include <filesystem>
 #include <iostream>
 #include <memory>
 
 #include "harness/cli/command.h"
 #include "harness/core/error.h"
 #include "harness/io/checkpoint.h"
+#include "harness/io/gguf.h"
 #include "harness/model/inspect.h"
 
 namespace parity::cli {
@@ -16,9 +18,23 @@ struct InspectOptions {
   bool json = false;
 };
 
+// A GGUF file (llama.cpp's format): header, metadata, tensor types, block sizes, bits per weight.
+int InspectGguf(const InspectOptions& options) {
+  io::GgufFile file = io::GgufFile::Open(options.dir);
+  if (options.json) {
+    PrintJson(io::SummarizeGguf(file).dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
+  } else {
+    std::cout << io::GgufSummaryText(file);
+  }
+  return kExitOk;
+}
+
 int RunInspect(const InspectOptions& options) {
-  io::Checkpoint checkpoint = io::Checkpoint::Open(options.dir);
-  model::CheckpointSummary summary = model::SummarizeCheckpoint(checkpoint);
+  if (std::filesystem::is_regular_file(options.dir)) return InspectGguf(options);
+  // A directory with only config.json (the seeds compare configs without weights): sizes and counts.
+  model::CheckpointSummary summary =
+      model::IsConfigOnly(options.dir) ? model::SummarizeConfigOnly(options.dir)
+                                       : model::SummarizeCheckpoint(io::Checkpoint::Open(options.dir));
   if (options.json) {
     PrintJson(summary.ToJson().dump(2));
   } else {
@@ -33,9 +49,10 @@ CommandRegistrar inspect_command("inspect", [](CLI::App& app, Action& action) {
       "inspect",
       "Describe a checkpoint: architecture, sizes, dtypes, parameter count from config.json and from "
       "the tensors (and whether they agree), tensors, shards and bytes on disk");
-  command->add_option("DIR", options->dir, "Checkpoint directory (config.json + safetensors)")
+  command->add_option("DIR", options->dir,
+                      "Checkpoint directory (config.json + safetensors), or a .gguf file")
       ->required()
-      ->check(CLI::ExistingDirectory);
+      ->check(CLI::ExistingPath);
   command->add_flag("--json", options->json, "Print one JSON object instead of text");
   command->callback([options, &action] { action = [options] { return RunInspect(*options); }; });
 });

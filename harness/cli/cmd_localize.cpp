@@ -39,6 +39,7 @@ int RunLocalize(const LocalizeArgs& args) {
   options.step = args.step;
   options.max_new_tokens = args.max_new_tokens;
   options.eos_ids = prompt.eos_ids;
+  options.token_text = prompt.token_text;
   diagnose::ModelSource a = diagnose::CheckpointSource(args.a);
   diagnose::ModelSource b = diagnose::CheckpointSource(args.b);
   if (a.label == b.label) {

@@ -12,6 +12,7 @@
 #include <fmt/ranges.h>
 
 #include "harness/io/checkpoint.h"
+#include "harness/model/arch_spec.h"
 
 namespace parity::compare {
 namespace {
@@ -29,17 +30,20 @@ enum class FieldKind {
 
 using Meaning = json (*)(const ModelConfig&);
 
-// One row of the field table. Only `bias` has a different name in the two architectures.
+// One row of the field table, under the canonical (HF Llama) name; a family that spells the field
+// differently says so in its ArchSpec's field_aliases (InternLM2: attention_bias -> bias).
 struct FieldRule {
-  const char* internlm2_name;
-  const char* llama_name;
+  const char* canonical;
   FieldKind kind;
   Meaning meaning = nullptr;        // kNetwork: the value the network uses, defaults applied
   const char* default_json = "";    // kIrrelevant: the value an absent field stands for ("" = none)
   const char* why = "";             // note for a difference that is not a mismatch
   bool alias = false;               // another spelling of fields that have rows of their own
-  const char* Name(Architecture arch) const {
-    return arch == Architecture::kInternLM2 ? internlm2_name : llama_name;
+  std::string Name(Architecture arch) const {
+    for (const model::FieldAlias& alias : model::SpecOf(arch).field_aliases) {
+      if (std::string(alias.canonical) == canonical) return alias.name;
+    }
+    return canonical;
   }
 };
 
@@ -49,63 +53,106 @@ json Scaling(const model::RopeScaling& scaling) {
   return {{"type", model::RopeScalingTypeName(scaling.type)}, {"factor", scaling.factor}};
 }
 json DtypeOrNull(const ModelConfig& c) { return c.torch_dtype.empty() ? json(nullptr) : json(c.torch_dtype); }
+// Each layer's attention window (0 = full), the meaning of every sliding-window field.
+json Windows(const ModelConfig& c) {
+  json windows = json::array();
+  bool any = false;
+  for (int64_t layer = 0; layer < c.num_layers; ++layer) {
+    windows.push_back(c.WindowOf(layer));
+    any = any || c.WindowOf(layer) > 0;
+  }
+  return any ? windows : json(nullptr);  // null: full attention everywhere
+}
+// Which layers are MoE, the meaning of decoder_sparse_step and mlp_only_layers.
+json MoeLayers(const ModelConfig& c) {
+  json layers = json::array();
+  for (int64_t layer = 0; layer < c.num_layers; ++layer) {
+    if (c.IsMoeLayer(layer)) layers.push_back(layer);
+  }
+  return layers;
+}
+
+// Keys of a config that hold other configs (VL checkpoints); compared in a pass of their own.
+const std::set<std::string>& ContainerKeys() {
+  static const std::set<std::string> keys = {"text_config", "llm_config", "vision_config"};
+  return keys;
+}
 
 const std::vector<FieldRule>& FieldRules() {
   static const std::vector<FieldRule> rules = {
       // Sizes and the numerics of the network.
-      {"vocab_size", "vocab_size", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.vocab_size); }},
-      {"hidden_size", "hidden_size", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.hidden_size); }},
-      {"num_hidden_layers", "num_hidden_layers", FieldKind::kNetwork,
+      {"vocab_size", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.vocab_size); }},
+      {"hidden_size", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.hidden_size); }},
+      {"num_hidden_layers", FieldKind::kNetwork,
        [](const ModelConfig& c) { return json(c.num_layers); }},
-      {"num_attention_heads", "num_attention_heads", FieldKind::kNetwork,
+      {"num_attention_heads", FieldKind::kNetwork,
        [](const ModelConfig& c) { return json(c.num_heads); }},
-      {"num_key_value_heads", "num_key_value_heads", FieldKind::kNetwork,
+      {"num_key_value_heads", FieldKind::kNetwork,
        [](const ModelConfig& c) { return json(c.num_kv_heads); }},
-      {"head_dim", "head_dim", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.head_dim); }},
-      {"intermediate_size", "intermediate_size", FieldKind::kNetwork,
+      {"head_dim", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.head_dim); }},
+      {"intermediate_size", FieldKind::kNetwork,
        [](const ModelConfig& c) { return json(c.intermediate_size); }},
-      {"max_position_embeddings", "max_position_embeddings", FieldKind::kNetwork,
+      {"max_position_embeddings", FieldKind::kNetwork,
        [](const ModelConfig& c) { return json(c.max_position_embeddings); }},
-      {"rms_norm_eps", "rms_norm_eps", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.rms_norm_eps); }},
-      {"rope_theta", "rope_theta", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.rope_theta); }},
-      {"rope_scaling", "rope_scaling", FieldKind::kNetwork,
+      {"rms_norm_eps", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.rms_norm_eps); }},
+      {"rope_theta", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.rope_theta); }},
+      {"rope_scaling", FieldKind::kNetwork,
        [](const ModelConfig& c) { return Scaling(c.rope_scaling); }},
-      {"rope_parameters", "rope_parameters", FieldKind::kNetwork,
+      {"rope_parameters", FieldKind::kNetwork,
        [](const ModelConfig& c) { return json{{"rope_theta", c.rope_theta}, {"scaling", Scaling(c.rope_scaling)}}; },
        "", "", true},
-      {"bias", "attention_bias", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.bias); }},
-      {"mlp_bias", "mlp_bias", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.mlp_bias); }},
-      {"tie_word_embeddings", "tie_word_embeddings", FieldKind::kNetwork,
+      {"attention_bias", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.bias); }},
+      {"mlp_bias", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.mlp_bias); }},
+      {"tie_word_embeddings", FieldKind::kNetwork,
        [](const ModelConfig& c) { return json(c.tie_word_embeddings); }},
-      {"hidden_act", "hidden_act", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.hidden_act); }},
-      {"bos_token_id", "bos_token_id", FieldKind::kNetwork,
+      {"hidden_act", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.hidden_act); }},
+      {"bos_token_id", FieldKind::kNetwork,
        [](const ModelConfig& c) { return IdOrNull(c.bos_token_id); }},
-      {"eos_token_id", "eos_token_id", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.eos_token_ids); }},
-      {"pad_token_id", "pad_token_id", FieldKind::kNetwork,
+      {"eos_token_id", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.eos_token_ids); }},
+      {"pad_token_id", FieldKind::kNetwork,
        [](const ModelConfig& c) { return IdOrNull(c.pad_token_id); }},
-      {"torch_dtype", "torch_dtype", FieldKind::kNetwork, DtypeOrNull},
-      {"dtype", "dtype", FieldKind::kNetwork, DtypeOrNull, "", "", true},
+      // Sliding window: what the layers' windows are, however the family spells it.
+      {"sliding_window", FieldKind::kNetwork, Windows},
+      {"use_sliding_window", FieldKind::kNetwork, Windows, "", "", true},
+      {"max_window_layers", FieldKind::kNetwork, Windows, "", "", true},
+      {"layer_types", FieldKind::kNetwork, Windows, "", "", true},
+      // Mixture of experts (transformers 5 writes num_local_experts).
+      {"num_experts", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.num_experts); }},
+      {"num_local_experts", FieldKind::kNetwork, [](const ModelConfig& c) { return json(c.num_experts); },
+       "", "", true},
+      {"num_experts_per_tok", FieldKind::kNetwork,
+       [](const ModelConfig& c) { return json(c.num_experts > 0 ? c.experts_per_token : 0); }},
+      {"moe_intermediate_size", FieldKind::kNetwork,
+       [](const ModelConfig& c) { return json(c.num_experts > 0 ? c.moe_intermediate_size : 0); }},
+      {"norm_topk_prob", FieldKind::kNetwork,
+       [](const ModelConfig& c) { return json(c.num_experts > 0 && c.norm_topk_prob); }},
+      {"decoder_sparse_step", FieldKind::kNetwork, MoeLayers},
+      {"mlp_only_layers", FieldKind::kNetwork, MoeLayers, "", "", true},
+      {"torch_dtype", FieldKind::kNetwork, DtypeOrNull},
+      {"dtype", FieldKind::kNetwork, DtypeOrNull, "", "", true},
       // What the conversion changes on purpose.
-      {"model_type", "model_type", FieldKind::kArchitecture},
-      {"architectures", "architectures", FieldKind::kArchitecture},
-      {"auto_map", "auto_map", FieldKind::kConversionDropped, nullptr, "",
+      {"model_type", FieldKind::kArchitecture},
+      {"architectures", FieldKind::kArchitecture},
+      {"auto_map", FieldKind::kConversionDropped, nullptr, "",
        "points HF at InternLM2's remote code; a Llama checkpoint uses the built-in class"},
-      {"attn_implementation", "attn_implementation", FieldKind::kConversionDropped, nullptr, "",
+      {"attn_implementation", FieldKind::kConversionDropped, nullptr, "",
        "without it HF Llama picks SDPA attention, which rounds differently from eager (same network, "
        "different numerics)"},
-      {"tokenizer_class", "tokenizer_class", FieldKind::kConversionDropped, nullptr, "",
+      {"tokenizer_class", FieldKind::kConversionDropped, nullptr, "",
        "tokenizer wrapper class, not part of the network"},
-      {"_name_or_path", "_name_or_path", FieldKind::kConversionDropped, nullptr, "",
+      {"_name_or_path", FieldKind::kConversionDropped, nullptr, "",
        "where the config was loaded from"},
       // Never part of the network.
-      {"transformers_version", "transformers_version", FieldKind::kIrrelevant, nullptr, "",
+      {"transformers_version", FieldKind::kIrrelevant, nullptr, "",
        "the library version that wrote the file"},
-      {"use_cache", "use_cache", FieldKind::kIrrelevant, nullptr, "true", "KV-cache default of generate()"},
-      {"initializer_range", "initializer_range", FieldKind::kIrrelevant, nullptr, "0.02",
+      {"use_cache", FieldKind::kIrrelevant, nullptr, "true", "KV-cache default of generate()"},
+      {"initializer_range", FieldKind::kIrrelevant, nullptr, "0.02",
        "initialisation of untrained weights"},
-      {"attention_dropout", "attention_dropout", FieldKind::kIrrelevant, nullptr, "0.0",
+      {"attention_dropout", FieldKind::kIrrelevant, nullptr, "0.0",
        "dropout is off at inference"},
-      {"pretraining_tp", "pretraining_tp", FieldKind::kIrrelevant, nullptr, "1",
+      {"router_aux_loss_coef", FieldKind::kIrrelevant, nullptr, "", "MoE load-balancing loss weight (training)"},
+      {"output_router_logits", FieldKind::kIrrelevant, nullptr, "false", "returns router logits (training)"},
+      {"pretraining_tp", FieldKind::kIrrelevant, nullptr, "1",
        "HF Llama slices its projections when > 1: rounding changes, the network does not"},
   };
   return rules;
@@ -144,50 +191,89 @@ std::string MeaningNote(const std::optional<json>& a, const std::optional<json>&
   return fmt::format("written differently, same meaning: {}", meaning.dump());
 }
 
+// One side of the comparison: the whole config.json, and the object holding the text model's fields
+// (the same object, or its text_config / llm_config).
+struct DiffSide {
+  const json& top;
+  const json& text;
+  std::string prefix;  // "text_config." when nested, else ""
+  const ModelConfig& config;
+};
+
 class Differ {
  public:
-  Differ(const json& a, const ModelConfig& config_a, const json& b, const ModelConfig& config_b)
-      : a_(a), b_(b), config_a_(config_a), config_b_(config_b) {}
+  Differ(const DiffSide& a, const DiffSide& b) : a_(a), b_(b) {}
 
   std::vector<FieldComparison> Run() {
     for (const auto& rule : FieldRules()) CompareRule(rule);
-    CompareRemaining();
+    // The text model's remaining fields, then the container's (vision_config, other top-level keys).
+    CompareObjects(a_.prefix, a_.text, Remaining(a_.text, true), b_.prefix, b_.text, Remaining(b_.text, true));
+    CompareObjects("", a_.top, TopLevel(a_), "", b_.top, TopLevel(b_));
     std::sort(rows_.begin(), rows_.end(),
               [](const FieldComparison& x, const FieldComparison& y) { return x.field < y.field; });
     return std::move(rows_);
   }
 
  private:
+  const ModelConfig& config_a() const { return a_.config; }
+  const ModelConfig& config_b() const { return b_.config; }
+
+  // Keys of `object` no rule handled (without the container keys in the text pass).
+  std::set<std::string> Remaining(const json& object, bool text_pass) {
+    std::set<std::string> keys;
+    for (auto it = object.begin(); it != object.end(); ++it) {
+      if (handled_[&object].count(it.key())) continue;
+      if (text_pass && ContainerKeys().count(it.key())) continue;
+      keys.insert(it.key());
+    }
+    return keys;
+  }
+  // The top-level keys left for the container pass: everything but the nested text config when the
+  // text model is nested; only the other configs (vision_config) when the fields are at the top.
+  std::set<std::string> TopLevel(const DiffSide& side) {
+    std::set<std::string> keys;
+    for (const auto& key : Remaining(side.top, false)) {
+      const bool nested = &side.text != &side.top;
+      if (nested ? &side.top[key] != &side.text : ContainerKeys().count(key) > 0) keys.insert(key);
+    }
+    return keys;
+  }
+
   void CompareRule(const FieldRule& rule) {
-    std::string key_a = rule.Name(config_a_.arch);
-    std::string key_b = rule.Name(config_b_.arch);
+    const bool top = rule.kind == FieldKind::kArchitecture;
+    const json& object_a = top ? a_.top : a_.text;
+    const json& object_b = top ? b_.top : b_.text;
+    std::string key_a = rule.Name(config_a().arch);
+    std::string key_b = rule.Name(config_b().arch);
+    const std::string shown_a = (top ? "" : a_.prefix) + key_a;
+    const std::string shown_b = (top ? "" : b_.prefix) + key_b;
     FieldComparison row;
-    row.a = Lookup(a_, key_a);
-    row.b = Lookup(b_, key_b);
+    row.a = Lookup(object_a, key_a);
+    row.b = Lookup(object_b, key_b);
     if (!row.a && !row.b) {
       // Absent from both files, the field still has a meaning: each side's default. Where the
       // defaults differ (InternLM2 `bias` true, Llama `attention_bias` false) the networks differ.
       if (rule.kind == FieldKind::kNetwork && !rule.alias &&
-          rule.meaning(config_a_) != rule.meaning(config_b_)) {
-        row.field = key_a;
-        if (key_a != key_b) row.field_b = key_b;
+          rule.meaning(config_a()) != rule.meaning(config_b())) {
+        row.field = shown_a;
+        if (shown_a != shown_b) row.field_b = shown_b;
         row.verdict = FieldVerdict::kMismatch;
         row.note = fmt::format("absent in both; by default A means {}, B means {}",
-                               rule.meaning(config_a_).dump(), rule.meaning(config_b_).dump());
+                               rule.meaning(config_a()).dump(), rule.meaning(config_b()).dump());
         rows_.push_back(std::move(row));
       }
       return;
     }
-    if (row.a) handled_a_.insert(key_a);
-    if (row.b) handled_b_.insert(key_b);
-    row.field = row.a ? key_a : key_b;
-    if (row.a && row.b && key_a != key_b) row.field_b = key_b;
+    if (row.a) handled_[&object_a].insert(key_a);
+    if (row.b) handled_[&object_b].insert(key_b);
+    row.field = row.a ? shown_a : shown_b;
+    if (row.a && row.b && shown_a != shown_b) row.field_b = shown_b;
     bool same_text = row.a && row.b && *row.a == *row.b;
 
     switch (rule.kind) {
       case FieldKind::kNetwork: {
-        json meaning_a = rule.meaning(config_a_);
-        json meaning_b = rule.meaning(config_b_);
+        json meaning_a = rule.meaning(config_a());
+        json meaning_b = rule.meaning(config_b());
         if (same_text && key_a == key_b) {
           row.verdict = FieldVerdict::kMatch;
         } else if (meaning_a == meaning_b) {
@@ -205,22 +291,37 @@ class Differ {
         }
         break;
       }
-      case FieldKind::kArchitecture:
+      case FieldKind::kArchitecture: {
+        const std::string& container_a = config_a().container.model_type;
+        const std::string& container_b = config_b().container.model_type;
         if (same_text) {
           row.verdict = FieldVerdict::kMatch;
-        } else if (config_a_.arch == config_b_.arch) {
+        } else if (config_a().arch == config_b().arch && container_a != container_b) {
+          // e.g. InternVLA-N1 (internvla_n1) and Qwen2.5-VL (qwen2_5_vl): the same language model.
+          row.verdict = FieldVerdict::kExpectedDifference;
+          row.note = fmt::format("names the checkpoint type ({} vs {}); both hold a {} language model",
+                                 container_a.empty() ? config_a().model_type : container_a,
+                                 container_b.empty() ? config_b().model_type : container_b,
+                                 model::ArchitectureName(config_a().arch));
+        } else if (config_a().arch == config_b().arch) {
           row.verdict = FieldVerdict::kMatch;
           row.by_meaning = true;
-          row.note = fmt::format("both describe a {} model", model::ArchitectureName(config_a_.arch));
+          row.note = fmt::format("both describe a {} model", model::ArchitectureName(config_a().arch));
         } else {
           row.verdict = FieldVerdict::kExpectedDifference;
-          row.note = fmt::format("names the architecture: {} vs {}", model::ArchitectureName(config_a_.arch),
-                                 model::ArchitectureName(config_b_.arch));
+          row.note = fmt::format("names the architecture: {} vs {}", model::ArchitectureName(config_a().arch),
+                                 model::ArchitectureName(config_b().arch));
         }
         break;
+      }
       case FieldKind::kConversionDropped: {
-        bool a_to_b = config_a_.arch == Architecture::kInternLM2 && config_b_.arch == Architecture::kLlama;
-        bool b_to_a = config_b_.arch == Architecture::kInternLM2 && config_a_.arch == Architecture::kLlama;
+        // Dropped by a known conversion between the two families (convert2llama: internlm2 -> llama).
+        auto converted = [](const ModelConfig& from, const ModelConfig& to) {
+          const char* source = model::SpecOf(to.arch).converted_from;
+          return source != nullptr && Architecture(source) == from.arch;
+        };
+        bool a_to_b = converted(config_a(), config_b());
+        bool b_to_a = converted(config_b(), config_a());
         if (same_text) {
           row.verdict = FieldVerdict::kMatch;
         } else if ((row.a && !row.b && a_to_b) || (row.b && !row.a && b_to_a)) {
@@ -256,18 +357,27 @@ class Differ {
     rows_.push_back(std::move(row));
   }
 
-  // Fields no rule covers: generic PretrainedConfig fields are irrelevant; anything else that
-  // differs is a mismatch, because Parity cannot tell whether it changes the network.
-  void CompareRemaining() {
-    std::set<std::string> keys;
-    for (auto it = a_.begin(); it != a_.end(); ++it) keys.insert(it.key());
-    for (auto it = b_.begin(); it != b_.end(); ++it) keys.insert(it.key());
+  // Fields no rule covers, by name: generic PretrainedConfig fields are irrelevant; anything else
+  // that differs is a mismatch, because Parity cannot tell whether it changes the network. Two
+  // objects that differ (vision_config) are compared field by field under "key.".
+  void CompareObjects(const std::string& prefix_a, const json& a, const std::set<std::string>& keys_a,
+                      const std::string& prefix_b, const json& b, const std::set<std::string>& keys_b) {
+    std::set<std::string> keys = keys_a;
+    keys.insert(keys_b.begin(), keys_b.end());
     for (const auto& key : keys) {
       FieldComparison row;
-      row.field = key;
-      if (!handled_a_.count(key)) row.a = Lookup(a_, key);
-      if (!handled_b_.count(key)) row.b = Lookup(b_, key);
+      if (keys_a.count(key)) row.a = Lookup(a, key);
+      if (keys_b.count(key)) row.b = Lookup(b, key);
       if (!row.a && !row.b) continue;
+      row.field = (row.a ? prefix_a : prefix_b) + key;
+      if (row.a && row.b && prefix_a != prefix_b) row.field_b = prefix_b + key;
+      if (row.a && row.b && row.a->is_object() && row.b->is_object() && *row.a != *row.b) {
+        std::set<std::string> sub_a, sub_b;
+        for (auto it = row.a->begin(); it != row.a->end(); ++it) sub_a.insert(it.key());
+        for (auto it = row.b->begin(); it != row.b->end(); ++it) sub_b.insert(it.key());
+        CompareObjects(prefix_a + key + ".", *row.a, sub_a, prefix_b + key + ".", *row.b, sub_b);
+        continue;
+      }
       if (row.a && row.b && *row.a == *row.b) {
         row.verdict = FieldVerdict::kMatch;
       } else if (GenericIrrelevantFields().count(key)) {
@@ -281,12 +391,9 @@ class Differ {
     }
   }
 
-  const json& a_;
-  const json& b_;
-  const ModelConfig& config_a_;
-  const ModelConfig& config_b_;
-  std::set<std::string> handled_a_;
-  std::set<std::string> handled_b_;
+  DiffSide a_;
+  DiffSide b_;
+  std::map<const json*, std::set<std::string>> handled_;  // keys a rule compared, per object
   std::vector<FieldComparison> rows_;
 };
 
@@ -409,7 +516,15 @@ ConfigDiff DiffConfigs(const nlohmann::json& a, const std::string& source_a, con
   diff.source_b = source_b;
   diff.arch_a = config_a.arch;
   diff.arch_b = config_b.arch;
-  diff.fields = Differ(a, config_a, b, config_b).Run();
+  // A VL config's text model is in its text_config / llm_config when the container nests it.
+  auto side = [](const json& top, const ModelConfig& config) {
+    const std::string& field = config.container.text_field;
+    if (!field.empty() && top.contains(field) && top[field].is_object()) {
+      return DiffSide{top, top[field], field + ".", config};
+    }
+    return DiffSide{top, top, "", config};
+  };
+  diff.fields = Differ(side(a, config_a), side(b, config_b)).Run();
   return diff;
 }
 

@@ -38,6 +38,9 @@ nlohmann::ordered_json DepartureJson(const LocalizeResult& r) {
   }
   json["kind"] = d.kind;
   json["index"] = d.index;
+  json["position"] = r.position;
+  json["token"] = r.position_token;
+  json["token_text"] = r.position_text;
   json["reason"] = d.reason;
   if (d.index >= 0) {
     const PointError& p = r.points[d.index];
@@ -60,6 +63,15 @@ nlohmann::ordered_json LocalizeToJson(const LocalizeResult& r) {
   } else {
     json["fp64_first_difference"] = nullptr;
   }
+  if (r.fp64_first_part.position >= 0) {
+    const SequencePoint& f = r.fp64_first_part;
+    json["fp64_first_part"] = {{"position", f.position},       {"token", f.token},
+                               {"token_text", f.token_text},   {"layer", f.point.layer},
+                               {"sub_block", f.point.sub_block}, {"name", f.point.name},
+                               {"fp64_rel_diff", f.point.fp64_rel_diff}};
+  } else {
+    json["fp64_first_part"] = nullptr;
+  }
   json["a"] = r.label_a;
   json["b"] = r.label_b;
   json["numerics"] = r.numerics;
@@ -67,6 +79,7 @@ nlohmann::ordered_json LocalizeToJson(const LocalizeResult& r) {
   json["step_source"] = r.step_source;
   json["prompt_length"] = r.prompt_length;
   json["position"] = r.position;
+  json["position_source"] = r.position_source;
   json["tokens"] = r.tokens;
   if (r.divergence_token_a) {
     json["divergence"] = {{"token_a", *r.divergence_token_a}, {"token_b", *r.divergence_token_b}};
@@ -83,6 +96,18 @@ nlohmann::ordered_json LocalizeToJson(const LocalizeResult& r) {
   json["seconds"] = r.seconds;
   json["points"] = nlohmann::ordered_json::array();
   for (const PointError& p : r.points) json["points"].push_back(PointJson(p));
+  json["positions"] = nlohmann::ordered_json::array();
+  for (const PositionSummary& p : r.positions) {
+    nlohmann::ordered_json item;
+    item["position"] = p.position;
+    item["token"] = p.token;
+    item["departure_kind"] = p.departure_kind;
+    item["departure_point"] = p.departure_point;
+    item["fp64_first_point"] = p.fp64_first_point;
+    item["max_fp64_rel_diff"] = p.max_fp64_rel_diff;
+    item["max_rel_rms_error"] = p.max_rel_rms_error;
+    json["positions"].push_back(item);
+  }
   return json;
 }
 
@@ -91,8 +116,19 @@ std::string FormatLocalize(const LocalizeResult& r) {
   const char* source = r.step_source == "first_divergence" ? "first divergence of a free run"
                        : r.step_source == "given"          ? "given"
                                                            : "no divergence: last prompt position";
-  out += fmt::format("localize {} vs {} at {}, step {} ({}), position {} of {} tokens\n",
-                     r.label_a, r.label_b, r.numerics, r.step, source, r.position, r.tokens.size());
+  out += fmt::format("localize {} vs {} at {}, step {} ({}), {} positions observed\n", r.label_a,
+                     r.label_b, r.numerics, r.step, source, r.tokens.size());
+  if (r.fp64_first_part.position >= 0) {
+    const SequencePoint& f = r.fp64_first_part;
+    out += fmt::format("  the FP64 runs first part at position {} (token {} \"{}\"), {}\n",
+                       f.position, f.token, f.token_text, f.point.name);
+  } else {
+    out += "  the FP64 runs agree at every position and point\n";
+  }
+  out += fmt::format("  curve below: position {} (token {} \"{}\"), {}\n", r.position,
+                     r.position_token, r.position_text,
+                     r.position_source == "first_real" ? "the first position with a real departure"
+                                                       : "the last position (no real departure)");
   if (r.divergence_token_a) {
     out += fmt::format("  A predicts {}, B predicts {}\n", *r.divergence_token_a,
                        *r.divergence_token_b);
@@ -119,8 +155,9 @@ std::string FormatLocalize(const LocalizeResult& r) {
   } else {
     out += fmt::format("verdict at step {}: no flip (A and B pick the same token)\n", r.step);
   }
-  out += fmt::format("first departure: {}: {}\n", r.first_departure.kind, r.first_departure.reason);
-  out += fmt::format("(errors are relative RMS at the observed position; \"A64\" is A run in FP64; "
+  out += fmt::format("first departure: {} at position {}: {}\n", r.first_departure.kind,
+                     r.position, r.first_departure.reason);
+  out += fmt::format("(errors are relative RMS at that position; \"A64\" is A run in FP64; "
                      "real = FP64 difference above max({:.0e}, noise floor))\n",
                      kFp64Resolution);
   return out;

@@ -24,8 +24,19 @@ bool IsFloatingDType(io::DType dtype) {
 
 }  // namespace
 
-Weights LoadWeights(const io::Checkpoint& checkpoint, const model::ModelConfig& config,
+Weights LoadWeights(const io::Checkpoint& checkpoint, const model::ModelConfig& original,
                     std::vector<std::string>* unused) {
+  model::ModelConfig config = original;
+  // MoE experts stored fused (transformers 5) rather than one by one: the checkpoint decides.
+  if (config.num_experts > 0 && config.expert_layout == model::ExpertLayout::kPerExpert) {
+    for (int64_t layer = 0; layer < config.num_layers; ++layer) {
+      if (config.IsMoeLayer(layer) &&
+          checkpoint.Contains(model::TensorName(config, model::Role::kExpertsGateUp, layer))) {
+        config.expert_layout = model::ExpertLayout::kFused;
+        break;
+      }
+    }
+  }
   Weights weights;
   std::vector<std::string> problems;
   std::set<std::string> known;
@@ -54,7 +65,7 @@ Weights LoadWeights(const io::Checkpoint& checkpoint, const model::ModelConfig& 
                                      expected.name, io::DTypeName(info.dtype), file));
       continue;
     }
-    weights.Set(expected.role, expected.layer, checkpoint.Get(expected.name));
+    weights.Set(expected.role, expected.layer, expected.expert, checkpoint.Get(expected.name));
   }
   if (!problems.empty()) {
     throw InputError(fmt::format("checkpoint {}: {} tensor problem(s) for {}:\n  {}",

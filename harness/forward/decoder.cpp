@@ -19,9 +19,6 @@ std::vector<std::string> UnsupportedConfig(const model::ModelConfig& config) {
   auto where = [&](const char* field) {
     return config.source.empty() ? std::string(field) : fmt::format("{}: {}", config.source, field);
   };
-  if (config.bias) problems.push_back(where("bias/attention_bias") + ": true is not supported (the "
-                                      "architecture table has no bias tensors)");
-  if (config.mlp_bias) problems.push_back(where("mlp_bias") + ": true is not supported");
   if (config.hidden_act != "silu") {
     problems.push_back(where("hidden_act") + ": '" + config.hidden_act + "' is not supported (silu)");
   }
@@ -39,14 +36,29 @@ std::vector<std::string> UnsupportedConfig(const model::ModelConfig& config) {
     problems.push_back(fmt::format("{}: {} must be positive and even (rotary halves)",
                                    where("head_dim"), config.head_dim));
   }
+  if (!model::SpecOf(config.arch).features.honours_head_dim &&
+      config.head_dim * config.num_heads != config.hidden_size) {
+    // InternLM2's remote code computes head_dim = hidden_size // num_attention_heads and insists on it.
+    problems.push_back(fmt::format("{}: {} needs hidden_size ({}) = num_attention_heads ({}) * "
+                                   "head_dim ({})", where("head_dim"), model::ArchitectureName(config.arch),
+                                   config.hidden_size, config.num_heads, config.head_dim));
+  }
   if (config.max_position_embeddings <= 0) {
     problems.push_back(where("max_position_embeddings") + ": must be positive");
+  }
+  if (config.num_experts > 0 &&
+      (config.experts_per_token <= 0 || config.experts_per_token > config.num_experts)) {
+    problems.push_back(fmt::format("{}: {} must be in [1, num_experts = {}]",
+                                   where("num_experts_per_tok"), config.experts_per_token,
+                                   config.num_experts));
   }
   return problems;
 }
 
-// `config` after checking it and the weights: one InputError listing every problem.
-const model::ModelConfig& Checked(const model::ModelConfig& config, const Weights& weights) {
+// `config` after checking it and the weights: one InputError listing every problem. MoE experts
+// take the layout the weights have.
+model::ModelConfig Checked(const model::ModelConfig& given, const Weights& weights) {
+  const model::ModelConfig config = WithExpertLayoutOf(given, weights);
   std::vector<std::string> problems = UnsupportedConfig(config);
   if (!problems.empty()) {
     throw InputError(fmt::format("cannot run this model:\n  {}", fmt::join(problems, "\n  ")));
@@ -65,9 +77,10 @@ void Observe(const Observer* observer, ObservationPoint point, int64_t layer,
 Decoder::Decoder(const model::ModelConfig& config, const Weights& weights,
                  const Numerics& numerics, const Variants& variants)
     : config_(Checked(config, weights)),
+      spec_(&model::SpecOf(config_.arch)),
       numerics_(numerics),
       variants_(variants),
-      rotary_(config, numerics,
+      rotary_(config_, numerics,
               variants.rotary_precomputed ? RotaryStyle::kPrecomputedTable
                                           : RotaryStyle::kPerStep) {
   using model::Role;
@@ -79,21 +92,147 @@ Decoder::Decoder(const model::ModelConfig& config, const Weights& weights,
   lm_head_ = config_.tie_word_embeddings ? embedding_
                                          : numerics_.FromCheckpoint(weights.Get(Role::kLmHead));
   for (int64_t layer = 0; layer < config_.num_layers; ++layer) {
-    layers_.push_back({numerics_.FromCheckpoint(weights.Get(Role::kAttentionNorm, layer)),
-                       numerics_.FromCheckpoint(weights.Get(Role::kMlpNorm, layer)),
-                       numerics_.FromCheckpoint(weights.Get(Role::kGate, layer)),
-                       numerics_.FromCheckpoint(weights.Get(Role::kUp, layer)),
-                       numerics_.FromCheckpoint(weights.Get(Role::kDown, layer))});
+    Layer l;
+    l.attention_norm = numerics_.FromCheckpoint(weights.Get(Role::kAttentionNorm, layer));
+    l.mlp_norm = numerics_.FromCheckpoint(weights.Get(Role::kMlpNorm, layer));
+    LoadAttention(weights, layer, l);
+    LoadMlp(weights, layer, l);
+    l.window = config_.WindowOf(layer);
+    if (l.window > 0) window_ = l.window;
+    layers_.push_back(std::move(l));
   }
 }
 
-at::Tensor Decoder::AttendAndMerge(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                   const ops::AttentionInputs& inputs,
-                                   ops::ScoreScaling scaling) const {
-  at::Tensor out = variants_.sdpa_attention ? ops::SdpaAttention(numerics_, q, k, v, inputs)
-                                            : ops::EagerAttention(numerics_, q, k, v, inputs, scaling);
+Decoder::Projection Decoder::Load(const Weights& weights, model::Role weight, model::Role bias,
+                                  int64_t layer) const {
+  Projection p;
+  p.weight = numerics_.FromCheckpoint(weights.Get(weight, layer));
+  if (weights.Has(bias, layer)) p.bias = numerics_.FromCheckpoint(weights.Get(bias, layer));
+  return p;
+}
+
+void Decoder::LoadAttention(const Weights& weights, int64_t layer, Layer& l) const {
+  using model::Role;
+  const int64_t kv = config_.num_kv_heads, groups = config_.group_size(), d = config_.head_dim;
+  if (spec_->features.packed_qkv) {
+    if (variants_.fused_qkv) {
+      l.qkv = Load(weights, Role::kQkv, Role::kQkvBias, layer);
+    } else {
+      // Rows are kv blocks of (G + 2) * d: G query heads, the group's K head, its V head.
+      auto split = [&](const at::Tensor& packed, int part) {
+        at::Tensor grouped = packed.reshape({kv, groups + 2, d, -1});
+        at::Tensor rows = part == 0 ? grouped.slice(1, 0, groups) : grouped.select(1, groups + part - 1);
+        at::Tensor flat = rows.reshape({-1, packed.dim() == 2 ? packed.size(1) : 1});
+        return numerics_.FromCheckpoint(packed.dim() == 2 ? flat : flat.reshape({-1}));
+      };
+      const at::Tensor& wqkv = weights.Get(Role::kQkv, layer);
+      const bool biased = weights.Has(Role::kQkvBias, layer);
+      Projection* parts[] = {&l.q, &l.k, &l.v};
+      for (int part = 0; part < 3; ++part) {
+        parts[part]->weight = split(wqkv, part);
+        if (biased) parts[part]->bias = split(weights.Get(Role::kQkvBias, layer), part);
+      }
+    }
+  } else {
+    l.q = Load(weights, Role::kQ, Role::kQBias, layer);
+    l.k = Load(weights, Role::kK, Role::kKBias, layer);
+    l.v = Load(weights, Role::kV, Role::kVBias, layer);
+    if (variants_.fused_qkv) {
+      l.qkv.weight = at::cat({l.q.weight, l.k.weight, l.v.weight}, 0);  // [(H + 2 kv) * d, D]
+      if (l.q.bias.defined()) l.qkv.bias = at::cat({l.q.bias, l.k.bias, l.v.bias}, 0);
+      l.q = l.k = l.v = Projection();
+    }
+  }
+  if (spec_->features.qk_norm) {
+    l.q_norm = numerics_.FromCheckpoint(weights.Get(Role::kQNorm, layer));
+    l.k_norm = numerics_.FromCheckpoint(weights.Get(Role::kKNorm, layer));
+  }
+  l.o = Load(weights, Role::kO, Role::kOBias, layer);
+}
+
+void Decoder::LoadMlp(const Weights& weights, int64_t layer, Layer& l) const {
+  using model::Role;
+  if (!config_.IsMoeLayer(layer)) {
+    l.gate = Load(weights, Role::kGate, Role::kGateBias, layer);
+    l.up = Load(weights, Role::kUp, Role::kUpBias, layer);
+    l.down = Load(weights, Role::kDown, Role::kDownBias, layer);
+    return;
+  }
+  l.router = numerics_.FromCheckpoint(weights.Get(Role::kRouter, layer));
+  const int64_t width = config_.moe_intermediate_size;
+  for (int64_t e = 0; e < config_.num_experts; ++e) {
+    ops::Expert expert;
+    if (config_.expert_layout == model::ExpertLayout::kPerExpert) {
+      expert.gate = weights.Get(Role::kExpertGate, layer, e);
+      expert.up = weights.Get(Role::kExpertUp, layer, e);
+      expert.down = weights.Get(Role::kExpertDown, layer, e);
+    } else {
+      const at::Tensor gate_up = weights.Get(Role::kExpertsGateUp, layer).select(0, e);
+      const at::Tensor down = weights.Get(Role::kExpertsDown, layer).select(0, e);
+      if (config_.expert_layout == model::ExpertLayout::kFused) {  // [2I, D], [D, I]
+        expert = {gate_up.slice(0, 0, width), gate_up.slice(0, width), down};
+      } else {  // Qwen3-VL, used as x @ W: [D, 2I], [I, D]
+        expert = {gate_up.slice(1, 0, width).t(), gate_up.slice(1, width).t(), down.t()};
+      }
+    }
+    l.experts.push_back({numerics_.FromCheckpoint(expert.gate), numerics_.FromCheckpoint(expert.up),
+                         numerics_.FromCheckpoint(expert.down)});
+  }
+}
+
+at::Tensor Decoder::Attention(const Layer& l, const at::Tensor& x, at::Tensor& cached_keys,
+                              at::Tensor& cached_values, const ops::AttentionInputs& inputs,
+                              const CosSin& rotary) const {
+  const int64_t batch = x.size(0), length = x.size(1);
+  const int64_t kv = config_.num_kv_heads, groups = config_.group_size(), d = config_.head_dim,
+                heads = config_.num_heads, q_width = heads * d, kv_width = kv * d;
+  at::Tensor q, k, v;  // [B, T, heads, d]
+  if (variants_.fused_qkv) {
+    at::Tensor qkv = ops::Linear(numerics_, x, l.qkv.weight, l.qkv.bias);
+    if (spec_->features.packed_qkv) {
+      // The remote code's view: [b, q, kv, G + 2, d]; q = [..., :G, :], k = [..., -2, :], v = [..., -1, :].
+      qkv = qkv.view({batch, length, kv, groups + 2, d});
+      q = qkv.slice(3, 0, groups).reshape({batch, length, heads, d});
+      k = qkv.select(3, groups);
+      v = qkv.select(3, groups + 1);
+    } else {
+      q = qkv.slice(-1, 0, q_width).reshape({batch, length, -1, d});
+      k = qkv.slice(-1, q_width, q_width + kv_width).reshape({batch, length, -1, d});
+      v = qkv.slice(-1, q_width + kv_width).reshape({batch, length, -1, d});
+    }
+  } else {
+    q = ops::Linear(numerics_, x, l.q.weight, l.q.bias).view({batch, length, -1, d});
+    k = ops::Linear(numerics_, x, l.k.weight, l.k.bias).view({batch, length, -1, d});
+    v = ops::Linear(numerics_, x, l.v.weight, l.v.bias).view({batch, length, -1, d});
+  }
+  if (l.q_norm.defined()) {  // Qwen3: RMSNorm over each head's d values, before rope
+    q = ops::RmsNorm(numerics_, q, l.q_norm, config_.rms_norm_eps);
+    k = ops::RmsNorm(numerics_, k, l.k_norm, config_.rms_norm_eps);
+  }
+  q = ops::ApplyRotary(numerics_, q.transpose(1, 2), rotary.cos, rotary.sin);
+  k = ops::ApplyRotary(numerics_, k.transpose(1, 2), rotary.cos, rotary.sin);
+  ops::AppendToCache(cached_keys, cached_values, k, v.transpose(1, 2));
+  const ops::ScoreScaling scaling = variants_.divide_scores_by_sqrt
+                                        ? ops::ScoreScaling::kDivideBySqrt
+                                        : ops::ScoreScaling::kMultiplyByInverse;
+  at::Tensor out = variants_.sdpa_attention
+                       ? ops::SdpaAttention(numerics_, q, cached_keys, cached_values, inputs)
+                       : ops::EagerAttention(numerics_, q, cached_keys, cached_values, inputs, scaling);
   // [B, H, T, d] -> [B, T, H, d] -> [B, T, H * d]
-  return out.transpose(1, 2).contiguous().reshape({inputs.batch, inputs.length, -1});
+  at::Tensor merged = out.transpose(1, 2).contiguous().reshape({batch, length, -1});
+  return ops::Linear(numerics_, merged, l.o.weight, l.o.bias);
+}
+
+at::Tensor Decoder::Mlp(const Layer& l, const at::Tensor& x) const {
+  if (!l.experts.empty()) {
+    return ops::SparseMoe(numerics_, x, l.router, l.experts, config_.experts_per_token,
+                          config_.norm_topk_prob);
+  }
+  if (!l.gate.bias.defined()) return ops::GatedMlp(numerics_, x, l.gate.weight, l.up.weight, l.down.weight);
+  // Llama mlp_bias: each projection with its bias.
+  at::Tensor activated = numerics_.Round(at::silu(ops::Linear(numerics_, x, l.gate.weight, l.gate.bias)));
+  at::Tensor product = numerics_.Round(activated * ops::Linear(numerics_, x, l.up.weight, l.up.bias));
+  return ops::Linear(numerics_, product, l.down.weight, l.down.bias);
 }
 
 at::Tensor Decoder::Forward(const at::Tensor& tokens, KVCache& cache,
@@ -129,20 +268,26 @@ at::Tensor Decoder::Forward(const at::Tensor& tokens, KVCache& cache,
   const ops::AttentionInputs inputs =
       ops::MakeAttentionInputs(numerics_, batch, past, length, attention_mask,
                                !variants_.sdpa_attention, variants_.sdpa_attention);
+  // Sliding-window layers read through their own mask (HF's create_sliding_window_causal_mask).
+  const ops::AttentionInputs windowed =
+      window_ > 0 ? ops::MakeAttentionInputs(numerics_, batch, past, length, attention_mask,
+                                             !variants_.sdpa_attention, variants_.sdpa_attention,
+                                             window_)
+                  : inputs;
   const CosSin rotary = rotary_.Compute(inputs.positions, past + length);
 
   at::Tensor hidden = at::embedding(embedding_, tokens.to(numerics_.device));  // [B, T, D]
   Observe(observer, ObservationPoint::kEmbedding, -1, hidden);
   for (int64_t layer = 0; layer < config_.num_layers; ++layer) {
-    const LayerWeights& w = layers_[layer];
+    const Layer& w = layers_[layer];
     at::Tensor normed = ops::RmsNorm(numerics_, hidden, w.attention_norm, config_.rms_norm_eps);
-    at::Tensor attention =
-        Attention(layer, normed, cache.keys[layer], cache.values[layer], inputs, rotary);
+    at::Tensor attention = Attention(w, normed, cache.keys[layer], cache.values[layer],
+                                     w.window > 0 ? windowed : inputs, rotary);
     hidden = ops::Add(numerics_, hidden, attention);
     Observe(observer, ObservationPoint::kAttentionBlock, layer, hidden);
 
     normed = ops::RmsNorm(numerics_, hidden, w.mlp_norm, config_.rms_norm_eps);
-    hidden = ops::Add(numerics_, hidden, ops::GatedMlp(numerics_, normed, w.gate, w.up, w.down));
+    hidden = ops::Add(numerics_, hidden, Mlp(w, normed));
     Observe(observer, ObservationPoint::kMlpBlock, layer, hidden);
   }
   hidden = ops::RmsNorm(numerics_, hidden, final_norm_, config_.rms_norm_eps);

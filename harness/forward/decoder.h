@@ -1,7 +1,10 @@
-// The decoder skeleton both references share (InternLM2's remote code is HF Llama's with renamed
-// modules): embedding; per layer h = h + attn(norm(h)), h = h + mlp(norm(h)); final norm; LM head;
-// logits cast to FP32. Residual adds, RMSNorm and the MLP round as the references do (ops.h). The
-// attention block, where the two code paths differ, is each model's own (internlm2.cpp, llama.cpp).
+// The one decoder every architecture runs, built from its description's block features
+// (model/arch_spec.h): embedding; per layer h = h + attn(norm(h)), h = h + mlp(norm(h)); final
+// norm; LM head; logits cast to FP32. Attention: packed (InternLM2 wqkv, split per KV group) or
+// separate q/k/v projections with optional biases, optional q/k RMSNorm over head_dim (Qwen3),
+// rotary, KV cache, eager or fused attention with full or sliding-window masks, scores scaled as the
+// family's reference code scales them. MLP: dense SwiGLU or a sparse MoE block (Qwen3-MoE). Every op
+// rounds as the references do (ops.h).
 #pragma once
 
 #include <cstdint>
@@ -14,12 +17,18 @@
 #include "harness/forward/ops.h"
 #include "harness/forward/rotary.h"
 #include "harness/forward/weights.h"
+#include "harness/model/arch_spec.h"
 #include "harness/model/config.h"
 
 namespace parity::forward {
 
-class Decoder : public CausalLM {
+class Decoder final : public CausalLM {
  public:
+  // Checks the config and the weights (every problem in one InputError), casts the weights to
+  // `numerics` and moves them to its device.
+  Decoder(const model::ModelConfig& config, const Weights& weights, const Numerics& numerics,
+          const Variants& variants);
+
   const model::ModelConfig& config() const override { return config_; }
   const Numerics& numerics() const override { return numerics_; }
   const Variants& variants() const override { return variants_; }
@@ -28,36 +37,43 @@ class Decoder : public CausalLM {
                      const at::Tensor& attention_mask = at::Tensor(),
                      const Observer* observer = nullptr) override;
 
- protected:
-  // Checks the config and the weights (every problem in one InputError), casts the shared weights
-  // to `numerics` and moves them to its device.
-  Decoder(const model::ModelConfig& config, const Weights& weights, const Numerics& numerics,
-          const Variants& variants);
+ private:
+  struct Projection {
+    at::Tensor weight;  // [out, in]
+    at::Tensor bias;    // [out] or undefined
+  };
+  struct Layer {
+    at::Tensor attention_norm, mlp_norm;  // [D]
+    Projection qkv;                       // fused_qkv: packed rows or cat(q, k, v) rows
+    Projection q, k, v;                   // split: [H * d, D], [kv * d, D], [kv * d, D]
+    at::Tensor q_norm, k_norm;            // [d] (Qwen3) or undefined
+    Projection o;                         // [D, H * d]
+    Projection gate, up, down;            // dense MLP
+    at::Tensor router;                    // MoE: [E, D]
+    std::vector<ops::Expert> experts;     // MoE, in expert order
+    int64_t window = 0;                   // sliding window of this layer, 0 = none
+  };
 
-  // Layer `layer`'s attention block on the normed hidden x [B, T, D]: projections, rotary with
-  // `rotary`, appending this step's keys and values to the cache slots, attention, output
-  // projection. Returns [B, T, D] (before the residual add).
-  virtual at::Tensor Attention(int64_t layer, const at::Tensor& x, at::Tensor& cached_keys,
-                               at::Tensor& cached_values, const ops::AttentionInputs& inputs,
-                               const CosSin& rotary) = 0;
-
-  // Runs the chosen attention kernel on q [B, H, T, d] and k, v [B, kv, S, d]: eager with
-  // `scaling`, or the fused kernel when variants().sdpa_attention. Returns [B, T, H * d].
-  at::Tensor AttendAndMerge(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                            const ops::AttentionInputs& inputs, ops::ScoreScaling scaling) const;
+  void LoadAttention(const Weights& weights, int64_t layer, Layer& l) const;
+  void LoadMlp(const Weights& weights, int64_t layer, Layer& l) const;
+  Projection Load(const Weights& weights, model::Role weight, model::Role bias, int64_t layer) const;
+  // Layer `layer`'s attention on the normed hidden x [B, T, D]: projections, q/k norm, rotary,
+  // appending this step's keys and values to the cache slots, attention, output projection.
+  // Returns [B, T, D] (before the residual add).
+  at::Tensor Attention(const Layer& l, const at::Tensor& x, at::Tensor& cached_keys,
+                       at::Tensor& cached_values, const ops::AttentionInputs& inputs,
+                       const CosSin& rotary) const;
+  at::Tensor Mlp(const Layer& l, const at::Tensor& x) const;
 
   model::ModelConfig config_;
+  const model::ArchSpec* spec_;
   Numerics numerics_;
   Variants variants_;
-
- private:
-  struct LayerWeights {
-    at::Tensor attention_norm, mlp_norm, gate, up, down;
-  };
   at::Tensor embedding_;   // [V, D]
   at::Tensor final_norm_;  // [D]
   at::Tensor lm_head_;     // [V, D] (the embedding when tied)
-  std::vector<LayerWeights> layers_;
+  std::vector<Layer> layers_;
+  int64_t window_ = 0;     // the sliding window some layer uses (one per model), 0 = none
   Rotary rotary_;
 };
 

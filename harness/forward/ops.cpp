@@ -17,6 +17,12 @@ at::Tensor Linear(const Numerics& numerics, const at::Tensor& x, const at::Tenso
   return numerics.Round(at::linear(x, weight));
 }
 
+at::Tensor Linear(const Numerics& numerics, const at::Tensor& x, const at::Tensor& weight,
+                  const at::Tensor& bias) {
+  if (!bias.defined()) return Linear(numerics, x, weight);
+  return numerics.Round(at::linear(x, weight, bias));
+}
+
 at::Tensor RmsNorm(const Numerics& numerics, const at::Tensor& x, const at::Tensor& weight,
                    double eps) {
   at::Tensor hidden = x.to(numerics.upcast);
@@ -67,7 +73,7 @@ at::Tensor ScaleScores(const Numerics& numerics, const at::Tensor& scores, int64
 
 AttentionInputs MakeAttentionInputs(const Numerics& numerics, int64_t batch, int64_t past,
                                     int64_t length, const at::Tensor& attention_mask,
-                                    bool need_additive, bool need_allowed) {
+                                    bool need_additive, bool need_allowed, int64_t window) {
   AttentionInputs inputs;
   inputs.batch = batch;
   inputs.past = past;
@@ -96,14 +102,18 @@ AttentionInputs MakeAttentionInputs(const Numerics& numerics, int64_t batch, int
     inputs.positions = at::arange(past, total, long_options).unsqueeze(0).expand({batch, length});
   }
 
-  const bool need_mask_for_additive = need_additive && (inputs.padded || length > 1);
-  const bool need_mask_for_allowed = need_allowed && (inputs.padded || (length > 1 && past > 0));
+  const bool windowed = window > 0 && total > window;  // some key is outside some query's window
+  const bool need_mask_for_additive = need_additive && (inputs.padded || length > 1 || windowed);
+  const bool need_mask_for_allowed =
+      need_allowed && (inputs.padded || (length > 1 && past > 0) || windowed);
   if (!need_mask_for_additive && !need_mask_for_allowed) return inputs;
 
   // allowed[b, 0, t, s]: key s is not after query t (causal), and key s is real.
   at::Tensor key_index = at::arange(total, long_options).unsqueeze(0);             // [1, S]
   at::Tensor query_index = at::arange(past, total, long_options).unsqueeze(1);     // [T, 1]
-  at::Tensor allowed = key_index.le(query_index).unsqueeze(0).unsqueeze(0);         // [1, 1, T, S]
+  at::Tensor allowed = key_index.le(query_index);                                    // [T, S]
+  if (window > 0) allowed = allowed.logical_and(query_index.sub(key_index).lt(window));
+  allowed = allowed.unsqueeze(0).unsqueeze(0);                                       // [1, 1, T, S]
   allowed = allowed.expand({batch, 1, length, total});
   if (inputs.padded) {
     allowed = allowed.logical_and(real.unsqueeze(1).unsqueeze(1));
@@ -156,6 +166,34 @@ at::Tensor SdpaAttention(const Numerics& numerics, const at::Tensor& q, const at
   throw InputError(fmt::format("sdpa needs libtorch 2.x (this build has libtorch {})",
                                TORCH_VERSION));
 #endif
+}
+
+at::Tensor SparseMoe(const Numerics& numerics, const at::Tensor& x, const at::Tensor& router,
+                     const std::vector<Expert>& experts, int64_t top_k, bool normalize) {
+  const int64_t width = x.size(-1);
+  const at::Tensor flat = x.reshape({-1, width});                           // [N, D]
+  const at::Tensor logits = Linear(numerics, flat, router);                 // [N, E] run dtype
+  const at::Tensor probabilities = at::softmax(logits, -1, numerics.upcast);
+  auto [weights, chosen] = at::topk(probabilities, top_k, -1);              // [N, k] each
+  if (normalize) weights = weights / weights.sum(-1, /*keepdim=*/true);
+  weights = numerics.ToRun(weights).reshape({-1});                          // [N * k]
+  const at::Tensor chosen_flat = chosen.reshape({-1});
+  at::Tensor out = at::zeros_like(flat);
+  const at::Tensor counts =
+      at::bincount(chosen_flat.to(at::kCPU), {}, static_cast<int64_t>(experts.size()));
+  const int64_t* count = counts.data_ptr<int64_t>();
+  for (int64_t e = 0; e < static_cast<int64_t>(experts.size()); ++e) {
+    if (count[e] == 0) continue;
+    // Slots (token * k + rank) that chose expert e; a token chooses an expert at most once.
+    const at::Tensor slots = chosen_flat.eq(e).nonzero().reshape({-1});
+    const at::Tensor tokens = slots.div(top_k, "floor");
+    const at::Tensor state = flat.index_select(0, tokens);
+    const Expert& expert = experts[e];
+    at::Tensor hidden = GatedMlp(numerics, state, expert.gate, expert.up, expert.down);
+    hidden = numerics.Round(hidden * weights.index_select(0, slots).unsqueeze(1));
+    out = numerics.Round(out.index_add(0, tokens, hidden));
+  }
+  return out.view(x.sizes());
 }
 
 void AppendToCache(at::Tensor& cached_keys, at::Tensor& cached_values, const at::Tensor& keys,

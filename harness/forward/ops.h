@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include <ATen/Tensor.h>
 
@@ -15,6 +16,10 @@ namespace parity::forward::ops {
 
 // x W^T: x [..., in], weight [out, in] -> [..., out], rounded (one GEMM, FP32 accumulation).
 at::Tensor Linear(const Numerics& numerics, const at::Tensor& x, const at::Tensor& weight);
+// x W^T + b as nn.Linear with a bias computes it (one fused call, one rounding); `bias` [out] may be
+// undefined, then the same as above.
+at::Tensor Linear(const Numerics& numerics, const at::Tensor& x, const at::Tensor& weight,
+                  const at::Tensor& bias);
 
 // RMSNorm as both references write it: h = x.to(upcast); h = h * rsqrt(mean(h^2, -1) + eps);
 // h = h.to(run dtype) (rounded); return weight * h (multiplied in the run dtype, rounded).
@@ -69,10 +74,12 @@ struct AttentionInputs {
   at::Tensor allowed;
 };
 // attention_mask: [B, past + T] (1 real, 0 padding) or undefined. Positions follow HF's
-// `attention_mask.cumsum(-1) - 1`, with padding positions set to 1.
+// `attention_mask.cumsum(-1) - 1`, with padding positions set to 1. `window` > 0: sliding-window
+// attention, query q (cache index) reads key k only when q - k < window (HF's
+// `kv_idx > q_idx - sliding_window`).
 AttentionInputs MakeAttentionInputs(const Numerics& numerics, int64_t batch, int64_t past,
                                     int64_t length, const at::Tensor& attention_mask,
-                                    bool need_additive, bool need_allowed);
+                                    bool need_additive, bool need_allowed, int64_t window = 0);
 
 // Eager attention as both references write it: repeat_kv; scores = q k^T scaled; + mask (rounded);
 // softmax in the upcast dtype, cast back (rounded); matmul with v (rounded).
@@ -87,6 +94,19 @@ at::Tensor SdpaAttention(const Numerics& numerics, const at::Tensor& q, const at
                          const at::Tensor& v, const AttentionInputs& inputs);
 // Whether this build has at::scaled_dot_product_attention.
 bool SdpaAvailable();
+
+// One MoE layer's experts, each a SwiGLU: gate/up [I, D], down [D, I].
+struct Expert {
+  at::Tensor gate, up, down;
+};
+// The Qwen3-MoE sparse block as HF computes it: router logits = x R^T in the run dtype (rounded);
+// probabilities = softmax in the upcast dtype (FP32) over all experts; the top_k largest; divided
+// by their sum when `normalize`; cast to the run dtype (transformers 4 and the later 5.x router);
+// then, for each expert that any token chose, in increasing expert index: its SwiGLU on those
+// tokens, times the token's weight (rounded), added into the output with index_add_ (rounded).
+// x [..., D], router [E, D] -> [..., D].
+at::Tensor SparseMoe(const Numerics& numerics, const at::Tensor& x, const at::Tensor& router,
+                     const std::vector<Expert>& experts, int64_t top_k, bool normalize);
 
 // Appends `keys`/`values` [B, kv, T, d] to one layer's cache slots, which then hold [B, kv, S, d]
 // (at::cat along T, reallocating per step, as HF's DynamicCache does; cheap at these sizes next to

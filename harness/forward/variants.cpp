@@ -3,9 +3,9 @@
 #include <fmt/format.h>
 
 #include "harness/forward/causal_lm.h"
-#include "harness/forward/internlm2.h"
-#include "harness/forward/llama.h"
+#include "harness/forward/decoder.h"
 #include "harness/forward/ops.h"
+#include "harness/model/arch_spec.h"
 
 namespace parity::forward {
 
@@ -21,30 +21,30 @@ const char* ObservationPointName(ObservationPoint point) {
 }
 
 Variants ReferenceVariants(model::Architecture arch) {
+  const model::ReferenceStack& reference = model::SpecOf(arch).reference;
   Variants variants;
-  if (arch == model::Architecture::kLlama) {
-    variants.fused_qkv = false;
-    variants.sdpa_attention = ops::SdpaAvailable();
-    variants.lm_head_all_positions = false;
-    variants.rotary_precomputed = false;
-  }
+  variants.fused_qkv = reference.fused_qkv;
+  variants.sdpa_attention = reference.sdpa && ops::SdpaAvailable();
+  variants.lm_head_all_positions = reference.lm_head_all_positions;
+  variants.rotary_precomputed = reference.rotary_precomputed;
+  variants.divide_scores_by_sqrt =
+      model::SpecOf(arch).features.score_scale == model::ScoreScale::kDivideBySqrt;
   return variants;
 }
 
 std::string DescribeVariants(const Variants& variants) {
-  return fmt::format("fused_qkv={} sdpa={} lm_head_all_positions={} rotary_precomputed={} kv_cache={}",
-                     int(variants.fused_qkv), int(variants.sdpa_attention),
-                     int(variants.lm_head_all_positions), int(variants.rotary_precomputed),
-                     int(variants.kv_cache));
+  return fmt::format(
+      "fused_qkv={} sdpa={} lm_head_all_positions={} rotary_precomputed={} kv_cache={} "
+      "divide_scores_by_sqrt={}",
+      int(variants.fused_qkv), int(variants.sdpa_attention), int(variants.lm_head_all_positions),
+      int(variants.rotary_precomputed), int(variants.kv_cache),
+      int(variants.divide_scores_by_sqrt));
 }
 
 std::unique_ptr<CausalLM> MakeCausalLM(const model::ModelConfig& config, const Weights& weights,
                                        const Numerics& numerics, const Variants* variants) {
   const Variants chosen = variants != nullptr ? *variants : ReferenceVariants(config.arch);
-  if (config.arch == model::Architecture::kInternLM2) {
-    return MakeInternLM2(config, weights, numerics, chosen);
-  }
-  return MakeLlama(config, weights, numerics, chosen);
+  return std::make_unique<Decoder>(config, weights, numerics, chosen);
 }
 
 }  // namespace parity::forward

@@ -12,18 +12,37 @@ void Weights::Set(model::Role role, int64_t layer, at::Tensor tensor) {
   tensors[{role, layer}] = std::move(tensor);
 }
 
-bool Weights::Has(model::Role role, int64_t layer) const {
+void Weights::Set(model::Role role, int64_t layer, int64_t expert, at::Tensor tensor) {
+  if (expert < 0) return Set(role, layer, std::move(tensor));
+  expert_tensors[{role, layer, expert}] = std::move(tensor);
+}
+
+bool Weights::Has(model::Role role, int64_t layer, int64_t expert) const {
+  if (expert >= 0) {
+    auto found = expert_tensors.find({role, layer, expert});
+    return found != expert_tensors.end() && found->second.defined();
+  }
   auto found = tensors.find({role, layer});
   return found != tensors.end() && found->second.defined();
 }
 
-const at::Tensor& Weights::Get(model::Role role, int64_t layer) const {
-  auto found = tensors.find({role, layer});
-  if (found == tensors.end() || !found->second.defined()) {
-    throw InputError(fmt::format("weights: no tensor for role '{}'{}", model::RoleName(role),
-                                 layer >= 0 ? fmt::format(" of layer {}", layer) : ""));
+const at::Tensor& Weights::Get(model::Role role, int64_t layer, int64_t expert) const {
+  if (!Has(role, layer, expert)) {
+    throw InputError(fmt::format("weights: no tensor for role '{}'{}{}", model::RoleName(role),
+                                 layer >= 0 ? fmt::format(" of layer {}", layer) : "",
+                                 expert >= 0 ? fmt::format(" expert {}", expert) : ""));
   }
-  return found->second;
+  if (expert >= 0) return expert_tensors.at({role, layer, expert});
+  return tensors.at({role, layer});
+}
+
+model::ModelConfig WithExpertLayoutOf(const model::ModelConfig& config, const Weights& weights) {
+  model::ModelConfig adapted = config;
+  if (config.expert_layout != model::ExpertLayout::kPerExpert) return adapted;
+  for (const auto& [key, tensor] : weights.tensors) {
+    if (key.first == model::Role::kExpertsGateUp) adapted.expert_layout = model::ExpertLayout::kFused;
+  }
+  return adapted;
 }
 
 void CheckWeights(const model::ModelConfig& config, const Weights& weights) {
@@ -32,13 +51,14 @@ void CheckWeights(const model::ModelConfig& config, const Weights& weights) {
     const bool optional = !expected.required ||
                           (expected.role == model::Role::kLmHead && config.tie_word_embeddings);
     const std::string what =
-        fmt::format("tensor '{}' ({}{})", expected.name, model::RoleName(expected.role),
-                    expected.layer >= 0 ? fmt::format(", layer {}", expected.layer) : "");
-    if (!weights.Has(expected.role, expected.layer)) {
+        fmt::format("tensor '{}' ({}{}{})", expected.name, model::RoleName(expected.role),
+                    expected.layer >= 0 ? fmt::format(", layer {}", expected.layer) : "",
+                    expected.expert >= 0 ? fmt::format(", expert {}", expected.expert) : "");
+    if (!weights.Has(expected.role, expected.layer, expected.expert)) {
       if (!optional) problems.push_back(what + ": missing");
       continue;
     }
-    const at::Tensor& tensor = weights.Get(expected.role, expected.layer);
+    const at::Tensor& tensor = weights.Get(expected.role, expected.layer, expected.expert);
     if (tensor.sizes().vec() != expected.shape) {
       problems.push_back(fmt::format("{}: expected [{}], got [{}]", what,
                                      fmt::join(expected.shape, ", "),

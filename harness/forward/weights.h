@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -23,12 +24,19 @@ struct Weights {
   // (role, layer) -> tensor in the checkpoint's dtype, as stored (shapes as model::ExpectedShape);
   // layer is -1 for global roles (embedding, final norm, LM head).
   std::map<std::pair<model::Role, int64_t>, at::Tensor> tensors;
+  // Per-expert tensors (kExpertGate/Up/Down): (role, layer, expert) -> tensor.
+  std::map<std::tuple<model::Role, int64_t, int64_t>, at::Tensor> expert_tensors;
 
   void Set(model::Role role, int64_t layer, at::Tensor tensor);
-  bool Has(model::Role role, int64_t layer = -1) const;
-  // Throws InputError naming the role and layer when absent.
-  const at::Tensor& Get(model::Role role, int64_t layer = -1) const;
+  void Set(model::Role role, int64_t layer, int64_t expert, at::Tensor tensor);
+  bool Has(model::Role role, int64_t layer = -1, int64_t expert = -1) const;
+  // Throws InputError naming the role, layer (and expert) when absent.
+  const at::Tensor& Get(model::Role role, int64_t layer = -1, int64_t expert = -1) const;
 };
+
+// `config` with its expert layout set to what `weights` holds (fused tensors or one per expert),
+// for MoE models whose config alone cannot say.
+model::ModelConfig WithExpertLayoutOf(const model::ModelConfig& config, const Weights& weights);
 
 // Checks that `weights` holds every tensor `config`'s architecture needs with its expected shape
 // (the LM head may be absent when tie_word_embeddings is set). Throws one InputError listing every

@@ -1,83 +1,40 @@
-// The InternLM2 and Llama tensor tables, and the functions that read them.
+// The functions that read the architectures' tensor tables (harness/archs/*.cpp): names with
+// {layer} / {expert} placeholders, VL container prefixes, expected shapes, and name parsing.
 #include "harness/model/arch.h"
 
 #include <cctype>
+#include <cstring>
 #include <stdexcept>
 
 #include <fmt/format.h>
 
+#include "harness/model/arch_spec.h"
+
 namespace parity::model {
 namespace {
 
-constexpr const char* kLayerPlaceholder = "{i}";
+constexpr const char* kLayerPlaceholder = "{layer}";
+constexpr const char* kExpertPlaceholder = "{expert}";
 
-// InternLM2 as its remote code names the parameters (modeling_internlm2.py). Embedding first, then
-// the per-layer block, then the final norm and the LM head: ExpectedTensors keeps this order.
-const std::vector<TensorSpec>& InternLM2Table() {
-  static const std::vector<TensorSpec> table = {
-      {Role::kEmbedding, false, "model.tok_embeddings.weight", true},
-      {Role::kAttentionNorm, true, "model.layers.{i}.attention_norm.weight", true},
-      {Role::kQkv, true, "model.layers.{i}.attention.wqkv.weight", true},
-      {Role::kQkvBias, true, "model.layers.{i}.attention.wqkv.bias", false, Presence::kAttentionBias},
-      {Role::kO, true, "model.layers.{i}.attention.wo.weight", true},
-      {Role::kOBias, true, "model.layers.{i}.attention.wo.bias", false, Presence::kAttentionBias},
-      {Role::kMlpNorm, true, "model.layers.{i}.ffn_norm.weight", true},
-      {Role::kGate, true, "model.layers.{i}.feed_forward.w1.weight", true},
-      {Role::kUp, true, "model.layers.{i}.feed_forward.w3.weight", true},
-      {Role::kDown, true, "model.layers.{i}.feed_forward.w2.weight", true},
-      {Role::kFinalNorm, false, "model.norm.weight", true},
-      {Role::kLmHead, false, "output.weight", false, Presence::kUntiedLmHead},
-  };
-  return table;
-}
-
-// Llama as HF transformers names it (modeling_llama.py), which is what convert2llama writes.
-const std::vector<TensorSpec>& LlamaTable() {
-  static const std::vector<TensorSpec> table = {
-      {Role::kEmbedding, false, "model.embed_tokens.weight", true},
-      {Role::kAttentionNorm, true, "model.layers.{i}.input_layernorm.weight", true},
-      {Role::kQ, true, "model.layers.{i}.self_attn.q_proj.weight", true},
-      {Role::kQBias, true, "model.layers.{i}.self_attn.q_proj.bias", false, Presence::kAttentionBias},
-      {Role::kK, true, "model.layers.{i}.self_attn.k_proj.weight", true},
-      {Role::kKBias, true, "model.layers.{i}.self_attn.k_proj.bias", false, Presence::kAttentionBias},
-      {Role::kV, true, "model.layers.{i}.self_attn.v_proj.weight", true},
-      {Role::kVBias, true, "model.layers.{i}.self_attn.v_proj.bias", false, Presence::kAttentionBias},
-      {Role::kO, true, "model.layers.{i}.self_attn.o_proj.weight", true},
-      {Role::kOBias, true, "model.layers.{i}.self_attn.o_proj.bias", false, Presence::kAttentionBias},
-      {Role::kMlpNorm, true, "model.layers.{i}.post_attention_layernorm.weight", true},
-      {Role::kGate, true, "model.layers.{i}.mlp.gate_proj.weight", true},
-      {Role::kGateBias, true, "model.layers.{i}.mlp.gate_proj.bias", false, Presence::kMlpBias},
-      {Role::kUp, true, "model.layers.{i}.mlp.up_proj.weight", true},
-      {Role::kUpBias, true, "model.layers.{i}.mlp.up_proj.bias", false, Presence::kMlpBias},
-      {Role::kDown, true, "model.layers.{i}.mlp.down_proj.weight", true},
-      {Role::kDownBias, true, "model.layers.{i}.mlp.down_proj.bias", false, Presence::kMlpBias},
-      {Role::kFinalNorm, false, "model.norm.weight", true},
-      {Role::kLmHead, false, "lm_head.weight", false, Presence::kUntiedLmHead},
-  };
-  return table;
-}
-
-// Whether `spec` belongs to a checkpoint of `config`, and whether it must be there.
-bool Included(const TensorSpec& spec, const ModelConfig& config, bool* required) {
+// Whether `spec` belongs to layer `layer` of a checkpoint of `config`, and whether it must be there.
+bool Included(const TensorSpec& spec, const ModelConfig& config, int64_t layer, bool* required) {
+  *required = true;
+  const bool moe = layer >= 0 && config.IsMoeLayer(layer);
   switch (spec.presence) {
-    case Presence::kAlways:
-      *required = true;
-      return true;
-    case Presence::kUntiedLmHead:
-      *required = !config.tie_word_embeddings;
-      return true;
-    case Presence::kAttentionBias:
-      *required = true;
-      return config.bias;
-    case Presence::kMlpBias:
-      *required = true;
-      return config.mlp_bias;
+    case Presence::kAlways: return true;
+    case Presence::kUntiedLmHead: *required = !config.tie_word_embeddings; return true;
+    case Presence::kAttentionBias: return config.bias;
+    case Presence::kMlpBias: return config.mlp_bias && !moe;
+    case Presence::kDenseLayer: return !moe;
+    case Presence::kMoeLayer: return moe;
+    case Presence::kPerExpertMoe: return moe && config.expert_layout == ExpertLayout::kPerExpert;
+    case Presence::kFusedMoe: return moe && config.expert_layout != ExpertLayout::kPerExpert;
   }
   return false;
 }
 
 // Parses "123" (no sign, no leading zeros unless "0"); -1 when `text` is not such a number.
-int64_t ParseLayerIndex(const std::string& text) {
+int64_t ParseIndex(const std::string& text) {
   if (text.empty() || text.size() > 9) return -1;
   if (text.size() > 1 && text[0] == '0') return -1;
   int64_t value = 0;
@@ -86,6 +43,44 @@ int64_t ParseLayerIndex(const std::string& text) {
     value = value * 10 + (c - '0');
   }
   return value;
+}
+
+void Substitute(std::string& name, const char* placeholder, int64_t value) {
+  size_t at = name.find(placeholder);
+  if (at != std::string::npos) name.replace(at, std::strlen(placeholder), std::to_string(value));
+}
+
+// Matches `name` against `pattern`, each placeholder standing for a decimal index.
+bool Match(const std::string& pattern, const std::string& name, int64_t* layer, int64_t* expert) {
+  size_t p = 0, n = 0;
+  *layer = -1;
+  *expert = -1;
+  while (p < pattern.size()) {
+    const bool is_layer = pattern.compare(p, 7, kLayerPlaceholder) == 0;
+    const bool is_expert = pattern.compare(p, 8, kExpertPlaceholder) == 0;
+    if (!is_layer && !is_expert) {
+      if (n >= name.size() || name[n] != pattern[p]) return false;
+      ++p;
+      ++n;
+      continue;
+    }
+    size_t end = n;
+    while (end < name.size() && std::isdigit(static_cast<unsigned char>(name[end]))) ++end;
+    const int64_t index = ParseIndex(name.substr(n, end - n));
+    if (index < 0) return false;
+    (is_layer ? *layer : *expert) = index;
+    n = end;
+    p += is_layer ? 7 : 8;
+  }
+  return n == name.size();
+}
+
+// A table name as the container stores it ("model.X" -> model_prefix + "X", others head_prefix + name).
+std::string InContainer(const ModelConfig& config, const std::string& name) {
+  const Container& c = config.container;
+  if (c.model_type.empty()) return name;
+  if (name.rfind("model.", 0) == 0) return c.model_prefix + name.substr(6);
+  return c.head_prefix + name;
 }
 
 }  // namespace
@@ -100,11 +95,19 @@ const char* RoleName(Role role) {
     case Role::kQ: return "q";
     case Role::kK: return "k";
     case Role::kV: return "v";
+    case Role::kQNorm: return "q_norm";
+    case Role::kKNorm: return "k_norm";
     case Role::kO: return "o";
     case Role::kMlpNorm: return "mlp_norm";
     case Role::kGate: return "gate";
     case Role::kUp: return "up";
     case Role::kDown: return "down";
+    case Role::kRouter: return "router";
+    case Role::kExpertGate: return "expert_gate";
+    case Role::kExpertUp: return "expert_up";
+    case Role::kExpertDown: return "expert_down";
+    case Role::kExpertsGateUp: return "experts_gate_up";
+    case Role::kExpertsDown: return "experts_down";
     case Role::kQkvBias: return "qkv_bias";
     case Role::kQBias: return "q_bias";
     case Role::kKBias: return "k_bias";
@@ -117,9 +120,7 @@ const char* RoleName(Role role) {
   return "unknown";
 }
 
-const std::vector<TensorSpec>& TensorTable(Architecture arch) {
-  return arch == Architecture::kInternLM2 ? InternLM2Table() : LlamaTable();
-}
+const std::vector<TensorSpec>& TensorTable(Architecture arch) { return SpecOf(arch).tensors; }
 
 const TensorSpec* FindSpec(Architecture arch, Role role) {
   for (const auto& spec : TensorTable(arch)) {
@@ -128,19 +129,30 @@ const TensorSpec* FindSpec(Architecture arch, Role role) {
   return nullptr;
 }
 
-std::string TensorName(Architecture arch, Role role, int64_t layer) {
+std::string TensorName(Architecture arch, Role role, int64_t layer, int64_t expert) {
   const TensorSpec* spec = FindSpec(arch, role);
   if (spec == nullptr) {
     throw std::logic_error(fmt::format("architecture {} has no tensor with role '{}'",
                                        ArchitectureName(arch), RoleName(role)));
   }
   std::string name = spec->name_pattern;
-  if (!spec->per_layer) return name;
-  if (layer < 0) {
-    throw std::logic_error(fmt::format("role '{}' is per layer: a layer index is required", RoleName(role)));
+  if (spec->per_layer) {
+    if (layer < 0) {
+      throw std::logic_error(fmt::format("role '{}' is per layer: a layer index is required", RoleName(role)));
+    }
+    Substitute(name, kLayerPlaceholder, layer);
   }
-  name.replace(name.find(kLayerPlaceholder), 3, std::to_string(layer));
+  if (spec->per_expert) {
+    if (expert < 0) {
+      throw std::logic_error(fmt::format("role '{}' is per expert: an expert index is required", RoleName(role)));
+    }
+    Substitute(name, kExpertPlaceholder, expert);
+  }
   return name;
+}
+
+std::string TensorName(const ModelConfig& config, Role role, int64_t layer, int64_t expert) {
+  return InContainer(config, TensorName(config.arch, role, layer, expert));
 }
 
 std::vector<int64_t> ExpectedShape(const ModelConfig& config, Role role) {
@@ -150,6 +162,8 @@ std::vector<int64_t> ExpectedShape(const ModelConfig& config, Role role) {
   // wqkv: kv_heads blocks of (G + 2) * d rows = H * d + 2 * kv_heads * d rows.
   const int64_t qkv_width = q_width + 2 * kv_width;
   const int64_t ffn = config.intermediate_size;
+  const int64_t experts = config.num_experts, expert_ffn = config.moe_intermediate_size;
+  const bool transposed = config.expert_layout == ExpertLayout::kFusedTransposed;
   switch (role) {
     case Role::kEmbedding:
     case Role::kLmHead: return {config.vocab_size, d_model};
@@ -160,10 +174,22 @@ std::vector<int64_t> ExpectedShape(const ModelConfig& config, Role role) {
     case Role::kQ: return {q_width, d_model};
     case Role::kK:
     case Role::kV: return {kv_width, d_model};
+    case Role::kQNorm:
+    case Role::kKNorm: return {config.head_dim};
     case Role::kO: return {d_model, q_width};
     case Role::kGate:
     case Role::kUp: return {ffn, d_model};
     case Role::kDown: return {d_model, ffn};
+    case Role::kRouter: return {experts, d_model};
+    case Role::kExpertGate:
+    case Role::kExpertUp: return {expert_ffn, d_model};
+    case Role::kExpertDown: return {d_model, expert_ffn};
+    case Role::kExpertsGateUp:
+      return transposed ? std::vector<int64_t>{experts, d_model, 2 * expert_ffn}
+                        : std::vector<int64_t>{experts, 2 * expert_ffn, d_model};
+    case Role::kExpertsDown:
+      return transposed ? std::vector<int64_t>{experts, expert_ffn, d_model}
+                        : std::vector<int64_t>{experts, d_model, expert_ffn};
     case Role::kQkvBias: return {qkv_width};
     case Role::kQBias: return {q_width};
     case Role::kKBias:
@@ -181,9 +207,14 @@ std::vector<ExpectedTensor> ExpectedTensors(const ModelConfig& config) {
   std::vector<ExpectedTensor> tensors;
   auto add = [&](const TensorSpec& spec, int64_t layer) {
     bool required = false;
-    if (!Included(spec, config, &required)) return;
-    tensors.push_back({TensorName(config.arch, spec.role, layer), spec.role, layer,
-                       ExpectedShape(config, spec.role), required});
+    if (!Included(spec, config, layer, &required)) return;
+    const std::vector<int64_t> shape = ExpectedShape(config, spec.role);
+    const int64_t experts = spec.per_expert ? config.num_experts : 1;
+    for (int64_t expert = 0; expert < experts; ++expert) {
+      const int64_t index = spec.per_expert ? expert : -1;
+      tensors.push_back({TensorName(config, spec.role, layer, index), spec.role, layer, shape,
+                         required, index});
+    }
   };
   // The tables keep their per-layer rows in one contiguous block between global rows.
   size_t first_layer_row = 0;
@@ -202,33 +233,54 @@ std::vector<ExpectedTensor> ExpectedTensors(const ModelConfig& config) {
 
 std::optional<ParsedName> ParseTensorName(Architecture arch, const std::string& name) {
   for (const auto& spec : TensorTable(arch)) {
-    std::string pattern = spec.name_pattern;
-    if (!spec.per_layer) {
-      if (name == pattern) return ParsedName{spec.role, -1};
-      continue;
-    }
-    size_t at = pattern.find(kLayerPlaceholder);
-    std::string prefix = pattern.substr(0, at);
-    std::string suffix = pattern.substr(at + 3);
-    if (name.size() <= prefix.size() + suffix.size()) continue;
-    if (name.compare(0, prefix.size(), prefix) != 0) continue;
-    if (name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) continue;
-    int64_t layer =
-        ParseLayerIndex(name.substr(prefix.size(), name.size() - prefix.size() - suffix.size()));
-    if (layer >= 0) return ParsedName{spec.role, layer};
+    int64_t layer = -1, expert = -1;
+    if (Match(spec.name_pattern, name, &layer, &expert)) return ParsedName{spec.role, layer, expert};
   }
   return std::nullopt;
 }
 
+std::optional<ParsedName> ParseTensorName(const ModelConfig& config, const std::string& name) {
+  const Container& c = config.container;
+  if (c.model_type.empty()) return ParseTensorName(config.arch, name);
+  std::string bare;
+  if (name.rfind(c.model_prefix, 0) == 0) {
+    bare = "model." + name.substr(c.model_prefix.size());
+  } else if (name.rfind(c.head_prefix, 0) == 0) {
+    bare = name.substr(c.head_prefix.size());
+    if (bare.rfind("model.", 0) == 0 && c.model_prefix != "model.") return std::nullopt;
+  } else {
+    return std::nullopt;
+  }
+  return ParseTensorName(config.arch, bare);
+}
+
+bool IsIgnoredPart(const ModelConfig& config, const std::string& name) {
+  for (const auto& prefix : config.container.ignored_prefixes) {
+    if (name.rfind(prefix, 0) == 0) return true;
+  }
+  return false;
+}
+
 std::vector<Role> CounterpartRoles(Architecture from, Role role, Architecture to) {
   if (FindSpec(from, role) == nullptr) return {};
-  if (from == to) return {role};
-  if (from == Architecture::kInternLM2) {
-    if (role == Role::kQkv) return {Role::kQ, Role::kK, Role::kV};
-    if (role == Role::kQkvBias) return {Role::kQBias, Role::kKBias, Role::kVBias};
-  } else {
-    if (role == Role::kQ || role == Role::kK || role == Role::kV) return {Role::kQkv};
-    if (role == Role::kQBias || role == Role::kKBias || role == Role::kVBias) return {Role::kQkvBias};
+  auto all_in_to = [&](std::vector<Role> roles) {
+    for (Role r : roles) {
+      if (FindSpec(to, r) == nullptr) return std::vector<Role>{};
+    }
+    return roles;
+  };
+  if (role == Role::kQkv && FindSpec(to, Role::kQkv) == nullptr) {
+    return all_in_to({Role::kQ, Role::kK, Role::kV});
+  }
+  if (role == Role::kQkvBias && FindSpec(to, Role::kQkvBias) == nullptr) {
+    return all_in_to({Role::kQBias, Role::kKBias, Role::kVBias});
+  }
+  if ((role == Role::kQ || role == Role::kK || role == Role::kV) && FindSpec(to, role) == nullptr) {
+    return all_in_to({Role::kQkv});
+  }
+  if ((role == Role::kQBias || role == Role::kKBias || role == Role::kVBias) &&
+      FindSpec(to, role) == nullptr) {
+    return all_in_to({Role::kQkvBias});
   }
   if (FindSpec(to, role) != nullptr) return {role};
   return {};

@@ -55,6 +55,16 @@ std::string RopeText(const ModelConfig& config) {
 }
 
 void CheckAgainstTable(const io::Checkpoint& checkpoint, CheckpointSummary& summary) {
+  // MoE experts stored fused rather than one by one: the checkpoint decides.
+  ModelConfig& config = summary.config;
+  if (config.num_experts > 0 && config.expert_layout == ExpertLayout::kPerExpert) {
+    for (int64_t layer = 0; layer < config.num_layers; ++layer) {
+      if (config.IsMoeLayer(layer) && checkpoint.Contains(TensorName(config, Role::kExpertsGateUp, layer))) {
+        config.expert_layout = ExpertLayout::kFused;
+        break;
+      }
+    }
+  }
   std::set<std::string> expected_names;
   for (const auto& expected : ExpectedTensors(summary.config)) {
     expected_names.insert(expected.name);
@@ -69,8 +79,43 @@ void CheckAgainstTable(const io::Checkpoint& checkpoint, CheckpointSummary& summ
     }
   }
   for (const auto& name : checkpoint.names()) {
-    if (!expected_names.count(name)) summary.unexpected.push_back(name);
+    if (expected_names.count(name)) continue;
+    if (IsIgnoredPart(config, name)) {
+      summary.ignored.push_back(name);
+      summary.ignored_parameters += checkpoint.Info(name).numel();
+    } else {
+      summary.unexpected.push_back(name);
+    }
   }
+}
+
+// 235093634560 -> "235.09B".
+std::string Billions(int64_t count) {
+  if (count >= 1000000000) return fmt::format("{:.2f}B", count / 1e9);
+  if (count >= 1000000) return fmt::format("{:.2f}M", count / 1e6);
+  return fmt::format("{}", count);
+}
+
+// Block features and MoE / window settings in words, for the text output.
+std::string FeaturesText(const ModelConfig& c) {
+  std::vector<std::string> parts;
+  if (c.num_experts > 0) {
+    int64_t moe_layers = 0;
+    for (int64_t layer = 0; layer < c.num_layers; ++layer) moe_layers += c.IsMoeLayer(layer);
+    parts.push_back(fmt::format("MoE: {} experts of width {}, top-{}{}, on {}/{} layers",
+                                c.num_experts, c.moe_intermediate_size, c.experts_per_token,
+                                c.norm_topk_prob ? " renormalised" : "", moe_layers, c.num_layers));
+  }
+  if (c.sliding_window > 0) {
+    int64_t sliding = 0;
+    for (int64_t layer = 0; layer < c.num_layers; ++layer) sliding += c.WindowOf(layer) > 0;
+    parts.push_back(fmt::format("sliding window {} on {}/{} layers", c.sliding_window, sliding, c.num_layers));
+  }
+  if (!c.container.model_type.empty()) {
+    parts.push_back(fmt::format("language model of a {} checkpoint{}", c.container.model_type,
+                                c.container.text_field.empty() ? "" : " (" + c.container.text_field + ")"));
+  }
+  return fmt::format("{}", fmt::join(parts, "; "));
 }
 
 }  // namespace
@@ -98,16 +143,43 @@ CheckpointSummary SummarizeCheckpoint(const io::Checkpoint& checkpoint) {
     ++summary.num_tensors;
   }
   summary.tensor_parameters = checkpoint.parameter_count();
-  summary.expected_tensor_parameters = summary.from_config.total;
-  std::string lm_head = TensorName(summary.config.arch, Role::kLmHead);
-  if (summary.config.tie_word_embeddings && checkpoint.Contains(lm_head)) {
-    summary.expected_tensor_parameters += summary.config.vocab_size * summary.config.hidden_size;
-  }
-  summary.counts_agree = summary.tensor_parameters == summary.expected_tensor_parameters;
   summary.num_shards = static_cast<int64_t>(checkpoint.shard_files().size());
   summary.sharded = checkpoint.sharded();
   summary.bytes_on_disk = checkpoint.bytes_on_disk();
   CheckAgainstTable(checkpoint, summary);
+  summary.from_config = CountParameters(summary.config);  // with the expert layout found
+  summary.expected_tensor_parameters = summary.from_config.total + summary.ignored_parameters;
+  std::string lm_head = TensorName(summary.config, Role::kLmHead);
+  if (summary.config.tie_word_embeddings && checkpoint.Contains(lm_head)) {
+    summary.expected_tensor_parameters += summary.config.vocab_size * summary.config.hidden_size;
+  }
+  summary.counts_agree = summary.tensor_parameters == summary.expected_tensor_parameters;
+  return summary;
+}
+
+bool IsConfigOnly(const std::string& dir) {
+  namespace fs = std::filesystem;
+  return fs::is_directory(dir) && fs::exists(fs::path(dir) / "config.json") &&
+         !fs::exists(fs::path(dir) / "model.safetensors") &&
+         !fs::exists(fs::path(dir) / "model.safetensors.index.json");
+}
+
+CheckpointSummary SummarizeConfigOnly(const std::string& dir_or_config) {
+  namespace fs = std::filesystem;
+  const bool is_dir = fs::is_directory(dir_or_config);
+  const std::string config_path = is_dir ? (fs::path(dir_or_config) / "config.json").string() : dir_or_config;
+  const nlohmann::json json = io::ReadJsonFile(config_path);
+  CheckpointSummary summary;
+  summary.dir = is_dir ? dir_or_config : fs::path(dir_or_config).parent_path().string();
+  summary.config_only = true;
+  summary.config = ParseConfig(json, config_path);
+  auto architectures = json.find("architectures");
+  if (architectures != json.end() && architectures->is_array()) {
+    for (const auto& name : *architectures) {
+      if (name.is_string()) summary.architectures.push_back(name.get<std::string>());
+    }
+  }
+  summary.from_config = CountParameters(summary.config);
   return summary;
 }
 
@@ -124,7 +196,10 @@ nlohmann::json CheckpointSummary::ToJson() const {
   }
   return {
       {"dir", dir},
+      {"config_only", config_only},
       {"architecture", ArchitectureName(c.arch)},
+      {"model_type", c.model_type},
+      {"container", c.container.model_type.empty() ? json(nullptr) : json(c.container.model_type)},
       {"architectures", architectures},
       {"config",
        {{"path", c.source},
@@ -142,6 +217,11 @@ nlohmann::json CheckpointSummary::ToJson() const {
         {"bias", c.bias},
         {"mlp_bias", c.mlp_bias},
         {"tie_word_embeddings", c.tie_word_embeddings},
+        {"sliding_window", c.sliding_window},
+        {"num_experts", c.num_experts},
+        {"experts_per_token", c.experts_per_token},
+        {"moe_intermediate_size", c.moe_intermediate_size},
+        {"norm_topk_prob", c.norm_topk_prob},
         {"torch_dtype", c.torch_dtype.empty() ? json(nullptr) : json(c.torch_dtype)}}},
       {"dtypes", dtypes},
       {"parameters",
@@ -161,7 +241,9 @@ nlohmann::json CheckpointSummary::ToJson() const {
        {{"agrees", table_agrees()},
         {"missing", missing},
         {"unexpected", unexpected},
-        {"shape_mismatches", shape_mismatches}}},
+        {"shape_mismatches", shape_mismatches},
+        {"ignored", ignored},
+        {"ignored_parameters", ignored_parameters}}},
   };
 }
 
@@ -178,8 +260,17 @@ std::string CheckpointSummary::ToText() const {
                             c.num_layers, c.hidden_size, c.num_heads, c.num_kv_heads, c.group_size(),
                             c.head_dim, c.intermediate_size, c.vocab_size));
   line("rope", RopeText(c));
+  if (std::string features = FeaturesText(c); !features.empty()) line("blocks", features);
   line("other", fmt::format("rms_norm_eps {:g}, bias {}, tied embeddings {}, config dtype {}", c.rms_norm_eps,
                             c.bias, c.tie_word_embeddings, c.torch_dtype.empty() ? "(none)" : c.torch_dtype));
+  if (config_only) {
+    line("parameters", fmt::format("from config {} total ({}), {} active ({}); embedding {}, layer 0 {}",
+                                   Grouped(from_config.total), Billions(from_config.total),
+                                   Grouped(from_config.active), Billions(from_config.active),
+                                   Grouped(from_config.embedding), Grouped(from_config.per_layer)));
+    line("files", "config.json only: no weights to check");
+    return text;
+  }
   std::vector<std::string> dtypes;
   for (const auto& [dtype, count] : dtype_tensors) {
     dtypes.push_back(fmt::format("{} ({} tensors, {} parameters)", dtype, count,
@@ -211,6 +302,10 @@ std::string CheckpointSummary::ToText() const {
     if (!shape_mismatches.empty()) {
       line("table", fmt::format("WRONG SHAPE {}: {}", shape_mismatches.size(), FirstFew(shape_mismatches, 3)));
     }
+  }
+  if (!ignored.empty()) {
+    line("ignored", fmt::format("{} tensors ({} parameters) outside the language model: {}", ignored.size(),
+                                Grouped(ignored_parameters), FirstFew(ignored, 3)));
   }
   return text;
 }

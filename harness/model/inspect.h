@@ -20,6 +20,7 @@ namespace parity::model {
 
 struct CheckpointSummary {
   std::string dir;
+  bool config_only = false;         // a directory with config.json and no weights: sizes and counts only
   ModelConfig config;
   std::vector<std::string> architectures;  // config.json's `architectures`, as written
   ParameterCount from_config;
@@ -39,6 +40,9 @@ struct CheckpointSummary {
   std::vector<std::string> missing;          // required by the table, absent from the files
   std::vector<std::string> unexpected;       // in the files, not in the table for this config
   std::vector<std::string> shape_mismatches; // "name: expected [a, b], got [c, d]"
+  // Tensors of a VL checkpoint outside the language model (vision tower, projector): listed, ignored.
+  std::vector<std::string> ignored;
+  int64_t ignored_parameters = 0;
 
   bool table_agrees() const { return missing.empty() && unexpected.empty() && shape_mismatches.empty(); }
   nlohmann::json ToJson() const;
@@ -48,6 +52,10 @@ struct CheckpointSummary {
 // Reads config.json (throws InputError listing its problems) and the tensor headers (no tensor data
 // is read).
 CheckpointSummary SummarizeCheckpoint(const io::Checkpoint& checkpoint);
+// The same for a directory (or config.json path) without weights: config, sizes, parameter counts.
+CheckpointSummary SummarizeConfigOnly(const std::string& dir_or_config);
+// True when `dir` holds no weights (neither model.safetensors nor an index), only a config.
+bool IsConfigOnly(const std::string& dir);
 
 // "[4096, 128]".
 std::string FormatShape(const std::vector<int64_t>& shape);

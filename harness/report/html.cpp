@@ -137,6 +137,7 @@ std::string LocalizeSection(const LocalizeView& view) {
   for (const std::string& problem : view.problems) {
     out += "<p class=\"note\">localize.json: " + HtmlEscape(problem) + "</p>\n";
   }
+  if (!view.headline.empty()) out += "<p><b>" + HtmlEscape(view.headline) + "</b></p>\n";
   if (view.first_departure) {
     out += "<h3>First departure</h3>\n<table>";
     if (view.first_departure->is_object()) {
@@ -194,7 +195,8 @@ std::string JsonForScript(const nlohmann::json& json) {
 }
 
 std::string RenderHtml(const compare::RunOutputs& outputs,
-                       const std::optional<LocalizeView>& localize) {
+                       const std::optional<LocalizeView>& localize,
+                       const std::optional<DiagnosisView>& diagnosis) {
   const compare::Summary& summary = outputs.summary;
   bool pass = summary.verdict.pass;
   std::string out = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n";
@@ -241,6 +243,7 @@ std::string RenderHtml(const compare::RunOutputs& outputs,
   }
   if (!orphans.empty()) out += "<section><h2>Other runs</h2>\n" + orphans + "</section>\n";
   if (localize) out += LocalizeSection(*localize);
+  if (diagnosis) out += DiagnosisHtml(*diagnosis);
   out += SettingsSection(summary);
 
   nlohmann::json steps = nlohmann::json::array();

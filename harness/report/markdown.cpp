@@ -66,7 +66,8 @@ std::string RunLine(const compare::Run& run) {
 }  // namespace
 
 std::string RenderMarkdown(const compare::RunOutputs& outputs,
-                           const std::optional<LocalizeView>& localize) {
+                           const std::optional<LocalizeView>& localize,
+                           const std::optional<DiagnosisView>& diagnosis) {
   const compare::Summary& summary = outputs.summary;
   const compare::Settings& s = summary.settings;
   std::string out = fmt::format("# Parity: {} \u2014 {}\n\n", MarkdownEscape(summary.case_ref.name),
@@ -99,12 +100,14 @@ std::string RenderMarkdown(const compare::RunOutputs& outputs,
     for (const std::string& problem : localize->problems) {
       out += "- note: " + MarkdownEscape(problem) + "\n";
     }
+    if (!localize->headline.empty()) out += MarkdownEscape(localize->headline) + "\n\n";
     if (localize->first_departure) {
       out += "First departure: " + MarkdownCode(localize->first_departure->dump()) + "\n";
     }
     out += fmt::format("{} observation points (chart in report.html).\n\n",
                        localize->points.size());
   }
+  if (diagnosis) out += DiagnosisMarkdown(*diagnosis);
 
   out += "## Settings\n\n";
   out += fmt::format("- case: {}{}\n", MarkdownEscape(summary.case_ref.name),

@@ -1,8 +1,7 @@
-#include "harness/decode/tokenizer.h"
+#include "harness/tokenizer/sentencepiece_backend.h"
 
 #include <dlfcn.h>
 
-#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -16,10 +15,10 @@
 #include "harness/io/checkpoint.h"
 #include "parity_build_paths.h"
 
-namespace parity::decode {
+namespace parity::tokenizer {
 namespace {
 
-// The C interface of libparity_spm.so (harness/decode/shim/spm_shim.cpp).
+// The C interface of libparity_spm.so (shim/spm_shim.cpp).
 struct SpmApi {
   void* (*load)(const char*, char**);
   void (*free_processor)(void*);
@@ -91,34 +90,35 @@ std::string TakeString(char* text) {
   return out;
 }
 
-// Reads an id field that may be an int or a list of ints.
-void AppendIds(const nlohmann::json& value, std::vector<int64_t>& out) {
-  if (value.is_number_integer()) out.push_back(value.get<int64_t>());
-  if (value.is_array()) {
-    for (const auto& v : value) {
-      if (v.is_number_integer()) out.push_back(v.get<int64_t>());
-    }
-  }
-}
-
 nlohmann::json ReadIfExists(const std::filesystem::path& path) {
   if (!std::filesystem::exists(path)) return nlohmann::json::object();
   return io::ReadJsonFile(path.string());
 }
 
-}  // namespace
+class SentencePieceBackend : public Backend {
+ public:
+  ~SentencePieceBackend() override {
+    if (processor != nullptr) Spm().free_processor(processor);
+  }
 
-struct Tokenizer::Impl {
+  std::vector<int64_t> Encode(const std::string& text) const override;
+  std::string Decode(const std::vector<int64_t>& ids) const override;
+  std::string TokenText(int64_t id) const override;
+  std::string Piece(int64_t id) const override;
+  std::optional<int64_t> PieceId(const std::string& piece) const override;
+  // BOS comes from the checkpoint's configs, which the facade reads.
+  std::vector<int64_t> SpecialPrefix() const override { return {}; }
+  std::vector<int64_t> SpecialSuffix() const override { return {}; }
+  int64_t vocab_size() const override { return Spm().vocab_size(processor); }
+  std::string kind() const override { return "sentencepiece (tokenizer.model)"; }
+
   void* processor = nullptr;
   std::string path;
   // Added tokens the checkpoint declares ("<|im_start|>" -> 92543), longest first when splitting.
   std::map<std::string, int64_t> added_by_text;
   std::map<int64_t, std::string> added_by_id;
 
-  ~Impl() {
-    if (processor != nullptr) Spm().free_processor(processor);
-  }
-
+ private:
   std::vector<int64_t> EncodePlain(const std::string& text) const {
     int* ids = nullptr;
     int count = Spm().encode(processor, text.data(), text.size(), &ids);
@@ -147,22 +147,92 @@ struct Tokenizer::Impl {
   }
 };
 
-Tokenizer::~Tokenizer() = default;
-Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
-Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
+// Text between added tokens is encoded piece by piece, as HF's slow tokenizers do: the added tokens
+// split the text first, then each segment goes through SentencePiece on its own.
+std::vector<int64_t> SentencePieceBackend::Encode(const std::string& text) const {
+  std::vector<int64_t> ids;
+  size_t from = 0;
+  while (from < text.size()) {
+    auto [at, token] = FindAdded(text, from);
+    size_t segment_end = at == std::string::npos ? text.size() : at;
+    if (segment_end > from) {
+      auto segment = EncodePlain(text.substr(from, segment_end - from));
+      ids.insert(ids.end(), segment.begin(), segment.end());
+    }
+    if (token == nullptr) break;
+    ids.push_back(added_by_text.at(*token));
+    from = at + token->size();
+  }
+  return ids;
+}
 
-Tokenizer Tokenizer::Load(const std::string& dir) {
+std::string SentencePieceBackend::Decode(const std::vector<int64_t>& ids) const {
+  std::string text;
+  std::vector<int> run;
+  auto flush = [&] {
+    if (!run.empty()) text += DecodePlain(run);
+    run.clear();
+  };
+  for (int64_t id : ids) {
+    auto added = added_by_id.find(id);
+    if (added != added_by_id.end()) {
+      flush();
+      text += added->second;
+    } else if (id >= 0 && id < vocab_size()) {
+      run.push_back(static_cast<int>(id));
+    }
+  }
+  flush();
+  return text;
+}
+
+std::string SentencePieceBackend::TokenText(int64_t id) const {
+  auto added = added_by_id.find(id);
+  if (added != added_by_id.end()) return added->second;
+  if (id < 0 || id >= vocab_size()) return fmt::format("<id {}>", id);
+  int token = static_cast<int>(id);
+  if (Spm().is_control(processor, token)) return "";
+  std::string piece = TakeString(Spm().id_to_piece(processor, token));
+  if (Spm().is_byte(processor, token) && piece.size() == 6) {  // "<0x0A>"
+    return std::string(1, static_cast<char>(std::stoi(piece.substr(3, 2), nullptr, 16)));
+  }
+  // SentencePiece writes spaces as U+2581 (LOWER ONE EIGHTH BLOCK, bytes E2 96 81).
+  std::string out;
+  for (size_t i = 0; i < piece.size(); ++i) {
+    if (piece.compare(i, 3, "\xE2\x96\x81") == 0) {
+      out += ' ';
+      i += 2;
+    } else {
+      out += piece[i];
+    }
+  }
+  return out;
+}
+
+std::string SentencePieceBackend::Piece(int64_t id) const {
+  auto added = added_by_id.find(id);
+  if (added != added_by_id.end()) return added->second;
+  if (id < 0 || id >= vocab_size()) return fmt::format("<id {}>", id);
+  return TakeString(Spm().id_to_piece(processor, static_cast<int>(id)));
+}
+
+std::optional<int64_t> SentencePieceBackend::PieceId(const std::string& piece) const {
+  auto added = added_by_text.find(piece);
+  if (added != added_by_text.end()) return added->second;
+  int id = Spm().piece_to_id(processor, piece.c_str());
+  // SentencePiece answers unk_id for unknown pieces; only "<unk>" itself may map there.
+  if (id == Spm().unk_id(processor) && Piece(id) != piece) return std::nullopt;
+  return id;
+}
+
+}  // namespace
+
+std::unique_ptr<Backend> LoadSentencePiece(const std::string& dir) {
   namespace fs = std::filesystem;
   fs::path root(dir);
-  fs::path model_path = root / "tokenizer.model";
-  if (!fs::exists(model_path)) {
-    throw InputError(fmt::format("{}: missing; Parity needs the SentencePiece tokenizer.model",
-                                 model_path.string()));
-  }
-  Tokenizer tokenizer;
-  tokenizer.impl_ = std::make_unique<Impl>();
-  Impl& impl = *tokenizer.impl_;
-  impl.path = model_path.string();
+  auto backend = std::make_unique<SentencePieceBackend>();
+  SentencePieceBackend& impl = *backend;
+  impl.path = (root / "tokenizer.model").string();
   char* error = nullptr;
   impl.processor = Spm().load(impl.path.c_str(), &error);
   if (impl.processor == nullptr) {
@@ -182,7 +252,9 @@ Tokenizer Tokenizer::Load(const std::string& dir) {
       }
     }
   }
-  for (const auto& [text, id] : ReadIfExists(root / "added_tokens.json").items()) {
+  // Held in a variable: iterating items() of a temporary would dangle.
+  const nlohmann::json added_tokens = ReadIfExists(root / "added_tokens.json");
+  for (const auto& [text, id] : added_tokens.items()) {
     if (id.is_number_integer()) add(text, id.get<int64_t>());
   }
   // Special tokens of the SentencePiece model itself (<s>, </s>) are handled by it; drop them here so
@@ -195,95 +267,7 @@ Tokenizer Tokenizer::Load(const std::string& dir) {
       ++it;
     }
   }
-
-  // BOS and EOS: generation_config.json first (it may list several EOS ids), then config.json.
-  nlohmann::json generation = ReadIfExists(root / "generation_config.json");
-  nlohmann::json config = ReadIfExists(root / "config.json");
-  for (const nlohmann::json* source : {&generation, &config}) {
-    if (tokenizer.eos_ids_.empty() && source->contains("eos_token_id")) {
-      AppendIds((*source)["eos_token_id"], tokenizer.eos_ids_);
-    }
-  }
-  if (generation.contains("bos_token_id") && generation["bos_token_id"].is_number_integer()) {
-    tokenizer.bos_id_ = generation["bos_token_id"].get<int64_t>();
-  } else if (config.contains("bos_token_id") && config["bos_token_id"].is_number_integer()) {
-    tokenizer.bos_id_ = config["bos_token_id"].get<int64_t>();
-  }
-  if (tokenizer.eos_ids_.empty()) tokenizer.eos_ids_.push_back(2);
-  return tokenizer;
-}
-
-// Text between added tokens is encoded piece by piece, as HF's slow tokenizers do: the added tokens
-// split the text first, then each segment goes through SentencePiece on its own.
-std::vector<int64_t> Tokenizer::Encode(const std::string& text, bool add_bos) const {
-  std::vector<int64_t> ids;
-  if (add_bos) ids.push_back(bos_id_);
-  size_t from = 0;
-  while (from < text.size()) {
-    auto [at, token] = impl_->FindAdded(text, from);
-    size_t segment_end = at == std::string::npos ? text.size() : at;
-    if (segment_end > from) {
-      auto segment = impl_->EncodePlain(text.substr(from, segment_end - from));
-      ids.insert(ids.end(), segment.begin(), segment.end());
-    }
-    if (token == nullptr) break;
-    ids.push_back(impl_->added_by_text.at(*token));
-    from = at + token->size();
-  }
-  return ids;
-}
-
-std::string Tokenizer::Decode(const std::vector<int64_t>& ids) const {
-  std::string text;
-  std::vector<int> run;
-  auto flush = [&] {
-    if (!run.empty()) text += impl_->DecodePlain(run);
-    run.clear();
-  };
-  for (int64_t id : ids) {
-    auto added = impl_->added_by_id.find(id);
-    if (added != impl_->added_by_id.end()) {
-      flush();
-      text += added->second;
-    } else if (id >= 0 && id < vocab_size()) {
-      run.push_back(static_cast<int>(id));
-    }
-  }
-  flush();
-  return text;
-}
-
-std::string Tokenizer::TokenText(int64_t id) const {
-  auto added = impl_->added_by_id.find(id);
-  if (added != impl_->added_by_id.end()) return added->second;
-  if (id < 0 || id >= vocab_size()) return fmt::format("<id {}>", id);
-  int token = static_cast<int>(id);
-  if (Spm().is_control(impl_->processor, token)) return "";
-  std::string piece = TakeString(Spm().id_to_piece(impl_->processor, token));
-  if (Spm().is_byte(impl_->processor, token) && piece.size() == 6) {  // "<0x0A>"
-    return std::string(1, static_cast<char>(std::stoi(piece.substr(3, 2), nullptr, 16)));
-  }
-  // SentencePiece writes spaces as U+2581 (LOWER ONE EIGHTH BLOCK, bytes E2 96 81).
-  std::string out;
-  for (size_t i = 0; i < piece.size(); ++i) {
-    if (piece.compare(i, 3, "\xE2\x96\x81") == 0) {
-      out += ' ';
-      i += 2;
-    } else {
-      out += piece[i];
-    }
-  }
-  return out;
-}
-
-std::vector<int64_t> Tokenizer::EncodeChat(const std::string& user_message) const {
-  return Encode("<|im_start|>user\n" + user_message + "<|im_end|>\n<|im_start|>assistant\n", true);
-}
-
-int64_t Tokenizer::vocab_size() const { return Spm().vocab_size(impl_->processor); }
-
-bool Tokenizer::IsEos(int64_t id) const {
-  return std::find(eos_ids_.begin(), eos_ids_.end(), id) != eos_ids_.end();
+  return backend;
 }
 
 void TrainSentencePiece(const std::string& corpus_path, const std::string& model_path,
@@ -315,4 +299,4 @@ void TrainSentencePiece(const std::string& corpus_path, const std::string& model
   WriteFileAtomic(model_path, serialized);
 }
 
-}  // namespace parity::decode
+}  // namespace parity::tokenizer
