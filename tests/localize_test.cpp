@@ -237,7 +237,8 @@ TEST_F(LocalizeFixture, CliWritesJsonAndLocalizeFile) {
             0)
       << output;
   EXPECT_NE(output.find("layer 2 mlp"), std::string::npos) << output;
-  EXPECT_NE(output.find("verdict: "), std::string::npos) << output;
+  EXPECT_NE(output.find("verdict at step "), std::string::npos) << output;
+  EXPECT_NE(output.find("first departure: "), std::string::npos) << output;
   // Bad input: exit 2 with a message.
   EXPECT_EQ(RunCommand(ParityCli() + " localize " + Original() + " " + Converted() +
                            " --tokens 1,x",

@@ -10,8 +10,11 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "harness/compare/metrics.h"
+#include "harness/compare/verdict.h"
 #include "harness/core/error.h"
 #include "harness/decode/greedy.h"
+#include "harness/forward/memory_plan.h"
 #include "harness/diagnose/greedy_stream.h"
 
 namespace parity::diagnose {
@@ -150,6 +153,32 @@ int64_t Fp64FirstDifference(const std::vector<PointError>& points) {
   return -1;
 }
 
+void ClassifyAtLogits(LocalizeResult& result, const std::vector<PointSequence>& a,
+                      const std::vector<PointSequence>& b, const std::vector<PointSequence>& a64,
+                      const std::vector<PointSequence>& b64, forward::Precision precision,
+                      int64_t depth) {
+  if (a.empty() || b.empty() || a64.empty() || b64.empty()) return;
+  if (a.back().point != forward::ObservationPoint::kLogits) return;
+  auto last = [](const PointSequence& p) {
+    return compare::ToDoubleVector(p.values.select(0, p.values.size(0) - 1));
+  };
+  std::vector<double> la = last(a.back()), lb = last(b.back());
+  const int64_t token_a = compare::Argmax(la), token_b = compare::Argmax(lb);
+  const bool finite = compare::CountNonFinite(la) == 0 && compare::CountNonFinite(lb) == 0;
+  if (token_a == token_b && finite) return;  // no flip at this step
+  compare::VerdictInputs in;
+  in.a = &la;
+  in.b = &lb;
+  in.token_a = token_a;
+  in.token_b = token_b;
+  in.precision_a = in.precision_b = precision;
+  in.depth = depth;
+  in.oracle = compare::Fp64Logits{last(a64.back()), last(b64.back())};
+  compare::Classification c = compare::ClassifyDivergence(in);
+  result.verdict_kind = compare::DivergenceKindName(c.kind);
+  result.verdict_evidence = c.evidence;
+}
+
 namespace {
 
 std::string TokenText(const std::function<std::string(int64_t)>& token_text, int64_t token) {
@@ -211,9 +240,13 @@ LocalizeResult LocalizeTokens(forward::CausalLM& a, forward::CausalLM& b, forwar
   LocalizeResult result;
   result.tokens = tokens;
   result.numerics = a.numerics().Describe();
-  ComparePositions(ObserveAllPositions(a, tokens), ObserveAllPositions(b, tokens),
-                   ObserveAllPositions(a64, tokens), ObserveAllPositions(b64, tokens), nullptr,
-                   result);
+  std::vector<PointSequence> va = ObserveAllPositions(a, tokens);
+  std::vector<PointSequence> vb = ObserveAllPositions(b, tokens);
+  std::vector<PointSequence> va64 = ObserveAllPositions(a64, tokens);
+  std::vector<PointSequence> vb64 = ObserveAllPositions(b64, tokens);
+  ComparePositions(va, vb, va64, vb64, nullptr, result);
+  ClassifyAtLogits(result, va, vb, va64, vb64, a.numerics().precision,
+                   std::max(a.config().num_layers, b.config().num_layers));
   return result;
 }
 
@@ -232,9 +265,11 @@ LocalizeResult Localize(const ModelSource& a, const ModelSource& b,
   std::string step_source;
   std::vector<int64_t> stream;  // A's greedy tokens before the step
   std::optional<int64_t> token_a, token_b;
+  int64_t depth = 1;
   {
     std::unique_ptr<forward::CausalLM> model_a = a.Build(numerics);
     std::unique_ptr<forward::CausalLM> model_b = b.Build(numerics);
+    depth = std::max(model_a->config().num_layers, model_b->config().num_layers);
     if (options.step) {
       step = *options.step;
       step_source = "given";
@@ -273,7 +308,14 @@ LocalizeResult Localize(const ModelSource& a, const ModelSource& b,
   }
   std::vector<int64_t> tokens = prompt;
   tokens.insert(tokens.end(), stream.begin(), stream.end());
-  // FP64 models one at a time: at 24 layers x 1024 wide each is ~2 GB.
+  // FP64 models one at a time: at 24 layers x 1024 wide each is ~2 GB. Planned before loading.
+  for (const ModelSource* source : {&a, &b}) {
+    forward::RequireFits({forward::EstimateFootprint(source->config, forward::Precision::kFP64,
+                                                     options.device,
+                                                     static_cast<int64_t>(tokens.size()),
+                                                     source->label + "@fp64")},
+                         options.device, "localize: FP64 run of " + source->label);
+  }
   std::vector<PointSequence> va64 = ObserveAllPositions(*a.Build(fp64), tokens);
   std::vector<PointSequence> vb64 = ObserveAllPositions(*b.Build(fp64), tokens);
 
@@ -288,6 +330,7 @@ LocalizeResult Localize(const ModelSource& a, const ModelSource& b,
   result.divergence_token_a = token_a;
   result.divergence_token_b = token_b;
   ComparePositions(va, vb, va64, vb64, options.token_text, result);
+  ClassifyAtLogits(result, va, vb, va64, vb64, options.precision, depth);
   result.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;

@@ -50,6 +50,7 @@
 #include <c10/core/Device.h>
 #include <nlohmann/json.hpp>
 
+#include "harness/compare/run_result.h"
 #include "harness/diagnose/model_source.h"
 #include "harness/forward/causal_lm.h"
 #include "harness/forward/numerics.h"
@@ -165,8 +166,19 @@ struct LocalizeResult {
   int64_t fp64_first_difference = -1;  // index into `points` (at `position`)
   SequencePoint fp64_first_part;       // over all positions
   std::vector<PositionSummary> positions;
+  // The verdict on the flip at this step by the rule compare uses (compare/verdict.h), from the
+  // logits point of both runs and both FP64 runs: null when A and B pick the same token there.
+  std::optional<std::string> verdict_kind;  // "rounding" | "real" | "precision_failure" | ...
+  compare::VerdictEvidence verdict_evidence;
   double seconds = 0;             // wall time of Localize
 };
+
+// Fills result.verdict_kind / verdict_evidence from the four runs' logits points (the last point of
+// each list). `precision` is the run precision of both sides.
+void ClassifyAtLogits(LocalizeResult& result, const std::vector<PointSequence>& a,
+                      const std::vector<PointSequence>& b, const std::vector<PointSequence>& a64,
+                      const std::vector<PointSequence>& b64, forward::Precision precision,
+                      int64_t depth);
 
 // The whole procedure: choose the step, build the teacher-forced tokens, observe both models at the
 // run precision and in FP64, compare. Models are built one or two at a time (never four at once).

@@ -86,6 +86,12 @@ nlohmann::ordered_json LocalizeToJson(const LocalizeResult& r) {
   } else {
     json["divergence"] = nullptr;
   }
+  if (r.verdict_kind) {
+    json["verdict"] = {{"kind", *r.verdict_kind},
+                       {"evidence", compare::ToJson(r.verdict_evidence)}};
+  } else {
+    json["verdict"] = nullptr;
+  }
   json["fp64_resolution"] = kFp64Resolution;
   json["seconds"] = r.seconds;
   json["points"] = nlohmann::ordered_json::array();
@@ -143,8 +149,14 @@ std::string FormatLocalize(const LocalizeResult& r) {
                        p.cosine ? fmt::format("{:.9f}", *p.cosine) : std::string("-"),
                        p.a_err_vs_fp64, p.b_err_vs_fp64, p.fp64_rel_diff, mark);
   }
-  out += fmt::format("verdict: {} at position {}: {}\n", r.first_departure.kind, r.position,
-                     r.first_departure.reason);
+  if (r.verdict_kind) {
+    out += fmt::format("verdict at step {}: {} ({}): {}\n", r.step, *r.verdict_kind,
+                       r.verdict_evidence.source, r.verdict_evidence.reason);
+  } else {
+    out += fmt::format("verdict at step {}: no flip (A and B pick the same token)\n", r.step);
+  }
+  out += fmt::format("first departure: {} at position {}: {}\n", r.first_departure.kind,
+                     r.position, r.first_departure.reason);
   out += fmt::format("(errors are relative RMS at that position; \"A64\" is A run in FP64; "
                      "real = FP64 difference above max({:.0e}, noise floor))\n",
                      kFp64Resolution);
