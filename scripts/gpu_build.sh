@@ -20,5 +20,5 @@ cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_LIBRARY_PATH="$multiarch" -DCMAKE_INCLUDE_PATH="$prefix/usr/include" \
   -DPARITY_EXTRA_INCLUDE="$prefix/usr/include" "$@" 2>&1 | tail -n 5
 # -k 0: build every target that can be built, so one broken test file does not hide the rest.
-cmake --build "$build_dir" --parallel "$(nproc)" -- -k 0 || echo "gpu_build: some targets failed"
+cmake --build "$build_dir" --parallel "$(nproc)" ${PARITY_BUILD_TARGET:+--target "$PARITY_BUILD_TARGET"} -- -k 0 || echo "gpu_build: some targets failed"
 echo "export LD_LIBRARY_PATH=$LD_LIBRARY_PATH" > "$build_dir/env.sh"

@@ -180,7 +180,7 @@ TEST(CliStaleResults, ExplainNeverReusesAStaleConversion) {
     int code = 0;
     std::string out = StdoutOf(command, &code);
     EXPECT_EQ(code, 0) << out;
-    return nlohmann::json::parse(out)["baselines"][0]["stats"]["mean_kl"].get<double>();
+    return nlohmann::json::parse(out)["runs"][0]["baselines"][0]["stats"]["mean_kl"].get<double>();
   };
   EXPECT_LT(mean_kl(), 1e-9);
   // Scale the final norm's weight in place (same file size), as the 1.02 edit.

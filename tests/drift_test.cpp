@@ -44,7 +44,7 @@ TEST(DriftTest, AnUnchangedRunDoesNotDrift) {
 TEST(DriftTest, FirstDivergenceEarlierByMoreThanTheThresholdTrips) {
   compare::Summary base = MakeRunOutputs(FixtureOptions{}).summary;  // p1 fp16 diverges at 5
   FixtureOptions earlier3;
-  earlier3.divergences[{1, 1}] = {2, "near_tie"};
+  earlier3.divergences[{1, 1}] = {2, "real"};
   DriftReport report =
       CompareWithBaseline(base, MakeRunOutputs(earlier3).summary, DriftThresholds{});
   auto items = Tripped(report, "first_divergence_step");
@@ -57,14 +57,39 @@ TEST(DriftTest, FirstDivergenceEarlierByMoreThanTheThresholdTrips) {
   EXPECT_NE(items[0]->message.find("first_divergence_step"), std::string::npos);
 
   FixtureOptions earlier2;  // exactly the threshold: not drift
-  earlier2.divergences[{1, 1}] = {3, "near_tie"};
+  earlier2.divergences[{1, 1}] = {3, "rounding"};
   report = CompareWithBaseline(base, MakeRunOutputs(earlier2).summary, DriftThresholds{});
   EXPECT_TRUE(Tripped(report, "first_divergence_step").empty()) << Describe(report);
 
   FixtureOptions later;  // a later divergence is an improvement
-  later.divergences[{1, 1}] = {9, "near_tie"};
+  later.divergences[{1, 1}] = {9, "rounding"};
   report = CompareWithBaseline(base, MakeRunOutputs(later).summary, DriftThresholds{});
   EXPECT_FALSE(report.Drifted()) << Describe(report);
+}
+
+TEST(DriftTest, ARoundingFlipThatMovesIsReportedButDoesNotTripUnlessAsked) {
+  compare::Summary base = MakeRunOutputs(FixtureOptions{}).summary;  // p1 fp16: rounding at 5
+  FixtureOptions moved;
+  moved.divergences[{1, 1}] = {1, "rounding"};
+  DriftReport report = CompareWithBaseline(base, MakeRunOutputs(moved).summary, DriftThresholds{});
+  EXPECT_TRUE(Tripped(report, "first_divergence_step").empty()) << Describe(report);
+  bool reported = false;
+  for (const DriftItem& item : report.items) {
+    reported = reported || (item.metric == "first_divergence_step" && !item.trips);
+  }
+  EXPECT_TRUE(reported) << Describe(report);
+  DriftThresholds strict;
+  strict.fail_on_rounding_flip_move = true;
+  report = CompareWithBaseline(base, MakeRunOutputs(moved).summary, strict);
+  EXPECT_EQ(Tripped(report, "first_divergence_step").size(), 1u) << Describe(report);
+}
+
+TEST(DriftTest, AVerdictThatBecomesRealTrips) {
+  compare::Summary base = MakeRunOutputs(FixtureOptions{}).summary;  // p1 fp16: rounding at 5
+  FixtureOptions real;
+  real.divergences[{1, 1}] = {5, "real"};
+  DriftReport report = CompareWithBaseline(base, MakeRunOutputs(real).summary, DriftThresholds{});
+  EXPECT_EQ(Tripped(report, "verdict").size(), 1u) << Describe(report);
 }
 
 TEST(DriftTest, ADivergenceWhereTheBaselineHadNoneTrips) {
@@ -86,9 +111,13 @@ TEST(DriftTest, KlGrowthBelowTheFloorIsNoise) {
       CompareWithBaseline(base, MakeRunOutputs(fp32_noise).summary, DriftThresholds{});
   EXPECT_FALSE(report.Drifted()) << Describe(report);
 
-  FixtureOptions fp16_growth;  // 1e-5 -> 3e-5 scale at FP16: above the floor, x3 > x2
+  FixtureOptions fp16_growth;  // 1e-5 -> 3e-5 scale at FP16: below FP16's floor (1e-4) by default
   fp16_growth.kl_scale_fp16 = 3e-5;
   report = CompareWithBaseline(base, MakeRunOutputs(fp16_growth).summary, DriftThresholds{});
+  EXPECT_FALSE(report.Drifted()) << Describe(report);
+  DriftThresholds low_floor;  // with a floor of 1e-6: above the floor, x3 > x2
+  low_floor.kl_floor_fp16 = 1e-6;
+  report = CompareWithBaseline(base, MakeRunOutputs(fp16_growth).summary, low_floor);
   // Only prompt 0 moves: p1 and p2 reach 1e-2 after their divergence in both runs.
   auto p99 = Tripped(report, "p99_kl");
   ASSERT_EQ(p99.size(), 1u) << Describe(report);
@@ -99,9 +128,9 @@ TEST(DriftTest, KlGrowthBelowTheFloorIsNoise) {
   EXPECT_EQ(Tripped(report, "max_kl").size(), 1u);
 
   DriftThresholds loose;
-  loose.kl_floor = 1e-3;
+  loose.kl_floor_fp16 = 1e-3;
   EXPECT_FALSE(CompareWithBaseline(base, MakeRunOutputs(fp16_growth).summary, loose).Drifted());
-  loose.kl_floor = 1e-6;
+  loose.kl_floor_fp16 = 1e-6;
   loose.kl_factor = 3.5;
   EXPECT_FALSE(CompareWithBaseline(base, MakeRunOutputs(fp16_growth).summary, loose).Drifted());
 }
@@ -116,10 +145,14 @@ TEST(DriftTest, NonFiniteKlIsDrift) {
 
 TEST(DriftTest, SameTopOneRateFallingBeyondTheThresholdTrips) {
   compare::Summary base = MakeRunOutputs(FixtureOptions{}).summary;
+  base.settings.mode = "teacher_forced";  // free mode: the rate is judged by the divergence step
   compare::Summary now = base;
   now.runs[0].metrics.top1_agreement = 0.96;  // baseline 1.0; drop 0.04 <= 0.05
   EXPECT_FALSE(CompareWithBaseline(base, now, DriftThresholds{}).Drifted());
   now.runs[0].metrics.top1_agreement = 0.94;
+  compare::Summary free = now;
+  free.settings.mode = "free";
+  EXPECT_TRUE(Tripped(CompareWithBaseline(base, free, DriftThresholds{}), "top1_agreement").empty());
   DriftReport report = CompareWithBaseline(base, now, DriftThresholds{});
   auto items = Tripped(report, "top1_agreement");
   ASSERT_EQ(items.size(), 1u) << Describe(report);
@@ -196,7 +229,8 @@ TEST(DriftThresholdsTest, ReadFromTheCaseFile) {
   DriftThresholds t = DriftThresholdsFromCaseFile(path);
   EXPECT_EQ(t.first_divergence_earlier_by, 0);
   EXPECT_EQ(t.kl_factor, 1.5);
-  EXPECT_EQ(t.kl_floor, 1e-8);
+  EXPECT_EQ(t.kl_floor_fp32, 1e-8);  // one kl_floor sets every precision's
+  EXPECT_EQ(t.kl_floor_bf16, 1e-8);
   EXPECT_EQ(t.top1_drop, 0.01);
   EXPECT_FALSE(t.fail_on_new_failing_pair);
   EXPECT_FALSE(t.fail_on_missing);
@@ -281,8 +315,7 @@ TEST_F(DriftCliTest, BaselineThenUnchangedThenPlantedFault) {
   EXPECT_EQ(history.records[2].drift, "ok");
   EXPECT_EQ(history.records[3].drift, "drift");
   EXPECT_EQ(history.records[3].moved,
-            (std::vector<std::string>{"p99_kl", "max_kl", "first_divergence_step",
-                                      "top1_agreement"}));
+            (std::vector<std::string>{"p99_kl", "max_kl", "first_divergence_step", "verdict"}));
   EXPECT_EQ(history.records[3].earliest_divergence_step, 1);
 
   EXPECT_EQ(Parity("trend --store " + store_, &output), 0) << output;
@@ -442,7 +475,8 @@ TEST(DriftFixtureTest, PlantedFaultCopyDriftsUnchangedCopyDoesNot) {
             0)
       << output;
 
-  ASSERT_EQ(compare_with(bad, tmp.path() + "/faulty"), 0) << output;  // no gates in the run
+  // compare fails a real difference by default (the logits differ beyond rounding)
+  ASSERT_EQ(compare_with(bad, tmp.path() + "/faulty"), 1) << output;
   EXPECT_EQ(RunCommand(ParityCli() + " drift " + tmp.path() + "/faulty --store " + store, &output),
             1)
       << output;

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "harness/convert/internlm2_to_llama.h"
 #include "harness/convert/random_fixture.h"
 #include "harness/core/error.h"
 #include "harness/diagnose/explain.h"
@@ -52,8 +53,9 @@ TEST(ExplainRule, FlipAndEffect) {
   EXPECT_FALSE(FlipVariant(v, "kv_cache").kv_cache);
   EXPECT_EQ(FlipVariant(v, "sdpa_attention").sdpa_attention, !v.sdpa_attention);
   EXPECT_TRUE(VariantValue(v, "rotary_precomputed"));
+  EXPECT_FALSE(FlipVariant(v, "divide_scores_by_sqrt").divide_scores_by_sqrt);
   EXPECT_THROW(FlipVariant(v, "flash"), InputError);
-  EXPECT_EQ(VariantNames().size(), 5u);
+  EXPECT_EQ(VariantNames().size(), 6u);
 
   PairStats at3, at7, none;
   at3.first_divergence = 3;
@@ -73,7 +75,7 @@ TEST_F(ExplainFixture, IdenticalModelsStayIdenticalUnderEveryFlip) {
   options.max_new_tokens = 6;
   ExplainResult r = Explain(a, a, kPrompt, options);
   ASSERT_EQ(r.baselines.size(), 2u);
-  ASSERT_EQ(r.rows.size(), 10u);  // 5 variants x 2 precisions, side b
+  ASSERT_EQ(r.rows.size(), 14u);  // (6 variants + all_variants) x 2 precisions, side b
   for (const ExplainPrecision& p : r.baselines) {
     EXPECT_FALSE(p.baseline.first_divergence) << p.precision;
     EXPECT_EQ(p.baseline.max_kl, 0.0) << p.precision;  // the same model: bit-identical
@@ -99,7 +101,7 @@ TEST_F(ExplainFixture, IdenticalModelsStayIdenticalUnderEveryFlip) {
             std::string::npos)
       << markdown;
   nlohmann::ordered_json json = ExplainToJson(r);
-  ASSERT_EQ(json["rows"].size(), 10u);
+  ASSERT_EQ(json["rows"].size(), 14u);
   EXPECT_EQ(json["rows"][0]["variant"], "fused_qkv");
   EXPECT_TRUE(json["rows"][0]["baseline"]["first_divergence"].is_null());
 }
@@ -147,7 +149,9 @@ TEST_F(ExplainFixture, CliPrintsATableAndJson) {
                            " --tokens 1,17,233 --max-new-tokens 3 --dtype fp32,bf16";
   ASSERT_EQ(RunStdout(base + " --json", &output), 0) << output;
   nlohmann::json json = nlohmann::json::parse(output);
-  EXPECT_EQ(json["rows"].size(), 10u);
+  ASSERT_EQ(json["runs"].size(), 1u);
+  EXPECT_EQ(json["runs"][0]["rows"].size(), 14u);
+  EXPECT_EQ(json["runs"][0]["rows"][6]["variant"], "all_variants");
   ASSERT_EQ(RunStdout(base + " --markdown --variants kv_cache", &output), 0) << output;
   EXPECT_NE(output.find("| bf16 | kv_cache |"), std::string::npos) << output;
   EXPECT_EQ(RunCommand(base + " --variants flash", &output), 2) << output;
@@ -161,15 +165,72 @@ TEST(ExplainCli, RunsACaseFileConvertingItsModel) {
                               "--variants kv_cache,fused_qkv --json --out " + out.path();
   ASSERT_EQ(RunStdout(command, &output), 0) << output;
   nlohmann::json json = nlohmann::json::parse(output);
-  ASSERT_EQ(json["rows"].size(), 2u);
-  EXPECT_EQ(json["rows"][1]["variant"], "fused_qkv");
-  EXPECT_EQ(json["rows"][1]["precision"], "bf16");
-  EXPECT_EQ(json["max_new_tokens"], 6);
+  // --dtype bf16 keeps the pairs whose both sides run at BF16 (original vs converted); every
+  // prompt of the case (4) is explained.
+  ASSERT_EQ(json["runs"].size(), 4u);
+  for (size_t i = 0; i < 4; ++i) {
+    const nlohmann::json& run = json["runs"][i];
+    EXPECT_EQ(run["pair"], "original@bf16 vs converted@bf16");
+    EXPECT_EQ(run["prompt_index"], i);
+    ASSERT_EQ(run["rows"].size(), 2u);
+    EXPECT_EQ(run["rows"][1]["variant"], "fused_qkv");
+    EXPECT_EQ(run["rows"][1]["precision"], "bf16");
+    EXPECT_EQ(run["max_new_tokens"], 6);
+  }
+  EXPECT_EQ(json["summary"].size(), 4u);
   // The converted model comes from the conversion cache, never from OUT.
   EXPECT_FALSE(std::filesystem::exists(out.path() + "/models"));
   EXPECT_EQ(nlohmann::json::parse(ReadFileText(out.path() + "/explain.json")), json);
   EXPECT_NE(ReadFileText(out.path() + "/explain.md").find("| bf16 | fused_qkv |"),
             std::string::npos);
+}
+
+TEST_F(ExplainFixture, ScoreScalingSwitchChangesRoundingOnly) {
+  // head_dim 8: sqrt(8) is not a power of two, so x / sqrt(8) and x * 8 ** -0.5 round differently
+  // in FP32; in FP64 the two agree to FP64 rounding. Both sides of the switch are the same function.
+  const ModelSource a = CheckpointSource(dir_->path());
+  forward::Variants divide = forward::ReferenceVariants(a.config.arch);
+  ASSERT_TRUE(divide.divide_scores_by_sqrt);
+  forward::Variants multiply = FlipVariant(divide, "divide_scores_by_sqrt");
+  auto logits = [&](forward::Precision precision, const forward::Variants& v) {
+    std::unique_ptr<forward::CausalLM> model = a.Build(forward::MakeNumerics(precision, c10::Device(c10::kCPU)), &v);
+    forward::KVCache cache;
+    at::Tensor ids = at::tensor(at::ArrayRef<int64_t>(kPrompt), at::kLong).view({1, -1});
+    return model->Forward(ids, cache).to(at::kDouble);
+  };
+  const at::Tensor f32_divide = logits(Precision::kFP32, divide);
+  const at::Tensor f32_multiply = logits(Precision::kFP32, multiply);
+  EXPECT_FALSE(f32_divide.equal(f32_multiply));  // the switch is honoured
+  const double scale = f32_divide.abs().max().item<double>();
+  EXPECT_LT((f32_divide - f32_multiply).abs().max().item<double>(), 1e-5 * scale);
+  const at::Tensor f64_divide = logits(Precision::kFP64, divide);
+  const at::Tensor f64_multiply = logits(Precision::kFP64, multiply);
+  EXPECT_LT((f64_divide - f64_multiply).abs().max().item<double>(), 1e-12 * scale);
+}
+
+TEST_F(ExplainFixture, AllVariantsRowCopiesTheOtherSidesImplementation) {
+  // A is InternLM2, B a Llama-shaped copy of the same weights; all_variants runs B with every one
+  // of A's switches. Identical weights: no flip may introduce a divergence at FP32.
+  TempDir converted;
+  convert::ConvertInternLM2ToLlama(dir_->path(), converted.path() + "/llama");
+  const ModelSource a = CheckpointSource(dir_->path());
+  const ModelSource b = CheckpointSource(converted.path() + "/llama");
+  ExplainOptions options;
+  options.max_new_tokens = 4;
+  options.variants = {kAllVariants};
+  ExplainResult r = Explain(a, b, kPrompt, options);
+  ASSERT_EQ(r.rows.size(), 1u);
+  const VariantRow& row = r.rows[0];
+  EXPECT_EQ(row.variant, kAllVariants);
+  EXPECT_EQ(row.from_variants, forward::DescribeVariants(forward::ReferenceVariants(b.config.arch)));
+  EXPECT_EQ(row.to_variants, forward::DescribeVariants(forward::ReferenceVariants(a.config.arch)));
+  ASSERT_TRUE(row.available) << row.note;
+  EXPECT_FALSE(row.flipped.first_divergence);
+  EXPECT_LT(row.flipped.max_kl, 1e-9);
+  nlohmann::ordered_json json = ExplainToJson(r);
+  EXPECT_EQ(json["rows"][0]["to"], row.to_variants);
+  ExplainRun run{"a vs b", 0, "ids", r};
+  EXPECT_NE(ExplainSummary(run).find("no divergence"), std::string::npos) << ExplainSummary(run);
 }
 
 }  // namespace

@@ -444,9 +444,12 @@ TEST(ForwardModels, ReferenceVariantsAndDescriptions) {
   EXPECT_TRUE(internlm2.fused_qkv && internlm2.lm_head_all_positions && internlm2.rotary_precomputed);
   EXPECT_FALSE(internlm2.sdpa_attention);
   const Variants llama = ReferenceVariants(Architecture::kLlama);
-  EXPECT_FALSE(llama.fused_qkv || llama.lm_head_all_positions || llama.rotary_precomputed);
+  EXPECT_FALSE(llama.fused_qkv || llama.lm_head_all_positions || llama.rotary_precomputed ||
+               llama.divide_scores_by_sqrt);
+  EXPECT_TRUE(internlm2.divide_scores_by_sqrt);
   EXPECT_EQ(DescribeVariants(internlm2),
-            "fused_qkv=1 sdpa=0 lm_head_all_positions=1 rotary_precomputed=1 kv_cache=1");
+            "fused_qkv=1 sdpa=0 lm_head_all_positions=1 rotary_precomputed=1 kv_cache=1 "
+            "divide_scores_by_sqrt=1");
 }
 
 TEST(ForwardModels, SdpaVariantNeedsLibtorch2) {

@@ -3,8 +3,11 @@
 // metadata value type, tensor infos and alignment, and F32/F16/BF16/Q8_0/Q4_0/Q4_K/Q6_K values
 // bit-identical to the reference's FP32 computation. Plus malformed files, each a named error.
 #include "harness/io/gguf.h"
+#include "harness/io/gguf_tensor.h"
 
 #include <cmath>
+
+#include <ATen/ATen.h>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -49,6 +52,37 @@ TEST(Gguf, ReadsHeaderMetadataAndTensorInfos) {
     EXPECT_EQ(tensor.offset % 64, 0u);
   }
   EXPECT_EQ(file.FindTensor("q4_k.weight")->TorchShape(), (std::vector<int64_t>{2, 256}));
+}
+
+// The container as HF's JavaScript GGUF parser reads it (tests/data/gguf/hf_gguf.json, npm
+// @huggingface/gguf@0.4.6): an implementation independent of both Parity and make_reference.py.
+TEST(Gguf, AgreesWithHfJavascriptParser) {
+  nlohmann::json hf = ReadJsonFile(TestDataPath("gguf/hf_gguf.json"));
+  GgufFile file = GgufFile::Open(TestDataPath("gguf/tiny.gguf"));
+  EXPECT_EQ(std::to_string(file.data_offset()), hf["tensorDataOffset"].get<std::string>());
+  EXPECT_EQ(hf["metadata"]["version"], file.version());
+  for (const auto& [key, value] : file.metadata()) {
+    ASSERT_TRUE(hf["metadata"].contains(key)) << key;
+    const nlohmann::json& theirs = hf["metadata"][key];
+    if (theirs.is_string() && value.value.is_number_integer()) {  // 64-bit integers come as strings
+      EXPECT_EQ(theirs.get<std::string>(), value.value.dump()) << key;
+    } else if (value.type == GgufType::kF32) {
+      EXPECT_EQ(theirs.get<float>(), value.value.get<float>()) << key;
+    } else {
+      EXPECT_EQ(theirs, value.value) << key;
+    }
+  }
+  ASSERT_EQ(hf["tensors"].size(), file.tensors().size());
+  for (size_t i = 0; i < file.tensors().size(); ++i) {
+    const GgufTensorInfo& tensor = file.tensors()[i];
+    const nlohmann::json& theirs = hf["tensors"][i];
+    EXPECT_EQ(theirs["name"], tensor.name);
+    EXPECT_EQ(theirs["dtype"], tensor.type->id);
+    EXPECT_EQ(theirs["offset"].get<std::string>(), std::to_string(tensor.offset));
+    std::vector<std::string> dims;
+    for (int64_t d : tensor.dims) dims.push_back(std::to_string(d));
+    EXPECT_EQ(theirs["shape"].get<std::vector<std::string>>(), dims) << tensor.name;
+  }
 }
 
 TEST(Gguf, DequantizesBitIdenticallyToTheReference) {
@@ -184,6 +218,35 @@ TEST(GgufDequantize, UnsupportedTypeIsNamed) {
   } catch (const InputError& e) {
     EXPECT_THAT(e.what(), HasSubstr("Q5_K cannot be dequantized"));
   }
+}
+
+TEST(GgufTensor, TorchShapeAndValues) {
+  GgufFile file = GgufFile::Open(TestDataPath("gguf/tiny.gguf"));
+  const GgufTensorInfo& q4k = *file.FindTensor("q4_k.weight");
+  at::Tensor t = GgufTensorToTorch(file, q4k);
+  EXPECT_EQ(t.sizes(), at::IntArrayRef({2, 256}));
+  std::vector<float> flat = file.ReadFloat(q4k);
+  EXPECT_EQ(t[1][3].item<float>(), flat[256 + 3]);  // row-major: innermost GGUF dim is the last
+}
+
+// The converter's permutation, by index: within head h (d = rows / n_head rows), row i * d/2 + j of
+// HF's layout (rotary half i, pair j) moves to row 2 * j + i.
+TEST(GgufTensor, LlamaQKPermutationByIndex) {
+  const int64_t n_head = 3, head_dim = 8, cols = 5;
+  at::Tensor w = at::arange(n_head * head_dim * cols, at::kFloat).reshape({n_head * head_dim, cols});
+  at::Tensor permuted = PermuteLlamaQK(w, n_head);
+  for (int64_t h = 0; h < n_head; ++h) {
+    for (int64_t i = 0; i < 2; ++i) {
+      for (int64_t j = 0; j < head_dim / 2; ++j) {
+        EXPECT_TRUE(at::equal(permuted[h * head_dim + 2 * j + i], w[h * head_dim + i * head_dim / 2 + j]))
+            << "head " << h << " half " << i << " pair " << j;
+      }
+    }
+  }
+  EXPECT_TRUE(at::equal(UnpermuteLlamaQK(permuted, n_head), w));
+  at::Tensor bias = at::arange(n_head * head_dim, at::kFloat);  // 1-D biases permute the same way
+  EXPECT_TRUE(at::equal(UnpermuteLlamaQK(PermuteLlamaQK(bias, n_head), n_head), bias));
+  EXPECT_THROW(PermuteLlamaQK(at::zeros({10, 4}), 3), InputError);
 }
 
 }  // namespace

@@ -176,6 +176,11 @@ TEST_F(LocalizeFixture, QueryHeadSwapIsRealFromThatLayerOn) {
   const PointError& p = Departed(r);
   EXPECT_EQ(r.first_departure.kind, "real") << FormatLocalize(r);
   EXPECT_EQ(p.name, "layer 2 attention");
+  // At position 0 each head attends to one key with weight 1 whatever its query is: the swap is
+  // first seen at position 1, and only there do the FP64 runs part.
+  EXPECT_EQ(r.position, 1) << FormatLocalize(r);
+  EXPECT_EQ(r.fp64_first_part.position, 1);
+  EXPECT_EQ(r.positions.at(0).fp64_first_point, "");
   for (size_t i = r.first_departure.index; i < r.points.size(); ++i) {
     EXPECT_GT(r.points[i].fp64_rel_diff, 1e-6) << r.points[i].name;
   }
@@ -232,7 +237,8 @@ TEST_F(LocalizeFixture, CliWritesJsonAndLocalizeFile) {
             0)
       << output;
   EXPECT_NE(output.find("layer 2 mlp"), std::string::npos) << output;
-  EXPECT_NE(output.find("verdict: "), std::string::npos) << output;
+  EXPECT_NE(output.find("verdict at step "), std::string::npos) << output;
+  EXPECT_NE(output.find("first departure: "), std::string::npos) << output;
   // Bad input: exit 2 with a message.
   EXPECT_EQ(RunCommand(ParityCli() + " localize " + Original() + " " + Converted() +
                            " --tokens 1,x",

@@ -101,7 +101,7 @@ void ExpectSameRun(const compare::RunOutputs& merged, const compare::RunOutputs&
 TEST(MergeTest, ShardsMergeIntoTheUnshardedRun) {
   FixtureOptions options;
   options.num_prompts = 7;
-  options.divergences = {{{1, 1}, {5, "near_tie"}}, {{4, 1}, {2, "real"}}, {{6, 0}, {9, "real"}}};
+  options.divergences = {{{1, 1}, {5, "rounding"}}, {{4, 1}, {2, "real"}}, {{6, 0}, {9, "real"}}};
   compare::RunOutputs whole = MakeRunOutputs(options);
   for (int64_t count : {1, 2, 3, 7, 9}) {  // 9 > 7 prompts: shards 7 and 8 run nothing
     std::vector<ShardOutputs> shards = MakeShards(options, count);

@@ -224,22 +224,27 @@ TEST(MetricsTest, SummarizeSteps) {
     steps[i].cosine = 1.0 - 0.1 * i;
     if (i != 1) steps[i].nmse = 0.01 * i;
   }
+  // Aggregates over the same-context steps 0..2; step 3 (after the split) is reported apart.
   RunMetrics m = SummarizeSteps(steps);
   EXPECT_EQ(m.steps, 4);
   EXPECT_EQ(m.same_context_steps, 3);
   EXPECT_EQ(m.max_kl, 0.4);
-  EXPECT_DOUBLE_EQ(m.mean_kl, 0.25);
-  EXPECT_EQ(m.p50_kl, 0.2);  // rank ceil(2) = 2 of {0.1, 0.2, 0.3, 0.4}
-  EXPECT_EQ(m.p90_kl, 0.4);  // rank ceil(3.6) = 4
+  EXPECT_DOUBLE_EQ(m.mean_kl, 0.8 / 3);
+  EXPECT_EQ(m.p50_kl, 0.3);  // rank ceil(1.5) = 2 of {0.1, 0.3, 0.4}
+  EXPECT_EQ(m.p90_kl, 0.4);  // rank ceil(2.7) = 3
   EXPECT_EQ(m.p99_kl, 0.4);
-  EXPECT_EQ(m.top1_agreement, 0.75);
-  EXPECT_DOUBLE_EQ(m.topk_overlap_mean, 0.9);
-  EXPECT_EQ(m.max_abs_logit_diff, 3.0);
-  EXPECT_DOUBLE_EQ(m.rms_logit_diff_mean, 0.75);
+  EXPECT_DOUBLE_EQ(m.top1_agreement, 2.0 / 3);
+  EXPECT_DOUBLE_EQ(m.topk_overlap_mean, 2.6 / 3);
+  EXPECT_EQ(m.max_abs_logit_diff, 2.0);
+  EXPECT_DOUBLE_EQ(m.rms_logit_diff_mean, 0.5);
   ASSERT_TRUE(m.first_divergence_step.has_value());
   EXPECT_EQ(*m.first_divergence_step, 2);
-  EXPECT_DOUBLE_EQ(*m.min_cosine, 0.7);
-  EXPECT_DOUBLE_EQ(*m.max_nmse, 0.03);
+  EXPECT_DOUBLE_EQ(*m.min_cosine, 0.8);
+  EXPECT_DOUBLE_EQ(*m.max_nmse, 0.02);
+  EXPECT_EQ(m.after_split.steps, 1);
+  EXPECT_EQ(m.after_split.max_kl, 0.2);
+  EXPECT_EQ(m.after_split.mean_kl, 0.2);
+  EXPECT_EQ(m.after_split.top1_agreement, 1.0);
 
   RunMetrics empty = SummarizeSteps({});
   EXPECT_EQ(empty.steps, 0);

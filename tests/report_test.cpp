@@ -220,7 +220,7 @@ TEST_F(WrittenReportTest, HtmlShowsVerdictGatesAndEveryRun) {
   // 2 pair curves, 3 charts per run, 1 oracle chart per fp32 run.
   EXPECT_EQ(Count(html, "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\""),
             2u + 6u * 3u + 3u);
-  EXPECT_NE(html.find("near-tie flip at step 5"), std::string::npos);
+  EXPECT_NE(html.find("rounding flip at step 5"), std::string::npos);
   EXPECT_NE(html.find("real divergence at step 8"), std::string::npos);
 }
 
@@ -301,7 +301,7 @@ TEST_F(WrittenReportTest, MarkdownIsShortAndPasteable) {
   EXPECT_NE(md.find("| original@fp16/converted@fp16 | **FAIL** | 1/3 | 5 | 1 / 1 |"),
             std::string::npos)
       << md;
-  EXPECT_NE(md.find("near-tie flip at step 5 (after a newline)"), std::string::npos);
+  EXPECT_NE(md.find("rounding flip at step 5 (after a newline)"), std::string::npos);
   EXPECT_NE(md.find("Gates: max\\_kl \u2264 0.001"), std::string::npos);
   EXPECT_NE(md.find("\u23CE`"), std::string::npos);  // context ends in a visible newline
   EXPECT_NE(md.find("libtorch 1.13.1"), std::string::npos);

@@ -94,8 +94,16 @@ RunOutputs MakeOutputs() {
   d.noise = 0.003;
   d.flip_gap = 0.003;
   d.tolerance = 0.03125;
-  d.kind = "near_tie";
+  d.kind = "rounding";
   d.after_newline = true;
+  d.evidence.source = "observed_noise";
+  d.evidence.reason = "flip gap within the noise";
+  d.evidence.precision = "fp16";
+  d.evidence.depth = 2;
+  d.evidence.noise_steps = 1;
+  d.evidence.observed_noise = 0.004;
+  d.evidence.rel_diff = 0.01;
+  d.evidence.rounding_budget = 0.02;
   run.first_divergence = d;
   run.metrics.steps = 3;
   run.metrics.max_kl = 1.0 / 3.0;
@@ -148,7 +156,8 @@ TEST(RunResultTest, RoundTripThroughFiles) {
   const compare::Run& run = back.summary.runs[0];
   EXPECT_EQ(run.metrics.max_kl, 1.0 / 3.0);  // bit-exact
   EXPECT_EQ(run.text_b, "\n\xe4\xbd\xa0");
-  EXPECT_EQ(run.first_divergence->kind, "near_tie");
+  EXPECT_EQ(run.first_divergence->kind, "rounding");
+  EXPECT_EQ(run.first_divergence->evidence.observed_noise, 0.004);
   EXPECT_TRUE(run.first_divergence->after_newline);
   EXPECT_EQ(run.oracle->acceptable, true);
   EXPECT_FALSE(back.summary.runs[1].prompt.has_value());
@@ -211,11 +220,23 @@ TEST(RunResultTest, ReadErrorsNameTheFileAndField) {
   bad = summary;
   bad["runs"][0]["first_divergence"]["kind"] = "tie";
   EXPECT_EQ(error_of(bad),
-            "out/summary.json: runs[0].first_divergence.kind: expected \"near_tie\" or \"real\", "
-            "got \"tie\"");
+            "out/summary.json: runs[0].first_divergence.kind: expected \"rounding\", \"real\", "
+            "\"precision_failure\" or \"undetermined\", got \"tie\"");
   bad = summary;
-  bad["schema_version"] = 2;
-  EXPECT_EQ(error_of(bad), "out/summary.json: schema_version: expected 1, got 2");
+  bad["schema_version"] = 3;
+  EXPECT_EQ(error_of(bad), "out/summary.json: schema_version: expected 1 or 2, got 3");
+  // A schema-1 file (before verdict kinds and evidence) still reads: near_tie is rounding.
+  nlohmann::json old = summary;
+  old["schema_version"] = 1;
+  old["runs"][0]["first_divergence"]["kind"] = "near_tie";
+  old["runs"][0]["first_divergence"].erase("evidence");
+  old["runs"][0]["metrics"].erase("after_split");
+  old["runs"][0]["metrics"].erase("nonfinite_steps");
+  old["verdict"].erase("gated");
+  old["settings"].erase("oracle_device");
+  compare::Summary read_old = SummaryFromJson(old, "old/summary.json");
+  EXPECT_EQ(read_old.runs[0].first_divergence->kind, "rounding");
+  EXPECT_EQ(read_old.runs[0].first_divergence->evidence.source, "ulp");
   bad = summary;
   bad["runs"][0]["tokens_a"][1] = 1.5;
   EXPECT_EQ(error_of(bad), "out/summary.json: runs[0].tokens_a[1]: expected an integer, got 1.5");
@@ -267,7 +288,9 @@ TEST(RunResultTest, TerminalTableShowsNewlinesAndTheVerdict) {
   RunOutputs o = MakeOutputs();
   std::string table = report::FormatSummaryTable(o.summary);
   EXPECT_NE(table.find("p0/original@fp16/converted@fp16"), std::string::npos) << table;
-  EXPECT_NE(table.find("1 near_tie ' the' vs '\\n' (after \\n)"), std::string::npos) << table;
+  EXPECT_NE(table.find("1 rounding ' the' vs '\\n' (after \\n)"), std::string::npos) << table;
+  EXPECT_NE(table.find("step 1: rounding (observed_noise): flip gap within the noise"),
+            std::string::npos) << table;
   EXPECT_NE(table.find("verdict: FAIL (1 of 2 runs failed a gate)"), std::string::npos) << table;
   EXPECT_NE(table.find("  too high"), std::string::npos) << table;
   EXPECT_NE(table.find("fp16 is emulated"), std::string::npos) << table;

@@ -72,7 +72,8 @@ TEST(HistoryTest, RecordsSummarizeEachPair) {
   EXPECT_FALSE(fp16.pass);
   EXPECT_EQ(fp16.runs, 3);
   EXPECT_EQ(fp16.diverged_runs, 2);
-  EXPECT_EQ(fp16.near_tie_runs, 1);
+  EXPECT_EQ(fp16.rounding_runs, 1);
+  EXPECT_EQ(fp16.real_runs, 1);
   EXPECT_EQ(fp16.earliest_divergence_step, 5);
   EXPECT_DOUBLE_EQ(fp16.p99_kl, 1e-2);
   EXPECT_DOUBLE_EQ(fp16.mean_kl, summary.pairs[1].mean_kl);

@@ -115,6 +115,8 @@ TEST(TokenizerJsonQwen3, ChatMlWithoutBosAndEosFromTokenizerConfig) {
   EXPECT_EQ(tokenizer.Piece(14623), "who");
   EXPECT_EQ(tokenizer.Piece(525), "Ġare");
   EXPECT_EQ(tokenizer.TokenText(525), " are");
+  EXPECT_EQ(tokenizer.TokenText(151935), "<id 151935>");  // config.json's padded vocabulary
+  EXPECT_EQ(tokenizer.Decode({14623, 151935, 525}), "who are");
 }
 
 TEST(TokenizerJsonQwen3, GenerationConfigEosIdsWin) {

@@ -138,5 +138,35 @@ TEST_F(TraceErrors, ArrayErrorsNameTheTensor) {
   EXPECT_THAT(ReadError(), HasSubstr("trace.json: missing"));
 }
 
+// scripts/hf_trace.py's writer (its --self-test trace, no transformers needed) read by Parity's
+// reader: exactly representable logits ((i + prompt) % 17 - 8) / 4 and their argmax as tokens.
+TEST(TraceInterop, PythonWriterReadsBack) {
+  if (RunCommand("/usr/bin/python3 -c 'import torch, numpy'") != 0) {
+    GTEST_SKIP() << "/usr/bin/python3 with torch and numpy (Debian python3-torch) is not installed";
+  }
+  TempDir dir;
+  std::string output;
+  ASSERT_EQ(RunCommand("/usr/bin/python3 '" + std::string(PARITY_SOURCE_DIR) +
+                           "/scripts/hf_trace.py' --self-test '" + dir.path() + "/t'",
+                       &output),
+            0)
+      << output;
+  Trace trace = ReadTrace(dir.path() + "/t");
+  EXPECT_EQ(trace.producer.engine, "hf_trace.py --self-test");
+  EXPECT_EQ(trace.vocab_size, 13);
+  ASSERT_EQ(trace.prompts.size(), 2u);
+  for (int64_t p = 0; p < 2; ++p) {
+    const TracePrompt& prompt = trace.prompts[p];
+    EXPECT_EQ(prompt.prompt_tokens.size(), size_t(p + 2));
+    at::Tensor index = at::arange(prompt.logits.numel(), at::kDouble).reshape(prompt.logits.sizes());
+    at::Tensor expected = ((index + p).remainder(17) - 8).div(4).to(at::kFloat);
+    EXPECT_TRUE(at::equal(prompt.logits, expected)) << "prompt " << p;
+    at::Tensor argmax = prompt.logits.argmax(-1);
+    EXPECT_EQ(prompt.tokens, std::vector<int64_t>(argmax.data_ptr<int64_t>(),
+                                                  argmax.data_ptr<int64_t>() + argmax.numel()));
+  }
+  EXPECT_EQ(trace.prompts[0].text, "who are you");
+}
+
 }  // namespace
 }  // namespace parity::io

@@ -1,6 +1,11 @@
 // `parity compare A B --prompt TEXT --dtypes fp32,fp16,bf16,fp64 --max-new-tokens N --out DIR`: the
 // case-free form of `parity run`: A vs B at each dtype (fp64 in the list also turns on the FP64
-// oracle). The arguments become a case object, validated like a case file.
+// oracle). A side may name its precision as in a case's pairs, `DIR@bf16`: `parity compare M M@bf16`
+// compares one model at fp32 (or each --dtypes) with itself at bf16; `A@fp32 B@bf16` is one pair.
+// The arguments become a case object, validated like a case file. Unlike a case file, compare gates
+// by default: a real (or precision-failure) first divergence fails, and so does the FP64 oracle's
+// rule when the oracle ran.
+#include <algorithm>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -16,6 +21,7 @@
 #include "harness/compare/suite.h"
 #include "harness/core/error.h"
 #include "harness/session/inputs.h"
+#include "harness/forward/numerics.h"
 
 namespace parity::cli {
 namespace {
@@ -27,7 +33,7 @@ struct CompareOptions {
   std::vector<std::string> prompt_tokens;  // "1,2,3" each
   std::vector<std::string> dtypes = {"fp32"};
   int64_t max_new_tokens = 32;
-  std::string name;  // --name; default: DefaultName(a, b)
+  std::string name;  // --name; default: DefaultName
   RunCommandOptions output;
   std::string mode = "free";
   std::string teacher = "a";
@@ -38,15 +44,29 @@ struct CompareOptions {
   double near_tie_ulps = 4;
   std::optional<double> max_kl, mean_kl, p99_kl, max_abs_logit_diff, min_top1_agreement;
   std::optional<int64_t> min_first_divergence_step;
-  bool fail_on_real_divergence = false;
-  bool require_oracle_acceptable = false;
+  bool fail_on_real_divergence = true;
+  std::optional<bool> require_oracle_acceptable;  // default: on when the oracle runs
+  bool oracle = false;
+  std::string oracle_device;
+  std::optional<double> memory_limit_gb;
+  bool dtypes_given = false;
 };
 
+// "DIR" or "DIR@dtype": the directory and the precision named after the last '@' (when the whole
+// text is not itself an existing directory).
+std::pair<std::string, std::optional<std::string>> SplitSide(const std::string& text) {
+  size_t at = text.rfind('@');
+  if (at == std::string::npos || std::filesystem::is_directory(text)) return {text, std::nullopt};
+  std::string precision = text.substr(at + 1);
+  forward::ParsePrecision(precision);  // InputError naming the text when it is not a precision
+  return {text.substr(0, at), forward::PrecisionName(forward::ParsePrecision(precision))};
+}
+
 // A stable case name for an ad hoc comparison, so that `baseline save` / `drift` of one pair of
-// models never meet another pair's: both labels and a hash of both canonical paths, e.g.
-// "original-vs-converted-3f2a9c1e".
-std::string DefaultName(const std::string& a, const std::string& b,
-                        const std::pair<std::string, std::string>& labels) {
+// models never meet another pair's: both labels and a hash of both canonical paths (and the
+// precisions named with '@'), e.g. "original-vs-converted-3f2a9c1e".
+std::string DefaultName(const std::string& a, const std::string& b, const std::string& label_a,
+                        const std::string& label_b) {
   auto canonical = [](const std::string& p) {
     std::error_code ec;
     std::filesystem::path path = std::filesystem::weakly_canonical(std::filesystem::absolute(p), ec);
@@ -57,17 +77,38 @@ std::string DefaultName(const std::string& a, const std::string& b,
     hash ^= static_cast<unsigned char>(c);
     hash *= 1099511628211ull;
   }
-  return fmt::format("{}-vs-{}-{:08x}", labels.first, labels.second, hash & 0xffffffffu);
+  return fmt::format("{}-vs-{}-{:08x}", label_a, label_b, hash & 0xffffffffu);
 }
 
 int RunCompare(const CompareOptions& o) {
-  const auto labels = session::DistinctLabels(o.a, o.b);
-  const auto& [label_a, label_b] = labels;
-  auto absolute = [](const std::string& p) { return std::filesystem::absolute(p).string(); };
+  auto [dir_a, precision_a] = SplitSide(o.a);
+  auto [dir_b, precision_b] = SplitSide(o.b);
+  for (const std::string& dir : {dir_a, dir_b}) {
+    if (!std::filesystem::is_directory(dir)) {
+      throw InputError(fmt::format("compare: '{}' is not a checkpoint directory", dir));
+    }
+  }
+  if (precision_a && precision_b && o.dtypes_given) {
+    throw InputError("compare: both sides name their precision ('@'); --dtypes would be unused");
+  }
+  auto absolute = [](const std::string& p) {
+    return std::filesystem::absolute(p).lexically_normal().string();
+  };
+  const bool one_model = absolute(dir_a) == absolute(dir_b);
+  auto [label_a, label_b] = session::DistinctLabels(dir_a, dir_b);
+  if (one_model) {
+    label_a = label_b =
+        session::ModelLabel(dir_a).empty() ? std::string("model") : session::ModelLabel(dir_a);
+  }
   nlohmann::ordered_json json;
-  json["name"] = o.name.empty() ? DefaultName(o.a, o.b, labels) : o.name;
-  json["models"][label_a] = {{"path", absolute(o.a)}};
-  json["models"][label_b] = {{"path", absolute(o.b)}};
+  json["name"] = o.name.empty() ? DefaultName(o.a, o.b, label_a, label_b) : o.name;
+  json["models"][label_a] = {{"path", absolute(dir_a)}};
+  if (!one_model) json["models"][label_b] = {{"path", absolute(dir_b)}};
+  if (precision_a || precision_b || one_model) {
+    json["pairs"] = nlohmann::ordered_json::array(
+        {{{"a", precision_a ? label_a + "@" + *precision_a : label_a},
+          {"b", precision_b ? label_b + "@" + *precision_b : label_b}}});
+  }
   json["prompts"] = nlohmann::ordered_json::array();
   for (const std::string& text : o.prompts) json["prompts"].push_back(text);
   for (const std::string& ids : o.prompt_tokens) {
@@ -92,12 +133,17 @@ int RunCompare(const CompareOptions& o) {
     thresholds["min_first_divergence_step"] = *o.min_first_divergence_step;
   }
   thresholds["fail_on_real_divergence"] = o.fail_on_real_divergence;
-  thresholds["require_oracle_acceptable"] = o.require_oracle_acceptable;
+  const bool oracle = o.oracle || std::find(o.dtypes.begin(), o.dtypes.end(), "fp64") != o.dtypes.end();
+  thresholds["require_oracle_acceptable"] = o.require_oracle_acceptable.value_or(oracle);
   json["thresholds"] = thresholds;
+  if (o.oracle) json["oracle"] = true;
+  if (!o.oracle_device.empty()) json["oracle_device"] = o.oracle_device;
 
   compare::Case c = compare::ParseCase(json, "parity compare");
   c.path.reset();
-  return RunAndWrite(c, "compare", o.output);
+  RunCommandOptions output = o.output;
+  if (o.memory_limit_gb) output.memory_limit_bytes = static_cast<int64_t>(*o.memory_limit_gb * 1e9);
+  return RunAndWrite(c, "compare", output);
 }
 
 CommandRegistrar compare_command("compare", [](CLI::App& app, Action& action) {
@@ -107,14 +153,15 @@ CommandRegistrar compare_command("compare", [](CLI::App& app, Action& action) {
       "Compare two checkpoints (A is the reference) by lockstep greedy decoding at each dtype; "
       "writes OUT/summary.json and OUT/steps.jsonl (reports/SCHEMA.md). Exit 0 when every gate "
       "passes, 1 when one fails, 2 for bad input");
-  command->add_option("A", o->a, "Reference checkpoint directory")->required()->check(CLI::ExistingDirectory);
-  command->add_option("B", o->b, "Candidate checkpoint directory")->required()->check(CLI::ExistingDirectory);
+  command->add_option("A", o->a, "Reference checkpoint directory, optionally DIR@dtype")->required();
+  command->add_option("B", o->b, "Candidate checkpoint directory, optionally DIR@dtype (A@bf16: A "
+                                 "itself at another precision)")
+      ->required();
   command->add_option("--prompt", o->prompts, "Prompt text (repeatable)");
   command->add_option("--prompt-tokens", o->prompt_tokens,
                       "Prompt as comma-separated token ids, fed as they are (repeatable)");
   command->add_option("--dtypes", o->dtypes, "Precisions, comma-separated: fp32, fp16, bf16, fp64 "
-                                              "(or float32, float16/half, bfloat16, float64; fp64 "
-                                              "also runs the FP64 oracle)")
+                                              "(fp64 also runs the FP64 oracle)")
       ->delimiter(',')
       ->capture_default_str();
   command->add_option("--max-new-tokens", o->max_new_tokens, "Decode steps at most")
@@ -141,11 +188,25 @@ CommandRegistrar compare_command("compare", [](CLI::App& app, Action& action) {
   command->add_option("--min-top1-agreement", o->min_top1_agreement, "Gate: same-top-1 rate");
   command->add_option("--min-first-divergence-step", o->min_first_divergence_step,
                       "Gate: a divergence must come at this step or later");
-  command->add_flag("--fail-on-real-divergence", o->fail_on_real_divergence,
-                    "Gate: a first divergence that is not a near-tie fails");
-  command->add_flag("--require-oracle-acceptable", o->require_oracle_acceptable,
-                    "Gate: B's FP64-oracle error must be within 2x (fp32) / 3x (fp16, bf16) of A's");
-  command->callback([o, &action] {
+  command->add_flag("--fail-on-real-divergence,!--no-fail-on-real-divergence",
+                    o->fail_on_real_divergence,
+                    "Gate (on by default): a first divergence classified real or precision_failure "
+                    "fails");
+  command->add_flag("--require-oracle-acceptable,!--no-require-oracle-acceptable",
+                    o->require_oracle_acceptable,
+                    "Gate (on by default when the oracle runs): B's FP64-oracle error must be within "
+                    "2x (fp32) / 3x (fp16, bf16) of A's");
+  command->add_flag("--oracle", o->oracle,
+                    "Run the FP64 oracle (also turned on by fp64 in --dtypes): after decoding, one "
+                    "teacher-forced FP64 forward per model, models one at a time");
+  command->add_option("--oracle-device", o->oracle_device,
+                      "Where the FP64 oracle runs: cpu, cuda or cuda:N (default: --device)");
+  command->add_option("--memory-limit", o->memory_limit_gb,
+                      "Plan within this many GB (decimal) per device instead of what it reports "
+                      "free; a plan that does not fit is refused with the numbers (exit 2)")
+      ->check(AtLeastOne());
+  command->callback([o, &action, command] {
+    o->dtypes_given = command->count("--dtypes") > 0;
     action = [o] {
       if (o->prompts.empty() && o->prompt_tokens.empty()) {
         throw InputError("compare: give at least one --prompt or --prompt-tokens");

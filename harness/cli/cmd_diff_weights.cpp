@@ -1,4 +1,7 @@
-// `parity diff-weights A B`: tensor-by-tensor comparison across naming schemes.
+// `parity diff-weights A B [--json] [--all] [--out DIR]`: tensor-by-tensor comparison across naming
+// schemes, each differing tensor with the explanation of its difference (compare/weight_explain.h);
+// --out also writes DIR/weight_diff.json, which `parity report DIR` shows next to the localization.
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -9,6 +12,7 @@
 #include "harness/io/checkpoint.h"
 #include "harness/model/inspect.h"
 #include "harness/compare/weight_diff.h"
+#include "harness/core/atomic_file.h"
 #include "harness/core/error.h"
 
 namespace parity::cli {
@@ -19,6 +23,7 @@ struct DiffWeightsOptions {
   std::string b;
   bool json = false;
   bool all = false;
+  std::string out;
 };
 
 CommandRegistrar diff_weights_command("diff-weights", [](CLI::App& app, Action& action) {
@@ -31,6 +36,7 @@ CommandRegistrar diff_weights_command("diff-weights", [](CLI::App& app, Action& 
   command->add_option("B", options->b, "Second checkpoint directory")->required();
   command->add_flag("--json", options->json, "Print the report as JSON");
   command->add_flag("--all", options->all, "List bitwise-equal tensors too");
+  command->add_option("--out", options->out, "Also write OUT/weight_diff.json");
   command->callback([options, &action] {
     action = [options] {
       // Each side's tensors must agree with its own config first: a checkpoint with wrong shapes
@@ -49,8 +55,14 @@ CommandRegistrar diff_weights_command("diff-weights", [](CLI::App& app, Action& 
         }
       }
       const compare::WeightDiffReport report = compare::DiffWeights(options->a, options->b);
+      const nlohmann::json json = compare::WeightDiffToJson(report);
+      if (!options->out.empty()) {
+        std::filesystem::create_directories(options->out);
+        WriteFileAtomic((std::filesystem::path(options->out) / "weight_diff.json").string(),
+                        json.dump(2) + "\n");
+      }
       if (options->json) {
-        PrintJson(compare::WeightDiffToJson(report).dump(2));
+        PrintJson(json.dump(2));
       } else {
         std::cout << compare::FormatWeightDiff(report, options->all);
       }

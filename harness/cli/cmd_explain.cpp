@@ -1,15 +1,17 @@
 // `parity explain A B --prompt TEXT [--dtype fp16,bf16] [--side b|a|both] [--json|--markdown]` or
-// `parity explain CASE`: rerun the pair flipping one implementation variant at a time and report
-// which switch moves or removes the first divergence and how the per-step KL changes
-// (harness/diagnose/explain.h). With a case file: its first pair's models, its first prompt, its
-// dtypes (fp64 left out), its max_new_tokens; models the case converts at run time come from the
-// session store's conversion cache (--cache-dir). Exit 0, 2 for bad input.
+// `parity explain CASE`: rerun the pair flipping one implementation variant at a time (and all of
+// them at once) and report which switch moves or removes the first divergence and how the per-step
+// KL changes (harness/diagnose/explain.h). With a case file: every pair (each at its own sides'
+// precisions; with --dtype only pairs whose both precisions are listed; FP64-only pairs left out)
+// on every prompt, its max_new_tokens; models the case converts at run time come from the session
+// store's conversion cache (--cache-dir), keyed by the source's content, so never a stale copy.
+// Every prompt is checked before anything is converted. OUT/explain.json holds every run.
+// Exit 0, 2 for bad input.
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 #include <memory>
-#include <optional>
 #include <string>
-#include <tuple>
 #include <vector>
 
 #include <fmt/format.h>
@@ -42,8 +44,13 @@ struct ExplainArgs {
   std::string cache_dir;
 };
 
-// A case model from the session store, converted through its cache when the case says
-// convert_from (never a stale copy: the cache is keyed by the source's content).
+// The directory a case model is read from, or converted from (its tokenizer and vocabulary).
+std::string SourceDir(const compare::Case& c, const std::string& label) {
+  const compare::CaseModel& model = c.Model(label);
+  return model.convert_from ? c.Model(*model.convert_from).path : model.path;
+}
+
+// A case model from the session store, converted through its cache when the case says convert_from.
 std::shared_ptr<const session::StoredModel> CaseModel(const compare::Case& c,
                                                       const std::string& label,
                                                       session::ModelStore& store) {
@@ -52,93 +59,134 @@ std::shared_ptr<const session::StoredModel> CaseModel(const compare::Case& c,
   return store.OpenConverted(c.Model(*model.convert_from).path, "internlm2-to-llama");
 }
 
-// The directory a case model is read from, or converted from.
-std::string SourceDir(const compare::Case& c, const std::string& label) {
-  const compare::CaseModel& model = c.Model(label);
-  return model.convert_from ? c.Model(*model.convert_from).path : model.path;
+// The prompt's tokens, checked against both models' vocabularies (InputError naming the token).
+diagnose::ResolvedPrompt CheckedPrompt(const diagnose::PromptSpec& prompt,
+                                       const session::StoredModel& a,
+                                       const session::StoredModel& b) {
+  diagnose::ResolvedPrompt resolved = diagnose::ResolvePrompt(prompt, {a.source_path, b.source_path});
+  session::CheckTokenIds(resolved.tokens, a.config.vocab_size, "A", "the prompt");
+  session::CheckTokenIds(resolved.tokens, b.config.vocab_size, "B", "the prompt");
+  return resolved;
+}
+
+std::string PromptIds(const std::vector<int64_t>& tokens) {
+  std::string ids;
+  for (int64_t id : tokens) ids += (ids.empty() ? "" : ",") + std::to_string(id);
+  return ids;
+}
+
+// One explain run of the pair (dir_a, dir_b) on one prompt.
+diagnose::ExplainRun ExplainOne(const std::string& pair,
+                                std::shared_ptr<const session::StoredModel> model_a,
+                                std::shared_ptr<const session::StoredModel> model_b,
+                                const std::pair<std::string, std::string>& labels,
+                                const diagnose::PromptSpec& prompt, int64_t prompt_index,
+                                diagnose::ExplainOptions options) {
+  diagnose::ResolvedPrompt resolved = CheckedPrompt(prompt, *model_a, *model_b);
+  options.eos_ids = resolved.eos_ids;
+  diagnose::ModelSource a = diagnose::StoreSource(model_a, labels.first);
+  diagnose::ModelSource b = diagnose::StoreSource(model_b, labels.second);
+  diagnose::ExplainRun run;
+  run.pair = pair;
+  run.prompt_index = prompt_index;
+  run.prompt = prompt.token_ids.empty() ? prompt.text : prompt.token_ids;
+  spdlog::info("explain {}, prompt {}", pair, prompt_index);
+  run.result = diagnose::Explain(a, b, resolved.tokens, options);
+  return run;
 }
 
 int RunExplain(const ExplainArgs& args) {
   if (!args.out.empty()) session::PrepareOutputDir(args.out, "--out");
   session::ModelStore store(args.cache_dir);
-  std::shared_ptr<const session::StoredModel> model_a, model_b;
-  std::string label_a, label_b;
-  std::optional<compare::Case> c;  // with a case file
   diagnose::ExplainOptions options;
   options.max_new_tokens = args.max_new_tokens > 0 ? args.max_new_tokens : 32;
   options.device = c10::Device(args.device);
-  diagnose::PromptSpec prompt = args.prompt;
-  std::vector<std::string> dtypes = args.dtypes;
+  options.sides = args.side == "both" ? std::vector<std::string>{"a", "b"}
+                                      : std::vector<std::string>{args.side};
+  options.variants = args.variants;
+  std::vector<forward::Precision> dtypes;
+  for (const std::string& d : args.dtypes) dtypes.push_back(forward::ParsePrecision(d));
+  std::vector<diagnose::ExplainRun> runs;
   if (args.inputs.size() == 1) {
+    // Every pair (both precisions in --dtype when given; FP64-only pairs left out: FP64 runs of
+    // the same function do not diverge) on every prompt of the case (or on --prompt / --tokens).
     if (std::filesystem::is_directory(args.inputs[0])) {
       throw InputError(fmt::format("explain: '{}' is a directory; give two checkpoint directories "
                                    "(A B) or one case file (CASE)", args.inputs[0]));
     }
-    c = compare::LoadCase(args.inputs[0]);
-    if (c->pairs.empty() || c->prompts.empty()) {
+    const compare::Case c = compare::LoadCase(args.inputs[0]);
+    if (c.pairs.empty() || c.prompts.empty()) {
       throw InputError(args.inputs[0] + ": the case has no pairs or no prompts");
     }
-    label_a = c->pairs[0].a.model;
-    label_b = c->pairs[0].b.model;
-    if (label_a == label_b) std::tie(label_a, label_b) = std::make_pair("a", "b");
-    // The sources only for now (a converted model has its source's tokenizer and vocabulary):
-    // conversions wait until the prompt has been checked.
-    model_a = store.Open(SourceDir(*c, c->pairs[0].a.model));
-    model_b = store.Open(SourceDir(*c, c->pairs[0].b.model));
-    if (prompt.text.empty() && prompt.token_ids.empty()) {
-      const compare::CasePrompt& p = c->prompts[0];
-      if (p.text) {
-        prompt.text = *p.text;
-        prompt.chat = p.chat;
-      } else {
-        for (int64_t id : p.tokens) {
-          prompt.token_ids += (prompt.token_ids.empty() ? "" : ",") + std::to_string(id);
+    if (args.max_new_tokens == 0) options.max_new_tokens = c.max_new_tokens;
+    if (args.device == "cpu") options.device = c10::Device(c.device);
+    std::vector<std::pair<diagnose::PromptSpec, int64_t>> prompts;
+    if (!args.prompt.text.empty() || !args.prompt.token_ids.empty()) {
+      prompts.push_back({args.prompt, 0});
+    } else {
+      for (size_t i = 0; i < c.prompts.size(); ++i) {
+        diagnose::PromptSpec spec;
+        if (c.prompts[i].text) {
+          spec.text = *c.prompts[i].text;
+          spec.chat = c.prompts[i].chat;
+        } else {
+          spec.token_ids = PromptIds(c.prompts[i].tokens);
         }
+        prompts.push_back({spec, static_cast<int64_t>(i)});
       }
     }
-    if (dtypes.empty()) {
-      for (forward::Precision p : c->dtypes) {
-        if (p != forward::Precision::kFP64) dtypes.push_back(forward::PrecisionName(p));
+    auto wanted = [&dtypes](forward::Precision p) {
+      return dtypes.empty() ? p != forward::Precision::kFP64
+                            : std::find(dtypes.begin(), dtypes.end(), p) != dtypes.end();
+    };
+    // Every prompt against every source model first: bad input costs no conversion.
+    for (const compare::CasePair& pair : c.pairs) {
+      if (!wanted(pair.a.precision) || !wanted(pair.b.precision)) continue;
+      for (const auto& [spec, index] : prompts) {
+        CheckedPrompt(spec, *store.Open(SourceDir(c, pair.a.model)),
+                      *store.Open(SourceDir(c, pair.b.model)));
       }
     }
-    if (args.max_new_tokens == 0) options.max_new_tokens = c->max_new_tokens;
-    if (args.device == "cpu") options.device = c10::Device(c->device);
+    for (const compare::CasePair& pair : c.pairs) {
+      if (!wanted(pair.a.precision) || !wanted(pair.b.precision)) continue;
+      const auto model_a = CaseModel(c, pair.a.model, store);
+      const auto model_b = CaseModel(c, pair.b.model, store);
+      const auto labels = pair.a.model == pair.b.model
+                              ? std::make_pair(std::string("a"), std::string("b"))
+                              : std::make_pair(pair.a.model, pair.b.model);
+      diagnose::ExplainOptions pair_options = options;
+      pair_options.precisions = {pair.a.precision};
+      pair_options.precisions_b = {pair.b.precision};
+      const std::string label =
+          compare::SideLabel(pair.a) + " vs " + compare::SideLabel(pair.b);
+      for (const auto& [spec, index] : prompts) {
+        runs.push_back(ExplainOne(label, model_a, model_b, labels, spec, index, pair_options));
+      }
+    }
+    if (runs.empty()) {
+      throw InputError(args.inputs[0] + ": no pair of the case runs at the precisions given");
+    }
   } else if (args.inputs.size() == 2) {
-    model_a = store.Open(args.inputs[0]);
-    model_b = store.Open(args.inputs[1]);
-    std::tie(label_a, label_b) = session::DistinctLabels(args.inputs[0], args.inputs[1]);
+    options.precisions = dtypes.empty() ? std::vector<forward::Precision>{forward::Precision::kFP32}
+                                        : dtypes;
+    runs.push_back(ExplainOne(args.inputs[0] + " vs " + args.inputs[1], store.Open(args.inputs[0]),
+                              store.Open(args.inputs[1]),
+                              session::DistinctLabels(args.inputs[0], args.inputs[1]), args.prompt,
+                              0, options));
   } else {
     throw InputError("explain: give two checkpoint directories (A B) or one case file");
   }
-  if (dtypes.empty()) dtypes = {"fp32"};
-  options.precisions.clear();
-  for (const std::string& d : dtypes) options.precisions.push_back(forward::ParsePrecision(d));
-  options.sides = args.side == "both" ? std::vector<std::string>{"a", "b"}
-                                      : std::vector<std::string>{args.side};
-  options.variants = args.variants;
-  diagnose::ResolvedPrompt resolved =
-      diagnose::ResolvePrompt(prompt, {model_a->source_path, model_b->source_path});
-  options.eos_ids = resolved.eos_ids;
-  session::CheckTokenIds(resolved.tokens, model_a->config.vocab_size, "A", "the prompt");
-  session::CheckTokenIds(resolved.tokens, model_b->config.vocab_size, "B", "the prompt");
-  if (c) {
-    model_a = CaseModel(*c, c->pairs[0].a.model, store);
-    model_b = CaseModel(*c, c->pairs[0].b.model, store);
-  }
-  diagnose::ModelSource a = diagnose::StoreSource(model_a, label_a);
-  diagnose::ModelSource b = diagnose::StoreSource(model_b, label_b);
-  diagnose::ExplainResult result = diagnose::Explain(a, b, resolved.tokens, options);
-  nlohmann::ordered_json json = diagnose::ExplainToJson(result);
+  nlohmann::ordered_json json = diagnose::ExplainRunsToJson(runs);
   if (!args.out.empty()) {
     WriteFileAtomic((std::filesystem::path(args.out) / "explain.json").string(),
                     json.dump(2) + "\n");
     WriteFileAtomic((std::filesystem::path(args.out) / "explain.md").string(),
-                    diagnose::FormatExplain(result, true));
+                    diagnose::FormatExplainRuns(runs, true));
   }
   if (args.json) {
     PrintJson(json.dump(2));
   } else {
-    std::cout << diagnose::FormatExplain(result, args.markdown);
+    std::cout << diagnose::FormatExplainRuns(runs, args.markdown);
   }
   return kExitOk;
 }
@@ -148,15 +196,18 @@ CommandRegistrar explain_command("explain", [](CLI::App& app, Action& action) {
   CLI::App* command = app.add_subcommand(
       "explain",
       "Rerun a pair flipping one implementation variant at a time (fused_qkv, sdpa_attention, "
-      "lm_head_all_positions, rotary_precomputed, kv_cache) and report which moves or removes the "
-      "first divergence and how the per-step KL changes");
+      "lm_head_all_positions, rotary_precomputed, kv_cache, divide_scores_by_sqrt) and all of them "
+      "at once (all_variants), and report which moves or removes the first divergence and how the "
+      "per-step KL changes; with a case file, for every pair and prompt");
   command->add_option("INPUTS", o->inputs, "A B (checkpoint directories) or CASE (a case file)")
       ->required()
       ->expected(1, 2);
   command->add_option("--prompt", o->prompt.text, "Prompt text");
   command->add_flag("--chat", o->prompt.chat, "Wrap the prompt in the ChatML template");
   command->add_option("--tokens", o->prompt.token_ids, "Prompt as comma-separated token ids");
-  command->add_option("--dtype,--dtypes", o->dtypes, "Precisions, comma-separated (default fp32)")
+  command->add_option("--dtype,--dtypes", o->dtypes,
+                      "Precisions, comma-separated (default fp32; with a case, keeps the pairs "
+                      "whose both sides run at these)")
       ->delimiter(',');
   command->add_option("--side", o->side, "Whose switches to flip: a, b or both")
       ->check(CLI::IsMember({"a", "b", "both"}))
@@ -169,10 +220,10 @@ CommandRegistrar explain_command("explain", [](CLI::App& app, Action& action) {
       ->check(AtLeastOne());
   command->add_flag("--json", o->json, "Print one JSON object");
   command->add_flag("--markdown", o->markdown, "Print a markdown table (for a bug report)");
-  command->add_option("--out", o->out, "Also write OUT/explain.json and OUT/explain.md");
   command->add_option("--cache-dir", o->cache_dir,
                       "Where a case's converted models are cached (default $PARITY_CACHE, else "
                       "~/.cache/parity)");
+  command->add_option("--out", o->out, "Also write OUT/explain.json and OUT/explain.md");
   command->callback([o, &action] { action = [o] { return RunExplain(*o); }; });
 });
 

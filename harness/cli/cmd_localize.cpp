@@ -45,6 +45,7 @@ int RunLocalize(const LocalizeArgs& args) {
   options.step = args.step;
   options.max_new_tokens = args.max_new_tokens;
   options.eos_ids = prompt.eos_ids;
+  options.token_text = prompt.token_text;
   session::ModelStore store;
   std::shared_ptr<const session::StoredModel> model_a = store.Open(args.a);
   std::shared_ptr<const session::StoredModel> model_b = store.Open(args.b);

@@ -23,6 +23,8 @@ struct RunOptions {
   std::optional<int64_t> max_new_tokens;
   std::optional<std::string> mode;
   std::optional<std::string> shard;  // "i/N"
+  std::optional<std::string> oracle_device;
+  std::optional<double> memory_limit_gb;
 };
 
 int RunCaseCommand(const RunOptions& options) {
@@ -30,6 +32,11 @@ int RunCaseCommand(const RunOptions& options) {
   if (options.device) c.device = *options.device;
   if (options.max_new_tokens) c.max_new_tokens = *options.max_new_tokens;
   if (options.mode) c.mode = decode::ParseGreedyMode(*options.mode);
+  if (options.oracle_device) c.oracle_device = *options.oracle_device;
+  RunCommandOptions output = options.output;
+  if (options.memory_limit_gb) {
+    output.memory_limit_bytes = static_cast<int64_t>(*options.memory_limit_gb * 1e9);
+  }
   std::optional<report::ShardSpec> shard;
   std::function<bool(int64_t)> include_prompt;
   std::function<void()> after_run;
@@ -40,7 +47,7 @@ int RunCaseCommand(const RunOptions& options) {
       report::WriteShardInfo(options.output.out, *shard, static_cast<int64_t>(c.prompts.size()));
     };
   }
-  return RunAndWrite(c, "run", options.output, include_prompt, after_run);
+  return RunAndWrite(c, "run", output, include_prompt, after_run);
 }
 
 CommandRegistrar run_command("run", [](CLI::App& app, Action& action) {
@@ -59,6 +66,13 @@ CommandRegistrar run_command("run", [](CLI::App& app, Action& action) {
                       "Override the case's max_new_tokens")
       ->check(AtLeastOne());
   command->add_option("--mode", options->mode, "Override the case's mode: free or teacher_forced");
+  command->add_option("--oracle-device", options->oracle_device,
+                      "Override the case's oracle_device: where the FP64 oracle runs (cpu, cuda, "
+                      "cuda:N)");
+  command->add_option("--memory-limit", options->memory_limit_gb,
+                      "Plan within this many GB (decimal) per device instead of what it reports "
+                      "free; a plan that does not fit is refused with the numbers (exit 2)")
+      ->check(CLI::PositiveNumber);
   command->add_option("--shard", options->shard,
                       "Run the slice i/N of the prompts (index % N == i) and record it in "
                       "OUT/shard.json, for `parity merge`");

@@ -38,6 +38,7 @@ int RunAndWrite(const compare::Case& c, const std::string& command,
   std::optional<session::RunClaim> claim;
   compare::SuiteOptions suite;
   suite.cache_dir = options.cache_dir;
+  suite.memory_limit_bytes = options.memory_limit_bytes;
   suite.claim_output = [&] {
     claim = session::ClaimRunDirectory(options.out, c.name, command, options.replace);
     return claim->run_id;

@@ -3,7 +3,9 @@
 // (outputs, table or JSON, reports, OUT/run.json).
 #pragma once
 
+#include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -18,6 +20,7 @@ struct RunCommandOptions {
   std::string cache_dir;  // --cache-dir
   bool replace = false;   // --replace: allow replacing a run of another case in OUT
   bool json = false;      // --json: one JSON object on stdout instead of the table
+  std::optional<int64_t> memory_limit_bytes;  // --memory-limit (compare::SuiteOptions)
 };
 
 // Adds --out, --cache-dir, --replace and --json to `command`.

@@ -410,7 +410,7 @@ Case ParseCase(const nlohmann::ordered_json& json, const std::string& path) {
   CheckKeys(json, "",
             {"name", "description", "models", "prompts", "chat", "dtypes", "pairs", "mode",
              "teacher", "max_new_tokens", "device", "seed", "top_k", "near_tie_ulps", "oracle",
-             "thresholds"},
+             "oracle_device", "thresholds"},
             problems);
   if (auto name = GetString(json, "name", "", problems)) {
     c.name = *name;
@@ -436,12 +436,21 @@ Case ParseCase(const nlohmann::ordered_json& json, const std::string& path) {
     c.teacher_is_a = *teacher != "b";
   }
   if (auto n = GetInt(json, "max_new_tokens", "", 1, problems)) c.max_new_tokens = *n;
+  auto is_device = [](const std::string& device) {
+    return device == "cpu" || device == "cuda" ||
+           (device.rfind("cuda:", 0) == 0 && device.size() > 5 &&
+            device.find_first_not_of("0123456789", 5) == std::string::npos);
+  };
   if (auto device = GetString(json, "device", "", problems)) {
-    bool ok = *device == "cpu" || *device == "cuda" ||
-              (device->rfind("cuda:", 0) == 0 && device->size() > 5 &&
-               device->find_first_not_of("0123456789", 5) == std::string::npos);
-    if (!ok) problems.Add("device", fmt::format("expected \"cpu\", \"cuda\" or \"cuda:N\", got \"{}\"", *device));
+    if (!is_device(*device)) problems.Add("device", fmt::format("expected \"cpu\", \"cuda\" or \"cuda:N\", got \"{}\"", *device));
     c.device = *device;
+  }
+  if (auto device = GetString(json, "oracle_device", "", problems)) {
+    if (!is_device(*device)) {
+      problems.Add("oracle_device",
+                   fmt::format("expected \"cpu\", \"cuda\" or \"cuda:N\", got \"{}\"", *device));
+    }
+    c.oracle_device = *device;
   }
   if (auto seed = GetInt(json, "seed", "", 0, problems)) c.seed = static_cast<uint64_t>(*seed);
   if (auto k = GetInt(json, "top_k", "", 1, problems)) c.top_k = *k;

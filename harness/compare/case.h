@@ -24,6 +24,7 @@
 //   "teacher": "a" | "b",                           default "a"
 //   "max_new_tokens": 32, "device": "cpu", "seed": 0, "top_k": 5, "near_tie_ulps": 4,
 //   "oracle": true,                                 default: "fp64" in dtypes
+//   "oracle_device": "cpu",                         where the FP64 oracle runs; default: device
 //   "thresholds": {"max_kl": 1e-3, ...}             gates, see reports/SCHEMA.md
 // }
 #pragma once
@@ -80,6 +81,7 @@ struct Case {
   int64_t top_k = 5;
   double near_tie_ulps = 4;
   bool oracle = false;
+  std::string oracle_device;        // empty: `device`
   bool chat = false;
   Thresholds thresholds;
 

@@ -98,12 +98,17 @@ StepRecord CompareLogits(const std::vector<double>& a, const std::vector<double>
   StepRecord r;
   r.token_a = Argmax(a);
   r.token_b = Argmax(b);
-  r.top1_agree = r.token_a == r.token_b;
+  for (size_t i = 0; i < vocab; ++i) {
+    r.nonfinite_a += std::isfinite(a[i]) ? 0 : 1;
+    r.nonfinite_b += std::isfinite(b[i]) ? 0 : 1;
+  }
+  // NaN/inf never compare equal: a step with a non-finite logit on either side is a disagreement.
+  r.top1_agree = r.token_a == r.token_b && r.nonfinite_a == 0 && r.nonfinite_b == 0;
 
   double max_abs = 0, sum_sq = 0, dot = 0, norm_a = 0, norm_b = 0, sum_a = 0;
   for (size_t i = 0; i < vocab; ++i) {
     double d = b[i] - a[i];
-    max_abs = std::max(max_abs, std::fabs(d));
+    max_abs = MaxPropagatingNan(max_abs, std::fabs(d));
     sum_sq += d * d;
     dot += a[i] * b[i];
     norm_a += a[i] * a[i];
@@ -143,7 +148,14 @@ StepRecord CompareLogits(const std::vector<double>& a, const std::vector<double>
   r.rank_a_in_b = RankOf(b, r.token_a);
   r.margin_a = Margin(a, r.token_a);
   r.margin_b = Margin(b, r.token_b);
-  r.noise = std::max(std::fabs(a[r.token_a] - b[r.token_a]), std::fabs(a[r.token_b] - b[r.token_b]));
+  r.noise = MaxPropagatingNan(std::fabs(a[r.token_a] - b[r.token_a]),
+                              std::fabs(a[r.token_b] - b[r.token_b]));
+  if (r.nonfinite_a > 0 || r.nonfinite_b > 0) {
+    // Non-finite logits: no figure of this step is meaningful; NaN keeps it from passing a gate.
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    r.kl = r.kl_reverse = r.js = r.max_abs_diff = r.rms_diff = r.noise = nan;
+    r.nmse = nan;
+  }
   return r;
 }
 
@@ -195,7 +207,13 @@ FlipAnalysis AnalyzeFlip(const std::vector<double>& a, const std::vector<double>
 
 double PercentileNearestRank(std::vector<double> values, double p) {
   if (values.empty()) throw std::invalid_argument("percentile of no values");
-  std::sort(values.begin(), values.end());
+  // NaN ranks above every number, so a NaN step is the maximum (and p99 of a run with NaNs is NaN
+  // when they reach that rank), never silently dropped.
+  std::sort(values.begin(), values.end(), [](double x, double y) {
+    if (std::isnan(x)) return false;
+    if (std::isnan(y)) return true;
+    return x < y;
+  });
   double n = static_cast<double>(values.size());
   // ceil(p/100 * n) computed so that exact products (e.g. 50% of 4 = 2) are not pushed up by
   // rounding in p / 100.
@@ -207,31 +225,43 @@ double PercentileNearestRank(std::vector<double> values, double p) {
 RunMetrics SummarizeSteps(const std::vector<StepRecord>& steps) {
   RunMetrics m;
   m.steps = static_cast<int64_t>(steps.size());
-  if (steps.empty()) {
-    m.p50_kl = m.p90_kl = m.p99_kl = 0;
-    return m;
-  }
+  m.p50_kl = m.p90_kl = m.p99_kl = 0;
   std::vector<double> kl;
   double sum_kl = 0, sum_rms = 0, sum_js = 0, sum_overlap = 0;
   int64_t agree = 0;
+  double split_sum_kl = 0;
+  int64_t split_agree = 0;
   for (const StepRecord& s : steps) {
-    if (s.same_context) ++m.same_context_steps;
-    m.max_abs_logit_diff = std::max(m.max_abs_logit_diff, s.max_abs_diff);
+    if (!s.top1_agree && !m.first_divergence_step) m.first_divergence_step = s.step;
+    if (s.nonfinite_a > 0 || s.nonfinite_b > 0) ++m.nonfinite_steps;
+    if (!s.same_context) {
+      // After the split the two sides read different texts: reported apart, never aggregated
+      // with the like-for-like steps.
+      AfterSplitMetrics& a = m.after_split;
+      ++a.steps;
+      split_sum_kl += s.kl;
+      a.max_kl = MaxPropagatingNan(a.max_kl, s.kl);
+      if (s.top1_agree) ++split_agree;
+      continue;
+    }
+    ++m.same_context_steps;
+    m.max_abs_logit_diff = MaxPropagatingNan(m.max_abs_logit_diff, s.max_abs_diff);
     sum_rms += s.rms_diff;
     kl.push_back(s.kl);
     sum_kl += s.kl;
-    m.max_kl = std::max(m.max_kl, s.kl);
+    m.max_kl = MaxPropagatingNan(m.max_kl, s.kl);
     sum_js += s.js;
     sum_overlap += s.topk_overlap;
-    if (s.top1_agree) {
-      ++agree;
-    } else if (!m.first_divergence_step) {
-      m.first_divergence_step = s.step;
-    }
-    if (s.nmse) m.max_nmse = std::max(m.max_nmse.value_or(*s.nmse), *s.nmse);
+    if (s.top1_agree) ++agree;
+    if (s.nmse) m.max_nmse = MaxPropagatingNan(m.max_nmse.value_or(*s.nmse), *s.nmse);
     if (s.cosine) m.min_cosine = std::min(m.min_cosine.value_or(*s.cosine), *s.cosine);
   }
-  double n = static_cast<double>(steps.size());
+  if (m.after_split.steps > 0) {
+    m.after_split.mean_kl = split_sum_kl / m.after_split.steps;
+    m.after_split.top1_agreement = static_cast<double>(split_agree) / m.after_split.steps;
+  }
+  if (m.same_context_steps == 0) return m;
+  double n = static_cast<double>(m.same_context_steps);
   m.rms_logit_diff_mean = sum_rms / n;
   m.mean_kl = sum_kl / n;
   m.mean_js = sum_js / n;

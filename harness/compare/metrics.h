@@ -21,7 +21,9 @@ int64_t Argmax(const std::vector<double>& values);
 std::vector<double> ToDoubleVector(const at::Tensor& logits);
 
 // Compares logits a and b (each [V]) of one step. Fills every metric field of StepRecord (token_a
-// through noise); run, step, position, same_context and the oracle fields are left for the caller.
+// through noise, nonfinite_a/b); run, step, position, same_context and the oracle fields are left
+// for the caller. A NaN or inf on either side makes the step disagree (top1_agree false) and its
+// difference and divergence figures NaN.
 // `top_k` >= 1 is the k of topk_overlap (clamped to V).
 StepRecord CompareLogits(const std::vector<double>& a, const std::vector<double>& b, int64_t top_k);
 StepRecord CompareLogits(const at::Tensor& a, const at::Tensor& b, int64_t top_k);
@@ -50,8 +52,9 @@ FlipAnalysis AnalyzeFlip(const std::vector<double>& a, const std::vector<double>
 // at least the 1st). p in [0, 100]; throws std::invalid_argument when values is empty.
 double PercentileNearestRank(std::vector<double> values, double p);
 
-// Per-run statistics over `steps` (one run's records, in step order). first_divergence_step is the
-// first step with top1_agree false.
+// Per-run statistics over `steps` (one run's records, in step order): the aggregates over the
+// same-context steps, the steps after the split apart (RunMetrics::after_split).
+// first_divergence_step is the first step with top1_agree false.
 RunMetrics SummarizeSteps(const std::vector<StepRecord>& steps);
 
 // Root mean square of x - y over all elements (both [V] or [T, V]), computed in FP64.

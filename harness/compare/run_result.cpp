@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "harness/compare/verdict.h"
 #include "harness/core/atomic_file.h"
 #include "harness/core/error.h"
 
@@ -35,13 +36,35 @@ json ToJson(const SideSpec& s) {
 }
 json ToJson(const Pair& p) { return {{"a", ToJson(p.a)}, {"b", ToJson(p.b)}}; }
 
+json ToJson(const VerdictEvidence& e) {
+  return {{"source", e.source},
+          {"reason", e.reason},
+          {"precision", e.precision},
+          {"depth", e.depth},
+          {"fp64_rel_diff", Number(e.fp64_rel_diff)},
+          {"fp64_token_a", OrNull(e.fp64_token_a)},
+          {"fp64_token_b", OrNull(e.fp64_token_b)},
+          {"fp64_agrees_with", OrNull(e.fp64_agrees_with)},
+          {"a_err_vs_fp64", Number(e.a_err_vs_fp64)},
+          {"b_err_vs_fp64", Number(e.b_err_vs_fp64)},
+          {"budget_a", Number(e.budget_a)},
+          {"budget_b", Number(e.budget_b)},
+          {"noise_steps", e.noise_steps},
+          {"observed_noise", Number(e.observed_noise)},
+          {"rel_diff", Number(e.rel_diff)},
+          {"rounding_budget", Number(e.rounding_budget)},
+          {"failing_side", OrNull(e.failing_side)},
+          {"overflow_point", OrNull(e.overflow_point)}};
+}
+
 json ToJson(const FirstDivergence& d) {
   return {{"step", d.step},         {"position", d.position},   {"token_a", d.token_a},
           {"token_b", d.token_b},   {"text_a", d.text_a},       {"text_b", d.text_b},
           {"context", d.context},   {"margin_a", Number(d.margin_a)},
           {"margin_b", Number(d.margin_b)}, {"noise", Number(d.noise)},
           {"flip_gap", Number(d.flip_gap)}, {"tolerance", Number(d.tolerance)},
-          {"kind", d.kind},         {"after_newline", d.after_newline}};
+          {"kind", d.kind},         {"after_newline", d.after_newline},
+          {"evidence", ToJson(d.evidence)}};
 }
 
 json ToJson(const RunMetrics& m) {
@@ -59,7 +82,12 @@ json ToJson(const RunMetrics& m) {
           {"min_cosine", Number(m.min_cosine)},
           {"top1_agreement", Number(m.top1_agreement)},
           {"topk_overlap_mean", Number(m.topk_overlap_mean)},
-          {"first_divergence_step", OrNull(m.first_divergence_step)}};
+          {"first_divergence_step", OrNull(m.first_divergence_step)},
+          {"nonfinite_steps", m.nonfinite_steps},
+          {"after_split", {{"steps", m.after_split.steps},
+                           {"mean_kl", Number(m.after_split.mean_kl)},
+                           {"max_kl", Number(m.after_split.max_kl)},
+                           {"top1_agreement", Number(m.after_split.top1_agreement)}}}};
 }
 
 json ToJson(const OracleResult& o) {
@@ -87,6 +115,9 @@ json ToJson(const Run& r) {
           {"text_a", r.text_a},
           {"text_b", r.text_b},
           {"first_divergence", r.first_divergence ? ToJson(*r.first_divergence) : json(nullptr)},
+          {"verdict", r.verdict_kind ? json{{"kind", *r.verdict_kind},
+                                            {"evidence", ToJson(r.verdict_evidence)}}
+                                     : json(nullptr)},
           {"metrics", ToJson(r.metrics)},
           {"oracle", r.oracle ? ToJson(*r.oracle) : json(nullptr)},
           {"thresholds", ToJson(r.thresholds)},
@@ -109,6 +140,7 @@ json ToJson(const Settings& s) {
           {"top_k", s.top_k},
           {"near_tie_ulps", Number(s.near_tie_ulps)},
           {"oracle", s.oracle},
+          {"oracle_device", s.oracle_device},
           {"deterministic_algorithms", s.deterministic_algorithms},
           {"num_threads", s.num_threads}};
 }
@@ -243,6 +275,7 @@ class Reader {
     return out;
   }
 
+  bool Has(const std::string& key) const { return object_.contains(key); }
   const json& object() const { return object_; }
   const std::string& source() const { return source_; }
   std::string Path(const std::string& key) const {
@@ -272,6 +305,8 @@ SideSpec SideFromJson(const Reader& r) {
 }
 Pair PairFromJson(const Reader& r) { return {SideFromJson(r.Child("a")), SideFromJson(r.Child("b"))}; }
 
+VerdictEvidence EvidenceFromJson(const Reader& e);
+
 FirstDivergence DivergenceFromJson(const Reader& r) {
   FirstDivergence d;
   d.step = r.Int("step");
@@ -287,9 +322,46 @@ FirstDivergence DivergenceFromJson(const Reader& r) {
   d.flip_gap = r.Double("flip_gap");
   d.tolerance = r.Double("tolerance");
   d.kind = r.String("kind");
-  if (d.kind != "near_tie" && d.kind != "real") r.Fail("kind", "\"near_tie\" or \"real\"", r.At("kind"));
+  std::optional<DivergenceKind> kind = ParseDivergenceKind(d.kind);
+  if (!kind) {
+    r.Fail("kind", "\"rounding\", \"real\", \"precision_failure\" or \"undetermined\"",
+           r.At("kind"));
+  }
+  d.kind = DivergenceKindName(*kind);  // schema 1's "near_tie" is "rounding"
   d.after_newline = r.Bool("after_newline");
+  if (r.Has("evidence")) {
+    d.evidence = EvidenceFromJson(r.Child("evidence"));
+  } else {  // schema 1: the ULP rule decided
+    d.evidence.source = "ulp";
+    d.evidence.reason = fmt::format("flip gap {:.3g} against a tolerance of {:.3g} (schema 1 file)",
+                                    d.flip_gap, d.tolerance);
+  }
   return d;
+}
+
+VerdictEvidence EvidenceFromJson(const Reader& e) {
+  {
+    VerdictEvidence v;
+    v.source = e.String("source");
+    v.reason = e.String("reason");
+    v.precision = e.String("precision");
+    v.depth = e.Int("depth");
+    v.fp64_rel_diff = e.OptionalDouble("fp64_rel_diff");
+    v.fp64_token_a = e.OptionalInt("fp64_token_a");
+    v.fp64_token_b = e.OptionalInt("fp64_token_b");
+    v.fp64_agrees_with = e.OptionalString("fp64_agrees_with");
+    v.a_err_vs_fp64 = e.OptionalDouble("a_err_vs_fp64");
+    v.b_err_vs_fp64 = e.OptionalDouble("b_err_vs_fp64");
+    v.budget_a = e.OptionalDouble("budget_a");
+    v.budget_b = e.OptionalDouble("budget_b");
+    v.noise_steps = e.Int("noise_steps");
+    v.observed_noise = e.OptionalDouble("observed_noise");
+    v.rel_diff = e.OptionalDouble("rel_diff");
+    v.rounding_budget = e.OptionalDouble("rounding_budget");
+    v.failing_side = e.OptionalString("failing_side");
+    v.overflow_point = e.OptionalString("overflow_point");
+    return v;
+  }
 }
 
 RunMetrics MetricsFromJson(const Reader& r) {
@@ -309,6 +381,14 @@ RunMetrics MetricsFromJson(const Reader& r) {
   m.top1_agreement = r.Double("top1_agreement");
   m.topk_overlap_mean = r.Double("topk_overlap_mean");
   m.first_divergence_step = r.OptionalInt("first_divergence_step");
+  if (r.Has("nonfinite_steps")) m.nonfinite_steps = r.Int("nonfinite_steps");
+  if (r.Has("after_split")) {
+    Reader a = r.Child("after_split");
+    m.after_split.steps = a.Int("steps");
+    m.after_split.mean_kl = a.Double("mean_kl");
+    m.after_split.max_kl = a.Double("max_kl");
+    m.after_split.top1_agreement = a.Double("top1_agreement");
+  }
   return m;
 }
 
@@ -353,6 +433,14 @@ Run RunFromJson(const Reader& r) {
   run.text_a = r.String("text_a");
   run.text_b = r.String("text_b");
   if (auto d = r.OptionalChild("first_divergence")) run.first_divergence = DivergenceFromJson(*d);
+  if (r.Has("verdict")) {
+    if (auto v = r.OptionalChild("verdict")) {
+      std::optional<DivergenceKind> kind = ParseDivergenceKind(v->String("kind"));
+      if (!kind) v->Fail("kind", "a verdict kind", v->At("kind"));
+      run.verdict_kind = DivergenceKindName(*kind);
+      run.verdict_evidence = EvidenceFromJson(v->Child("evidence"));
+    }
+  }
   run.metrics = MetricsFromJson(r.Child("metrics"));
   if (auto o = r.OptionalChild("oracle")) run.oracle = OracleFromJson(*o);
   run.thresholds = ThresholdsFrom(r.Child("thresholds"));
@@ -375,6 +463,7 @@ Settings SettingsFromJson(const Reader& r) {
   s.top_k = r.Int("top_k");
   s.near_tie_ulps = r.Double("near_tie_ulps");
   s.oracle = r.Bool("oracle");
+  if (r.Has("oracle_device")) s.oracle_device = r.String("oracle_device");
   s.deterministic_algorithms = r.Bool("deterministic_algorithms");
   s.num_threads = r.Int("num_threads");
   return s;
@@ -427,7 +516,9 @@ nlohmann::json ToJson(const StepRecord& s) {
           {"margin_b", Number(s.margin_b)},
           {"noise", Number(s.noise)},
           {"err_a_fp64", Number(s.err_a_fp64)},
-          {"err_b_fp64", Number(s.err_b_fp64)}};
+          {"err_b_fp64", Number(s.err_b_fp64)},
+          {"nonfinite_a", s.nonfinite_a},
+          {"nonfinite_b", s.nonfinite_b}};
 }
 
 StepRecord StepRecordFromJson(const nlohmann::json& json, const std::string& source) {
@@ -455,7 +546,14 @@ StepRecord StepRecordFromJson(const nlohmann::json& json, const std::string& sou
   s.noise = r.Double("noise");
   s.err_a_fp64 = r.OptionalDouble("err_a_fp64");
   s.err_b_fp64 = r.OptionalDouble("err_b_fp64");
+  if (r.Has("nonfinite_a")) s.nonfinite_a = r.Int("nonfinite_a");
+  if (r.Has("nonfinite_b")) s.nonfinite_b = r.Int("nonfinite_b");
   return s;
+}
+
+bool AnyGate(const Thresholds& t) {
+  return t.max_kl || t.mean_kl || t.p99_kl || t.max_abs_logit_diff || t.min_top1_agreement ||
+         t.min_first_divergence_step || t.fail_on_real_divergence || t.require_oracle_acceptable;
 }
 
 nlohmann::json ToJson(const Thresholds& t) {
@@ -492,7 +590,8 @@ nlohmann::json ToJson(const Summary& s) {
           {"settings", ToJson(s.settings)},
           {"models", models},
           {"thresholds", ToJson(s.thresholds)},
-          {"verdict", {{"pass", s.verdict.pass}, {"failures", failures}}},
+          {"verdict", {{"pass", s.verdict.pass}, {"gated", s.verdict.gated},
+                       {"failures", failures}}},
           {"runs", runs},
           {"pairs", pairs}};
 }
@@ -501,9 +600,9 @@ Summary SummaryFromJson(const nlohmann::json& json, const std::string& source) {
   Reader r(json, "", source);
   Summary s;
   s.schema_version = static_cast<int>(r.Int("schema_version"));
-  if (s.schema_version != kSchemaVersion) {
-    throw InputError(fmt::format("{}: schema_version: expected {}, got {}", source, kSchemaVersion,
-                                 s.schema_version));
+  if (s.schema_version != kSchemaVersion && s.schema_version != 1) {
+    throw InputError(fmt::format("{}: schema_version: expected 1 or {}, got {}", source,
+                                 kSchemaVersion, s.schema_version));
   }
   s.parity_version = r.String("parity_version");
   s.libtorch_version = r.String("libtorch_version");
@@ -526,6 +625,7 @@ Summary SummaryFromJson(const nlohmann::json& json, const std::string& source) {
   s.thresholds = ThresholdsFrom(r.Child("thresholds"));
   Reader verdict = r.Child("verdict");
   s.verdict.pass = verdict.Bool("pass");
+  if (verdict.Has("gated")) s.verdict.gated = verdict.Bool("gated");
   for (const auto& [element, path] : verdict.Array("failures")) {
     Reader f(*element, path, source);
     s.verdict.failures.push_back({f.String("run"), f.String("gate"), f.OptionalDouble("value"),

@@ -4,7 +4,9 @@
 // (readers) and the diagnosis. Optional fields are std::optional and are written as JSON null.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <optional>
 #include <string>
@@ -15,7 +17,16 @@
 namespace parity::compare {
 
 // Bumped whenever a field changes meaning or is removed (adding a field does not bump it).
-inline constexpr int kSchemaVersion = 1;
+// Version 2: first_divergence.kind is one of rounding / real / precision_failure / undetermined with
+// its evidence, run metrics aggregate same-context steps only (after_split holds the rest). Readers
+// accept version 1 files (kind "near_tie" reads as "rounding").
+inline constexpr int kSchemaVersion = 2;
+
+// max(x, y), but NaN when either is NaN: a NaN never vanishes from a maximum (aggregates, gates).
+inline double MaxPropagatingNan(double x, double y) {
+  if (std::isnan(x) || std::isnan(y)) return std::numeric_limits<double>::quiet_NaN();
+  return x < y ? y : x;
+}
 
 // ---------------------------------------------------------------------------------------------
 // steps.jsonl: one line per compared step per run.
@@ -47,6 +58,8 @@ struct StepRecord {
   double noise = 0;         // max(|a[token_a] - b[token_a]|, |a[token_b] - b[token_b]|)
   std::optional<double> err_a_fp64;  // RMS(a - fp64 logits of A's model on A's stream); oracle only
   std::optional<double> err_b_fp64;  // RMS(b - fp64 logits of B's model on B's stream); oracle only
+  int64_t nonfinite_a = 0;  // entries of a that are NaN or inf (such a step never agrees)
+  int64_t nonfinite_b = 0;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -65,6 +78,34 @@ struct Pair {
   SideSpec b;
 };
 
+// Why a first divergence got its kind (compare/verdict.h gives the rule). Fields that the deciding
+// source did not measure are null.
+struct VerdictEvidence {
+  std::string source;     // what decided: "non_finite" | "oracle" | "observed_noise" | "ulp"
+  std::string reason;     // the verdict in words, with the numbers that decided it
+  std::string precision;  // the coarser precision of the pair ("bf16")
+  int64_t depth = 0;      // decoder layers
+  // FP64 oracle at the divergence step, both models on the shared prefix:
+  std::optional<double> fp64_rel_diff;          // rel(B64, A64) = rms(B64 - A64) / std(A64)
+  std::optional<int64_t> fp64_token_a;          // argmax of A64
+  std::optional<int64_t> fp64_token_b;          // argmax of B64
+  std::optional<std::string> fp64_agrees_with;  // whose token FP64 picks: "a", "b", "both",
+                                                // "neither" (A64's argmax against token_a/b)
+  std::optional<double> a_err_vs_fp64;          // rel(a, A64) at the step
+  std::optional<double> b_err_vs_fp64;          // rel(b, B64)
+  std::optional<double> budget_a;               // RoundingBudget(A's precision, depth)
+  std::optional<double> budget_b;
+  // Noise observed in this run's same-context steps:
+  int64_t noise_steps = 0;                      // same-context steps before the divergence
+  std::optional<double> observed_noise;         // max over them of StepRecord::noise
+  std::optional<double> rel_diff;               // max over same-context steps up to the
+                                                // divergence of sqrt(nmse)
+  std::optional<double> rounding_budget;        // RoundingBudget(precision, depth)
+  // Non-finite values:
+  std::optional<std::string> failing_side;      // "a", "b" or "both" (precision_failure)
+  std::optional<std::string> overflow_point;    // first observed point with inf/NaN/|x| > max
+};
+
 // Where the two greedy outputs first part.
 struct FirstDivergence {
   int64_t step = 0;         // decode step (as StepRecord::step)
@@ -79,17 +120,31 @@ struct FirstDivergence {
   double noise = 0;         // max(|a[ta] - b[ta]|, |a[tb] - b[tb]|)
   double flip_gap = 0;      // (a[ta] - a[tb]) + (b[tb] - b[ta]) >= 0: how far the preference
                             // between the two tokens moved from A to B
-  double tolerance = 0;     // rounding tolerance: near_tie_ulps ULPs of the coarser precision at
-                            // max(|a[ta]|, |a[tb]|, |b[ta]|, |b[tb]|)
-  std::string kind;         // "near_tie" (flip_gap <= tolerance) or "real"
+  double tolerance = 0;     // the ULP rule's tolerance: near_tie_ulps ULPs of the coarser
+                            // precision at max(|a[ta]|, |a[tb]|, |b[ta]|, |b[tb]|)
+  std::string kind;         // "rounding" | "real" | "precision_failure" | "undetermined"
+                            // (compare/verdict.h; schema 1's "near_tie" reads as "rounding")
   bool after_newline = false;  // the token before the divergence (last of context or prompt)
                                // contains '\n'
+  VerdictEvidence evidence;    // why `kind`
 };
 
-// Statistics over the compared steps of one run. Percentiles use the nearest-rank method.
+// Statistics over the steps after the split (free mode: the two sides read different texts, so their
+// logits answer different questions; reported, never gated).
+struct AfterSplitMetrics {
+  int64_t steps = 0;            // compared steps with same_context = false
+  double mean_kl = 0;
+  double max_kl = 0;
+  double top1_agreement = 1;
+};
+
+// Statistics over the same-context steps of one run (both sides read the same tokens; in
+// teacher-forced mode every step). A NaN in any step's figure makes the aggregate NaN (written as
+// null), so it never vanishes from a maximum and fails every gate. Percentiles use the nearest-rank
+// method.
 struct RunMetrics {
-  int64_t steps = 0;                // compared steps (lines in steps.jsonl for this run)
-  int64_t same_context_steps = 0;   // steps with same_context = true
+  int64_t steps = 0;                // compared steps (lines in steps.jsonl for this run), all
+  int64_t same_context_steps = 0;   // steps with same_context = true: the figures below
   double max_abs_logit_diff = 0;    // max over steps of max_abs_diff
   double rms_logit_diff_mean = 0;   // mean over steps of rms_diff
   double max_kl = 0;                // over steps of StepRecord::kl
@@ -102,7 +157,10 @@ struct RunMetrics {
   std::optional<double> min_cosine;  // over steps where cosine is defined; null when none
   double top1_agreement = 1;        // fraction of steps with top1_agree
   double topk_overlap_mean = 1;
-  std::optional<int64_t> first_divergence_step;  // null when the argmaxes never differ
+  std::optional<int64_t> first_divergence_step;  // null when the argmaxes never differ (a step
+                                                 // with non-finite logits counts as differing)
+  int64_t nonfinite_steps = 0;      // steps where a side's logits hold NaN or inf (all steps)
+  AfterSplitMetrics after_split;    // the steps after the split
 };
 
 // FP64 oracle for one run: each model run again in FP64, teacher-forced on the tokens its side read.
@@ -129,7 +187,8 @@ struct Thresholds {
   std::optional<double> max_abs_logit_diff;          // metrics.max_abs_logit_diff <= this
   std::optional<double> min_top1_agreement;          // metrics.top1_agreement >= this
   std::optional<int64_t> min_first_divergence_step;  // no divergence, or at a step >= this
-  bool fail_on_real_divergence = false;              // a first divergence of kind "real" fails
+  bool fail_on_real_divergence = false;              // a first divergence of kind "real" or
+                                                     // "precision_failure" fails
   bool require_oracle_acceptable = false;            // oracle.acceptable == false fails
 };
 
@@ -145,6 +204,12 @@ struct Run {
   std::string text_a;                 // decoded tokens_a (EOS omitted)
   std::string text_b;
   std::optional<FirstDivergence> first_divergence;
+  // The pair's verdict on this prompt: the first divergence's kind and evidence when there is one;
+  // without a flip, whether the two sides' logits differ by more than rounding explains (kind
+  // "real": a different function that has not flipped a token yet), or not ("rounding"). Null in
+  // schema-1 files.
+  std::optional<std::string> verdict_kind;
+  VerdictEvidence verdict_evidence;
   RunMetrics metrics;
   std::optional<OracleResult> oracle;
   Thresholds thresholds;              // gates applied to this run (case thresholds, overridden by
@@ -164,7 +229,12 @@ struct Failure {
 struct Verdict {
   bool pass = true;
   std::vector<Failure> failures;
+  bool gated = true;  // at least one gate was on for some run; false: nothing was checked, and the
+                      // outputs say "no gate" instead of PASS
 };
+
+// True when `thresholds` turns at least one gate on.
+bool AnyGate(const Thresholds& thresholds);
 
 struct Settings {
   std::string device = "cpu";   // "cpu" or "cuda[:i]"
@@ -176,6 +246,7 @@ struct Settings {
   int64_t top_k = 5;            // k of StepRecord::topk_overlap
   double near_tie_ulps = 4;     // FirstDivergence::tolerance in ULPs of the run precision
   bool oracle = false;          // FP64 oracle requested
+  std::string oracle_device;    // where the FP64 runs ran ("cpu", "cuda:0"); empty: no oracle
   bool deterministic_algorithms = true;  // at::globalContext().setDeterministicAlgorithms
   int64_t num_threads = 0;      // at::get_num_threads() during the run
 };
@@ -240,6 +311,7 @@ struct RunOutputs {
 nlohmann::json ToJson(const StepRecord& step);
 nlohmann::json ToJson(const SideSpec& side);
 nlohmann::json ToJson(const Pair& pair);
+nlohmann::json ToJson(const VerdictEvidence& evidence);
 nlohmann::json ToJson(const FirstDivergence& divergence);
 nlohmann::json ToJson(const RunMetrics& metrics);
 nlohmann::json ToJson(const OracleResult& oracle);

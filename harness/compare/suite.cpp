@@ -16,9 +16,12 @@
 #include <spdlog/spdlog.h>
 
 #include "harness/compare/metrics.h"
+#include "harness/compare/overflow.h"
+#include "harness/compare/verdict.h"
 #include "harness/core/error.h"
 #include "harness/core/interrupt.h"
 #include "harness/core/version.h"
+#include "harness/forward/memory_plan.h"
 #include "harness/decode/tokenizer.h"
 #include "harness/model/config.h"
 #include "harness/report/terminal.h"
@@ -81,9 +84,70 @@ std::string RunId(int64_t prompt_index, const Pair& pair) {
   return fmt::format("p{}/{}", prompt_index, PairId(pair));
 }
 
-RunOutcome RunPair(forward::CausalLM& model_a, forward::CausalLM& model_b, const RunRequest& request,
-                   const TextDecoder& text, const OracleModels* oracle) {
-  auto start = std::chrono::steady_clock::now();
+namespace {
+
+// Classifies outcome.run.first_divergence from the run's own evidence and, when given, the FP64
+// logits at the divergence step.
+void Classify(RunOutcome& outcome, const RunRequest& request,
+              const std::optional<Fp64Logits>& oracle,
+              const std::optional<RunOracleFigures>& run_oracle) {
+  Run& run = outcome.run;
+  if (!run.first_divergence) {
+    std::vector<StepRecord> same;
+    for (const StepRecord& s : outcome.steps) {
+      if (s.same_context) same.push_back(s);
+    }
+    Classification c = ClassifyWithoutFlip(same, request.precision_a, request.precision_b,
+                                           outcome.depth, run_oracle);
+    run.verdict_kind = DivergenceKindName(c.kind);
+    run.verdict_evidence = c.evidence;
+    return;
+  }
+  FirstDivergence& d = *outcome.run.first_divergence;
+  const int64_t index = d.step;  // steps are recorded from step 0, one per step
+  VerdictInputs in;
+  in.a = &outcome.divergence_a;
+  in.b = &outcome.divergence_b;
+  in.token_a = d.token_a;
+  in.token_b = d.token_b;
+  in.precision_a = request.precision_a;
+  in.precision_b = request.precision_b;
+  in.depth = outcome.depth;
+  in.near_tie_ulps = request.near_tie_ulps;
+  for (int64_t i = 0; i < index; ++i) {
+    if (outcome.steps[i].same_context) in.earlier.push_back(outcome.steps[i]);
+  }
+  in.at = &outcome.steps[index];
+  in.oracle = oracle;
+  in.overflow_point_a = outcome.overflow_point_a;
+  in.overflow_point_b = outcome.overflow_point_b;
+  Classification c = ClassifyDivergence(in);
+  d.kind = DivergenceKindName(c.kind);
+  d.flip_gap = c.flip_gap;
+  d.tolerance = c.tolerance;
+  d.evidence = c.evidence;
+  run.verdict_kind = d.kind;
+  run.verdict_evidence = d.evidence;
+}
+
+// A side's logits as a [V] FP64 vector from row `index` of [steps, V].
+std::vector<double> Row(const at::Tensor& rows, int64_t index) {
+  return ToDoubleVector(rows.select(0, index));
+}
+
+}  // namespace
+
+namespace {
+
+using PairDecoder = std::function<decode::GreedyResult(const decode::GreedyCallback&)>;
+// Where a side's activations first leave their range, on the tokens it read (null: not known).
+using OverflowFinder =
+    std::function<std::optional<std::string>(bool a_side, const std::vector<int64_t>& tokens)>;
+
+// Decodes with `decode`, measures every step, and classifies the first divergence from the run's
+// own evidence.
+RunOutcome MeasurePair(const PairDecoder& decode, int64_t depth, const OverflowFinder& overflow,
+                       const RunRequest& request, const TextDecoder& text, bool keep_logits) {
   RunOutcome outcome;
   Run& run = outcome.run;
   run.id = request.id;
@@ -93,11 +157,9 @@ RunOutcome RunPair(forward::CausalLM& model_a, forward::CausalLM& model_b, const
   run.prompt_tokens = request.prompt_tokens;
   run.pair = request.pair;
   run.thresholds = request.thresholds;
+  outcome.depth = depth;
 
-  const bool keep_logits = oracle != nullptr;
   const bool teacher_forced = request.greedy.mode == decode::GreedyMode::kTeacherForced;
-  const forward::Precision flip_precision =
-      CoarserPrecision(request.precision_a, request.precision_b);
   std::vector<at::Tensor> rows_a, rows_b;
   std::vector<int64_t> context;  // tokens both sides read before the current step, while the same
 
@@ -110,8 +172,6 @@ RunOutcome RunPair(forward::CausalLM& model_a, forward::CausalLM& model_b, const
     record.position = step.position;
     record.same_context = step.same_context;
     if (!record.top1_agree && !run.first_divergence) {
-      FlipAnalysis flip = AnalyzeFlip(a, b, record.token_a, record.token_b, flip_precision,
-                                      request.near_tie_ulps);
       FirstDivergence d;
       d.step = step.step;
       d.position = step.position;
@@ -123,26 +183,26 @@ RunOutcome RunPair(forward::CausalLM& model_a, forward::CausalLM& model_b, const
       d.margin_a = record.margin_a;
       d.margin_b = record.margin_b;
       d.noise = record.noise;
-      d.flip_gap = flip.flip_gap;
-      d.tolerance = flip.tolerance;
-      d.kind = flip.near_tie ? "near_tie" : "real";
       int64_t previous = context.empty() ? request.prompt_tokens.back() : context.back();
       d.after_newline = text.token_text(previous).find('\n') != std::string::npos;
       run.first_divergence = d;
+      outcome.divergence_a = std::move(a);
+      outcome.divergence_b = std::move(b);
     }
     bool teacher_a = !teacher_forced || request.greedy.teacher_is_a;
     context.push_back(teacher_a ? record.token_a : record.token_b);
     if (keep_logits) {
-      rows_a.push_back(step.logits_a.to(at::kDouble));
-      rows_b.push_back(step.logits_b.to(at::kDouble));
+      rows_a.push_back(step.logits_a.to(at::kCPU));
+      rows_b.push_back(step.logits_b.to(at::kCPU));
     }
     outcome.steps.push_back(std::move(record));
   };
-  decode::GreedyResult result =
-      decode::RunLockstep(model_a, model_b, request.prompt_tokens, request.greedy, on_step);
+  decode::GreedyResult result = decode(on_step);
 
   run.tokens_a = result.tokens_a;
   run.tokens_b = result.tokens_b;
+  outcome.input_a = result.input_a;
+  outcome.input_b = result.input_b;
   auto strip_eos = [&](std::vector<int64_t> ids) {
     const auto& eos = request.greedy.eos_ids;
     ids.erase(std::remove_if(ids.begin(), ids.end(),
@@ -153,26 +213,106 @@ RunOutcome RunPair(forward::CausalLM& model_a, forward::CausalLM& model_b, const
   run.text_a = text.decode(strip_eos(result.tokens_a));
   run.text_b = text.decode(strip_eos(result.tokens_b));
   run.metrics = SummarizeSteps(outcome.steps);
+  if (!rows_a.empty()) {
+    outcome.logits_a = at::stack(rows_a);
+    outcome.logits_b = at::stack(rows_b);
+  }
 
-  const int64_t n = static_cast<int64_t>(outcome.steps.size());
-  if (oracle != nullptr && n > 0) {
-    at::Tensor logits_a = at::stack(rows_a), logits_b = at::stack(rows_b);
-    at::Tensor a64 = decode::TeacherForcedLogits(*oracle->a64, request.prompt_tokens,
-                                                 result.input_a, n).to(at::kDouble);
-    at::Tensor b64 = (oracle->b64 == oracle->a64 && result.input_a == result.input_b)
+  // A side whose logits went non-finite: find where its activations first left their range.
+  if (run.first_divergence && overflow) {
+    const StepRecord& at_step = outcome.steps[run.first_divergence->step];
+    auto tokens_read = [&](const std::vector<int64_t>& stream) {
+      std::vector<int64_t> tokens = request.prompt_tokens;
+      const size_t n = std::min<size_t>(stream.size(), static_cast<size_t>(at_step.step));
+      tokens.insert(tokens.end(), stream.begin(), stream.begin() + n);
+      return tokens;
+    };
+    if (at_step.nonfinite_a > 0) outcome.overflow_point_a = overflow(true, tokens_read(result.input_a));
+    if (at_step.nonfinite_b > 0) outcome.overflow_point_b = overflow(false, tokens_read(result.input_b));
+  }
+  Classify(outcome, request, std::nullopt, std::nullopt);
+  return outcome;
+}
+
+}  // namespace
+
+RunOutcome RunPair(forward::CausalLM& model_a, forward::CausalLM& model_b, const RunRequest& request,
+                   const TextDecoder& text, const OracleModels* oracle) {
+  auto start = std::chrono::steady_clock::now();
+  PairDecoder decode = [&](const decode::GreedyCallback& on_step) {
+    return decode::RunLockstep(model_a, model_b, request.prompt_tokens, request.greedy, on_step);
+  };
+  OverflowFinder overflow = [&](bool a_side, const std::vector<int64_t>& tokens) {
+    return FindOverflowPoint(a_side ? model_a : model_b, tokens);
+  };
+  const int64_t depth = std::max(model_a.config().num_layers, model_b.config().num_layers);
+  RunOutcome outcome = MeasurePair(decode, depth, overflow, request, text,
+                                   request.keep_logits || oracle != nullptr);
+  Run& run = outcome.run;
+  if (oracle != nullptr && !outcome.steps.empty()) {
+    at::Tensor a64 = OracleLogits(*oracle->a64, outcome, request, true);
+    at::Tensor b64 = (oracle->b64 == oracle->a64 && outcome.input_a == outcome.input_b)
                          ? a64
-                         : decode::TeacherForcedLogits(*oracle->b64, request.prompt_tokens,
-                                                       result.input_b, n).to(at::kDouble);
-    std::vector<double> err_a = RowRms(logits_a, a64), err_b = RowRms(logits_b, b64);
-    for (int64_t i = 0; i < n; ++i) {
-      outcome.steps[i].err_a_fp64 = err_a[i];
-      outcome.steps[i].err_b_fp64 = err_b[i];
-    }
-    run.oracle = MeasureOracle(logits_a, logits_b, a64, b64, run.metrics.same_context_steps, request);
+                         : OracleLogits(*oracle->b64, outcome, request, false);
+    ApplyOracle(outcome, a64, b64, request);
   }
   run.pass = CheckGates(run, request.thresholds).empty();
   run.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return outcome;
+}
+
+RunOutcome RunDecodedPair(const decode::SideRun& a, const decode::SideRun& b, int64_t depth,
+                          const RunRequest& request, const TextDecoder& text) {
+  auto start = std::chrono::steady_clock::now();
+  PairDecoder decode = [&](const decode::GreedyCallback& on_step) {
+    return decode::CompareDecoded(a, b, request.prompt_tokens, request.greedy, on_step);
+  };
+  RunOutcome outcome = MeasurePair(decode, depth, nullptr, request, text, request.keep_logits);
+  outcome.run.pass = CheckGates(outcome.run, request.thresholds).empty();
+  outcome.run.elapsed_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return outcome;
+}
+
+at::Tensor OracleLogits(forward::CausalLM& model64, const RunOutcome& outcome,
+                        const RunRequest& request, bool a_side) {
+  const int64_t n = static_cast<int64_t>(outcome.steps.size());
+  return decode::TeacherForcedLogits(model64, request.prompt_tokens,
+                                     a_side ? outcome.input_a : outcome.input_b, n)
+      .to(at::kDouble);
+}
+
+void ApplyOracle(RunOutcome& outcome, const at::Tensor& a64_in, const at::Tensor& b64_in,
+                 const RunRequest& request) {
+  const int64_t n = static_cast<int64_t>(outcome.steps.size());
+  if (n == 0) return;
+  TORCH_CHECK(outcome.logits_a.defined() && outcome.logits_a.size(0) == n,
+              "ApplyOracle needs every step's logits (RunRequest::keep_logits)");
+  at::Tensor logits_a = outcome.logits_a.to(at::kDouble), logits_b = outcome.logits_b.to(at::kDouble);
+  at::Tensor a64 = a64_in.to(at::kDouble), b64 = b64_in.to(at::kDouble);
+  std::vector<double> err_a = RowRms(logits_a, a64), err_b = RowRms(logits_b, b64);
+  for (int64_t i = 0; i < n; ++i) {
+    outcome.steps[i].err_a_fp64 = err_a[i];
+    outcome.steps[i].err_b_fp64 = err_b[i];
+  }
+  Run& run = outcome.run;
+  run.oracle = MeasureOracle(logits_a, logits_b, a64, b64, run.metrics.same_context_steps, request);
+  // The FP64 evidence: at the divergence step, and over the same-context steps for the run.
+  RunOracleFigures figures;
+  for (int64_t i = 0; i < run.metrics.same_context_steps && i < n; ++i) {
+    std::vector<double> row_a64 = Row(a64, i), row_b64 = Row(b64, i);
+    figures.fp64_rel_diff = MaxPropagatingNan(figures.fp64_rel_diff,
+                                              RelativeDifference(row_b64, row_a64));
+    figures.a_err = MaxPropagatingNan(figures.a_err, RelativeDifference(Row(logits_a, i), row_a64));
+    figures.b_err = MaxPropagatingNan(figures.b_err, RelativeDifference(Row(logits_b, i), row_b64));
+  }
+  std::optional<Fp64Logits> at_divergence;
+  if (run.first_divergence) {
+    const int64_t index = run.first_divergence->step;
+    at_divergence = Fp64Logits{Row(a64, index), Row(b64, index)};
+  }
+  Classify(outcome, request, at_divergence, figures);
+  run.pass = CheckGates(run, request.thresholds).empty();
 }
 
 std::vector<Failure> CheckGates(const Run& run, const Thresholds& t) {
@@ -204,12 +344,20 @@ std::vector<Failure> CheckGates(const Run& run, const Thresholds& t) {
                         fmt::format("{}: first divergence at step {} < {}", run.id,
                                     run.first_divergence->step, *t.min_first_divergence_step)});
   }
-  if (t.fail_on_real_divergence && run.first_divergence && run.first_divergence->kind == "real") {
-    const FirstDivergence& d = *run.first_divergence;
+  // The run's verdict (the first divergence's, or without a flip whether the logits differ by
+  // more than rounding); schema-1 runs have only the first divergence's kind.
+  const std::optional<std::string> kind =
+      run.verdict_kind ? run.verdict_kind
+                       : (run.first_divergence ? std::optional<std::string>(run.first_divergence->kind)
+                                               : std::nullopt);
+  if (t.fail_on_real_divergence && kind && (*kind == "real" || *kind == "precision_failure")) {
+    const VerdictEvidence& e =
+        run.verdict_kind ? run.verdict_evidence : run.first_divergence->evidence;
     failures.push_back({run.id, "fail_on_real_divergence", std::nullopt, std::nullopt,
-                        fmt::format("{}: real divergence at step {} (flip gap {} > tolerance {})",
-                                    run.id, d.step, FormatValue(d.flip_gap),
-                                    FormatValue(d.tolerance))});
+                        run.first_divergence
+                            ? fmt::format("{}: {} divergence at step {}: {}", run.id, *kind,
+                                          run.first_divergence->step, e.reason)
+                            : fmt::format("{}: {}: {}", run.id, *kind, e.reason)});
   }
   if (t.require_oracle_acceptable && run.oracle && run.oracle->acceptable == false) {
     const OracleResult& o = *run.oracle;
@@ -230,9 +378,10 @@ std::vector<PairSummary> SummarizePairs(const std::vector<Run>& runs,
   };
   std::map<std::string, Totals> by_run;
   for (const StepRecord& s : steps) {
+    if (!s.same_context) continue;  // like with like: after-split steps are reported per run
     Totals& t = by_run[s.run];
     t.sum_kl += s.kl;
-    t.max_kl = std::max(t.max_kl, s.kl);
+    t.max_kl = MaxPropagatingNan(t.max_kl, s.kl);
     ++t.count;
     if (s.top1_agree) ++t.agree;
   }
@@ -254,7 +403,7 @@ std::vector<PairSummary> SummarizePairs(const std::vector<Run>& runs,
     Totals& sum = totals[id];
     const Totals& r = by_run[run.id];
     sum.sum_kl += r.sum_kl;
-    sum.max_kl = std::max(sum.max_kl, r.max_kl);
+    sum.max_kl = MaxPropagatingNan(sum.max_kl, r.max_kl);
     sum.count += r.count;
     sum.agree += r.agree;
   }
@@ -289,45 +438,62 @@ nlohmann::json ConfigSummary(const model::ModelConfig& config) {
           {"rope_theta", config.rope_theta}};
 }
 
-// A case's models in the session store, by label: the store knows them by what they are (source
-// content, conversion); the labels only name them in the outputs.
-class CaseModels {
+// A case's models by label, from the session store, which knows them by what they are (source
+// content, conversion, precision, device); the labels only name them here and in the outputs.
+// Models with a path are opened at once (which checks their tensors against their configs);
+// converted ones only by Convert, once the prompts and the device have been checked.
+class ModelPool {
  public:
-  CaseModels(const Case& c, session::ModelStore& store, c10::Device device)
-      : store_(store), device_(device) {
-    // Models with a path first: they are the sources of the converted ones, and opening them checks
-    // their tensors against their configs before anything is converted.
+  ModelPool(const Case& c, session::ModelStore& store, c10::Device device)
+      : case_(c), store_(store), device_(device) {
     for (const CaseModel& model : c.models) {
       if (!model.convert_from) models_[model.label] = store_.Open(model.path);
     }
   }
-  // Converts (through the store's cache) the case's convert_from models. Called once the prompts
-  // and the device have been checked, so that bad input costs no conversion.
-  void Convert(const Case& c) {
-    for (const CaseModel& model : c.models) {
+  // Converts (through the store's conversion cache) the case's convert_from models.
+  void Convert() {
+    for (const CaseModel& model : case_.models) {
       if (!model.convert_from) continue;
       models_[model.label] = store_.OpenConverted(models_.at(*model.convert_from)->source_path,
                                                   "internlm2-to-llama");
     }
   }
+
   bool Has(const std::string& label) const { return models_.count(label) > 0; }
-  const session::StoredModel& Get(const std::string& label) const { return *models_.at(label); }
-  // The config of `label`; a converted model's vocabulary and sizes are its source's.
-  const model::ModelConfig& config(const Case& c, const std::string& label) const {
-    const CaseModel& model = c.Model(label);
-    return models_.at(model.convert_from ? *model.convert_from : label)->config;
+  const std::string& path(const std::string& label) const { return models_.at(label)->path; }
+  // A converted model's config once converted; before, its source's (same vocabulary and sizes).
+  const model::ModelConfig& config(const std::string& label) const {
+    auto it = models_.find(label);
+    if (it != models_.end()) return it->second->config;
+    return models_.at(*case_.Model(label).convert_from)->config;
   }
-  forward::CausalLM& Load(const std::string& label, forward::Precision precision) {
-    return store_.Get(Get(label), precision, device_);
+
+  // `device`: the case's device unless given (the FP64 oracle may run elsewhere).
+  forward::CausalLM& Get(const std::string& label, forward::Precision precision,
+                         std::optional<c10::Device> device = std::nullopt) {
+    const c10::Device where = device.value_or(device_);
+    std::string key = fmt::format("{}@{}", label, forward::PrecisionName(precision));
+    if (where != device_) key += "@" + where.str();
+    const session::StoredModel& model = *models_.at(label);
+    load_keys_[key] = session::ModelStore::LoadKey(model, precision, where);
+    return store_.Get(model, precision, where);
   }
-  std::string LoadKey(const std::string& label, forward::Precision precision) const {
-    return session::ModelStore::LoadKey(Get(label), precision, device_);
+
+  // Releases every loaded model whose key ("label@precision[@device]") is not in `keep`.
+  void KeepOnly(const std::set<std::string>& keep) {
+    std::set<std::string> store_keys;
+    for (const std::string& key : keep) {
+      if (auto it = load_keys_.find(key); it != load_keys_.end()) store_keys.insert(it->second);
+    }
+    store_.KeepOnly(store_keys);
   }
 
  private:
+  const Case& case_;
   session::ModelStore& store_;
   c10::Device device_;
   std::map<std::string, std::shared_ptr<const session::StoredModel>> models_;
+  std::map<std::string, std::string> load_keys_;  // pool key -> store LoadKey
 };
 
 SideSpec MakeSide(const CaseSide& side, c10::Device device) {
@@ -349,6 +515,7 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
 
   RunOutputs outputs;
   Summary& summary = outputs.summary;
+  summary.verdict.gated = false;  // set by the first run with a gate on
   summary.parity_version = ParityVersion();
   summary.libtorch_version = LibtorchVersion();
   summary.case_ref = {c.name, c.path};
@@ -374,20 +541,18 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
     forward::MakeNumerics(case_pair.b.precision, device);
   }
   session::ModelStore store(options.cache_dir);
-  CaseModels models(c, store, device);
+  ModelPool pool(c, store, device);
 
-  // The tokenizer of the first model that has one (a converted copy carries its source's).
+  // The tokenizer of the first model that has one (a converted copy carries the original's).
   std::optional<decode::Tokenizer> tokenizer;
   for (const CaseModel& model : c.models) {
-    if (!models.Has(model.label)) continue;
-    const std::string& dir = models.Get(model.label).path;
-    if (session::HasTokenizer(dir)) {
-      tokenizer = decode::Tokenizer::Load(dir);
+    if (pool.Has(model.label) && session::HasTokenizer(pool.path(model.label))) {
+      tokenizer = decode::Tokenizer::Load(pool.path(model.label));
       break;
     }
   }
   TextDecoder text = IdTextDecoder();
-  std::vector<int64_t> eos_ids = models.config(c, c.models.front().label).eos_token_ids;
+  std::vector<int64_t> eos_ids = pool.config(c.models.front().label).eos_token_ids;
   if (tokenizer) {
     text.token_text = [&](int64_t id) { return tokenizer->TokenText(id); };
     text.decode = [&](const std::vector<int64_t>& ids) { return tokenizer->Decode(ids); };
@@ -413,46 +578,78 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
       ids = prompt.chat ? tokenizer->EncodeChat(*prompt.text) : tokenizer->Encode(*prompt.text, true);
     }
     for (const CaseModel& model : c.models) {
-      session::CheckTokenIds(ids, models.config(c, model.label).vocab_size, model.label,
+      session::CheckTokenIds(ids, pool.config(model.label).vocab_size, model.label,
                              fmt::format("{}: prompts[{}]", where, i));
     }
     prompt_tokens[i] = ids;
   }
 
   if (options.claim_output) summary.run_id = options.claim_output();
-  models.Convert(c);
+  pool.Convert();
   for (const CaseModel& model : c.models) {
-    const session::StoredModel& stored = models.Get(model.label);
+    const model::ModelConfig& config = pool.config(model.label);
     ModelInfo info;
-    info.path = stored.path;
-    info.architecture = model::ArchitectureName(stored.config.arch);
+    info.path = pool.path(model.label);
+    info.architecture = model::ArchitectureName(config.arch);
     info.convert_from = model.convert_from;
-    info.variants = forward::DescribeVariants(forward::ReferenceVariants(stored.config.arch));
-    info.config = ConfigSummary(stored.config);
+    info.variants = forward::DescribeVariants(forward::ReferenceVariants(config.arch));
+    info.config = ConfigSummary(config);
     summary.models[model.label] = info;
   }
 
   const int64_t total_runs = static_cast<int64_t>(c.pairs.size()) * included_prompts;
+  int64_t longest_prompt = 0;
+  for (const auto& ids : prompt_tokens) {
+    longest_prompt = std::max<int64_t>(longest_prompt, static_cast<int64_t>(ids.size()));
+  }
+  const int64_t sequence = longest_prompt + c.max_new_tokens;
+  const c10::Device oracle_device(c.oracle_device.empty() ? c.device : c.oracle_device);
+  summary.settings.oracle_device = c.oracle ? oracle_device.str() : "";
+
+  // Memory, planned before anything is loaded: a pair runs in lockstep when both its models fit
+  // together, else one side after the other; each FP64 oracle model runs alone.
+  auto footprint = [&](const std::string& label, forward::Precision precision, c10::Device where) {
+    return forward::EstimateFootprint(pool.config(label), precision, where, sequence,
+                                      SideLabel({label, precision}));
+  };
+  std::vector<bool> lockstep(c.pairs.size(), true);
+  for (size_t p = 0; p < c.pairs.size(); ++p) {
+    const CasePair& cp = c.pairs[p];
+    const std::string what = fmt::format("pair {}/{}", SideLabel(cp.a), SideLabel(cp.b));
+    try {
+      forward::RequireFits({footprint(cp.a.model, cp.a.precision, device),
+                            footprint(cp.b.model, cp.b.precision, device)},
+                           device, what + " in lockstep", options.memory_limit_bytes);
+    } catch (const InputError& together) {
+      // Not together: one at a time, or refuse with the numbers of the larger side.
+      forward::RequireFits({footprint(cp.a.model, cp.a.precision, device)}, device,
+                           what + ", side a alone", options.memory_limit_bytes);
+      forward::RequireFits({footprint(cp.b.model, cp.b.precision, device)}, device,
+                           what + ", side b alone", options.memory_limit_bytes);
+      spdlog::info("{}", together.what());
+      spdlog::info("{}: the two models do not fit together; decoding one side after the other",
+                   what);
+      lockstep[p] = false;
+    }
+    if (c.oracle && cp.a.precision != forward::Precision::kFP64 &&
+        cp.b.precision != forward::Precision::kFP64) {
+      for (const std::string& label : {cp.a.model, cp.b.model}) {
+        forward::RequireFits({footprint(label, forward::Precision::kFP64, oracle_device)},
+                             oracle_device, fmt::format("FP64 oracle of {} for {}", label, what),
+                             options.memory_limit_bytes);
+      }
+    }
+  }
+
   int64_t done = 0;
-  for (const CasePair& case_pair : c.pairs) {
+  for (size_t p = 0; p < c.pairs.size() && !summary.interrupted; ++p) {
+    const CasePair& case_pair = c.pairs[p];
     Pair pair{MakeSide(case_pair.a, device), MakeSide(case_pair.b, device)};
     const bool oracle = c.oracle && case_pair.a.precision != forward::Precision::kFP64 &&
                         case_pair.b.precision != forward::Precision::kFP64;
-    if (summary.interrupted) break;
-    std::set<std::string> keep = {models.LoadKey(case_pair.a.model, case_pair.a.precision),
-                                  models.LoadKey(case_pair.b.model, case_pair.b.precision)};
-    if (oracle) {
-      keep.insert(models.LoadKey(case_pair.a.model, forward::Precision::kFP64));
-      keep.insert(models.LoadKey(case_pair.b.model, forward::Precision::kFP64));
-    }
-    store.KeepOnly(keep);
-    forward::CausalLM& model_a = models.Load(case_pair.a.model, case_pair.a.precision);
-    forward::CausalLM& model_b = models.Load(case_pair.b.model, case_pair.b.precision);
-    OracleModels oracle_models;
-    if (oracle) {
-      oracle_models.a64 = &models.Load(case_pair.a.model, forward::Precision::kFP64);
-      oracle_models.b64 = &models.Load(case_pair.b.model, forward::Precision::kFP64);
-    }
+    const int64_t depth = std::max(pool.config(case_pair.a.model).num_layers,
+                                   pool.config(case_pair.b.model).num_layers);
+    std::vector<RunRequest> requests;
     for (size_t i = 0; i < c.prompts.size(); ++i) {
       if (!included(i)) continue;
       RunRequest request;
@@ -471,34 +668,114 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
       request.top_k = c.top_k;
       request.near_tie_ulps = c.near_tie_ulps;
       request.thresholds = case_pair.thresholds;
-      at::manual_seed(c.seed);
-      RunOutcome outcome;
-      try {
-        outcome = RunPair(model_a, model_b, request, text, oracle ? &oracle_models : nullptr);
-      } catch (const Interrupted&) {
-        // SIGINT: the unfinished run is dropped; the finished ones are kept and written.
-        summary.interrupted = true;
-        spdlog::warn("interrupted during {}: keeping the {} finished run(s) of {}", request.id,
-                     done, total_runs);
-        break;
+      request.keep_logits = oracle;
+      requests.push_back(request);
+    }
+    std::vector<RunOutcome> outcomes;
+    try {
+    if (lockstep[p]) {
+      pool.KeepOnly({SideLabel(case_pair.a), SideLabel(case_pair.b)});
+      forward::CausalLM& model_a = pool.Get(case_pair.a.model, case_pair.a.precision);
+      forward::CausalLM& model_b = pool.Get(case_pair.b.model, case_pair.b.precision);
+      for (const RunRequest& request : requests) {
+        at::manual_seed(c.seed);
+        try {
+          outcomes.push_back(RunPair(model_a, model_b, request, text));
+        } catch (const Interrupted&) {
+          // SIGINT: keep this pair's finished runs (without their oracle) and stop.
+          summary.interrupted = true;
+          break;
+        }
       }
+    } else {
+      // One side after the other: A (or the teacher) first, every prompt, then B.
+      const bool forced = c.mode == decode::GreedyMode::kTeacherForced;
+      const bool first_is_a = !forced || c.teacher_is_a;
+      const CaseSide& first = first_is_a ? case_pair.a : case_pair.b;
+      const CaseSide& second = first_is_a ? case_pair.b : case_pair.a;
+      std::vector<decode::SideRun> first_runs, second_runs;
+      pool.KeepOnly({});
+      forward::CausalLM& first_model = pool.Get(first.model, first.precision);
+      for (const RunRequest& request : requests) {
+        at::manual_seed(c.seed);
+        first_runs.push_back(decode::DecodeAlone(first_model, request.prompt_tokens, request.greedy));
+      }
+      pool.KeepOnly({});
+      forward::CausalLM& second_model = pool.Get(second.model, second.precision);
+      for (size_t r = 0; r < requests.size(); ++r) {
+        at::manual_seed(c.seed);
+        second_runs.push_back(
+            forced ? decode::FollowAlone(second_model, requests[r].prompt_tokens, first_runs[r])
+                   : decode::DecodeAlone(second_model, requests[r].prompt_tokens, requests[r].greedy));
+      }
+      pool.KeepOnly({});
+      for (size_t r = 0; r < requests.size(); ++r) {
+        const decode::SideRun& a = first_is_a ? first_runs[r] : second_runs[r];
+        const decode::SideRun& b = first_is_a ? second_runs[r] : first_runs[r];
+        outcomes.push_back(RunDecodedPair(a, b, depth, requests[r], text));
+      }
+    }
+    if (oracle && !summary.interrupted) {
+      // The run-precision models go before the FP64 ones come; each FP64 model alone, one
+      // teacher-forced forward per stream.
+      pool.KeepOnly({});
+      std::vector<at::Tensor> a64(outcomes.size()), b64(outcomes.size());
+      const bool same_model = case_pair.a.model == case_pair.b.model;
+      for (const bool a_side : {true, false}) {
+        if (!a_side && same_model) break;
+        const std::string& label = a_side ? case_pair.a.model : case_pair.b.model;
+        auto started = std::chrono::steady_clock::now();
+        forward::CausalLM& model64 = pool.Get(label, forward::Precision::kFP64, oracle_device);
+        const double load_s =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+        started = std::chrono::steady_clock::now();
+        for (size_t r = 0; r < outcomes.size(); ++r) {
+          if (outcomes[r].steps.empty()) continue;
+          if (a_side || same_model) a64[r] = OracleLogits(model64, outcomes[r], requests[r], true);
+          if (!a_side || same_model) {
+            b64[r] = same_model && outcomes[r].input_a == outcomes[r].input_b
+                         ? a64[r]
+                         : OracleLogits(model64, outcomes[r], requests[r], false);
+          }
+        }
+        spdlog::info("FP64 oracle: {}@fp64 on {}: loaded in {:.1f} s, {} teacher-forced run(s) in "
+                     "{:.1f} s", label, oracle_device.str(), load_s, outcomes.size(),
+                     std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+        pool.KeepOnly({});
+      }
+      for (size_t r = 0; r < outcomes.size(); ++r) {
+        if (!outcomes[r].steps.empty()) ApplyOracle(outcomes[r], a64[r], b64[r], requests[r]);
+      }
+    }
+    } catch (const Interrupted&) {
+      // SIGINT while decoding one side alone or running the oracle: this pair's runs are
+      // unfinished; the earlier pairs' are kept.
+      summary.interrupted = true;
+      outcomes.clear();
+    }
+    if (summary.interrupted) {
+      spdlog::warn("interrupted: keeping the {} finished run(s)", done + outcomes.size());
+    }
+    for (size_t r = 0; r < outcomes.size(); ++r) {
+      RunOutcome& outcome = outcomes[r];
       ++done;
       const Run& run = outcome.run;
       spdlog::info("[{}/{}] {}: {} steps, {}, max KL {:.3g}, {:.1f} s", done, total_runs, run.id,
                    run.metrics.steps,
                    run.first_divergence
-                       ? fmt::format("first divergence at step {} ({})", run.first_divergence->step,
-                                     run.first_divergence->kind)
+                       ? fmt::format("first divergence at step {}: {}", run.first_divergence->step,
+                                     DescribeVerdict(*run.first_divergence))
                        : std::string("no divergence"),
                    run.metrics.max_kl, run.elapsed_s);
-      for (Failure& failure : CheckGates(run, request.thresholds)) {
+      if (AnyGate(requests[r].thresholds)) summary.verdict.gated = true;
+      for (Failure& failure : CheckGates(run, requests[r].thresholds)) {
         summary.verdict.failures.push_back(std::move(failure));
       }
       summary.runs.push_back(run);
       outputs.steps.insert(outputs.steps.end(), outcome.steps.begin(), outcome.steps.end());
     }
   }
-  store.KeepOnly({});
+  pool.KeepOnly({});
   summary.verdict.pass = summary.verdict.failures.empty();
   summary.pairs = SummarizePairs(summary.runs, outputs.steps, c.max_new_tokens);
   summary.created_utc = NowUtc();

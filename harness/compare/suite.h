@@ -37,6 +37,7 @@ struct RunRequest {
   int64_t top_k = 5;
   double near_tie_ulps = 4;
   Thresholds thresholds;
+  bool keep_logits = false;  // keep every step's logits in the outcome, for ApplyOracle
 };
 
 // FP64 copies of both sides' models for the oracle (may be the same object when a and b are the
@@ -49,17 +50,44 @@ struct OracleModels {
 struct RunOutcome {
   Run run;
   std::vector<StepRecord> steps;
+  // What the verdict and the oracle need after decoding:
+  std::vector<int64_t> input_a, input_b;  // tokens each side read after the prompt
+  at::Tensor logits_a, logits_b;          // [steps, V] CPU, every step (RunRequest::keep_logits)
+  std::vector<double> divergence_a, divergence_b;  // logits at the first divergence ([V]; empty
+                                                   // when none)
+  int64_t depth = 0;                      // decoder layers (the larger model's)
+  std::optional<std::string> overflow_point_a, overflow_point_b;  // compare/overflow.h
 };
 
-// Decodes the pair in lockstep and measures it. With `oracle`, also runs the FP64 oracle. Gates are
-// applied (run.pass) but failures are returned by CheckGates, not here.
+// Decodes the pair in lockstep, measures it and classifies its first divergence (compare/verdict.h)
+// from the evidence of the run itself. With `oracle` (both FP64 models already loaded), also runs
+// the FP64 oracle right away (ApplyOracle). Gates are applied (run.pass) but failures are returned
+// by CheckGates, not here.
 RunOutcome RunPair(forward::CausalLM& model_a, forward::CausalLM& model_b, const RunRequest& request,
                    const TextDecoder& text, const OracleModels* oracle = nullptr);
+
+// The same measurement from two sides decoded one after the other (decode::DecodeAlone /
+// FollowAlone), for pairs whose models do not fit in memory together. `depth` = decoder layers.
+RunOutcome RunDecodedPair(const decode::SideRun& a, const decode::SideRun& b, int64_t depth,
+                          const RunRequest& request, const TextDecoder& text);
+
+// The FP64 oracle on a decoded run: `a64` = A's FP64 model teacher-forced on A's stream, `b64` = B's
+// on B's stream ([steps, V] each, any float dtype; the same-context steps share their prefix).
+// Fills the per-step errors and run.oracle, reclassifies the first divergence with the FP64
+// evidence, and reapplies the gates (run.pass). Needs outcome.logits_a/b (keep_logits).
+void ApplyOracle(RunOutcome& outcome, const at::Tensor& a64, const at::Tensor& b64,
+                 const RunRequest& request);
+
+// One teacher-forced FP64 forward of `model` per stream: the logits of every step of each run whose
+// side `a_side` (true: A's stream) is given. Returns [steps, V] per run, FP64 on the CPU.
+at::Tensor OracleLogits(forward::CausalLM& model64, const RunOutcome& outcome,
+                        const RunRequest& request, bool a_side);
 
 // The gates `thresholds` fails for `run`, each with a message naming the run.
 std::vector<Failure> CheckGates(const Run& run, const Thresholds& thresholds);
 
-// Per-pair aggregates over `runs` (in order of first appearance of each pair id).
+// Per-pair aggregates over `runs` (in order of first appearance of each pair id), over the
+// same-context steps (like with like).
 std::vector<PairSummary> SummarizePairs(const std::vector<Run>& runs,
                                         const std::vector<StepRecord>& steps,
                                         int64_t max_new_tokens);
@@ -78,6 +106,9 @@ struct SuiteOptions {
   // Which prompts to run (by index into the case's prompts); null runs all. Sharding
   // (`parity run --shard i/N`) passes index % N == i.
   std::function<bool(int64_t prompt_index)> include_prompt;
+  // Caps the memory the planner counts as available (bytes; --memory-limit). Null: what the device
+  // reports.
+  std::optional<int64_t> memory_limit_bytes;
 };
 
 // Runs every pair of `c` on every prompt, pair by pair (each pair's models are loaded once and

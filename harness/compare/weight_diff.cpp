@@ -188,8 +188,53 @@ bool SameBytes(const at::Tensor& a, const at::Tensor& b) {
          std::memcmp(ca.data_ptr(), cb.data_ptr(), bytes) == 0;
 }
 
-WeightComparison Compare(const Key& key, const Entry& a, const Entry& b) {
-  WeightComparison result{KeyLabel(key), a.side, b.side};
+// What the explanation needs to know about a tensor of A: its head layout and the other tensors of
+// the same shape it may have been swapped with (same layer, or both global).
+TensorContext ContextFor(const Key& key, const Side& a) {
+  TensorContext context;
+  context.label = KeyLabel(key);
+  const model::ModelConfig& config = a.config;
+  switch (key.role) {
+    case Role::kQ:
+      context.head_dim = config.head_dim;
+      context.row_heads = config.num_heads;
+      context.rope_heads = {config.num_heads};
+      break;
+    case Role::kK:
+      context.head_dim = config.head_dim;
+      context.row_heads = config.num_kv_heads;
+      context.rope_heads = {config.num_kv_heads};
+      if (config.num_heads != config.num_kv_heads) context.rope_heads.push_back(config.num_heads);
+      break;
+    case Role::kV:
+      context.head_dim = config.head_dim;
+      context.row_heads = config.num_kv_heads;
+      break;
+    case Role::kO:
+      context.head_dim = config.head_dim;
+      context.col_heads = config.num_heads;
+      break;
+    default: break;
+  }
+  const Entry& self = a.entries.at(key);
+  for (const auto& [other_key, other] : a.entries) {
+    // Same layer and expert, another role (swaps between experts are not tested: a 128-expert
+    // layer would make every differing expert tensor load hundreds of partners).
+    if (other_key.role == key.role || other_key.layer != key.layer ||
+        other_key.expert != key.expert) {
+      continue;
+    }
+    if (other.side.shape != self.side.shape) continue;
+    context.partners.push_back({KeyLabel(other_key), other.load});
+  }
+  return context;
+}
+
+WeightComparison Compare(const Key& key, const Entry& a, const Entry& b, const Side& side_a) {
+  WeightComparison result;
+  result.key = KeyLabel(key);
+  result.a = a.side;
+  result.b = b.side;
   if (a.side.shape != b.side.shape) {
     result.status = WeightStatus::kShapeMismatch;
     return result;
@@ -215,6 +260,7 @@ WeightComparison Compare(const Key& key, const Entry& a, const Entry& b) {
     return result;
   }
   ComputeStatistics(ta, tb, result);
+  if (!result.values_equal) result.explanation = ExplainWeightDifference(ta, tb, ContextFor(key, side_a));
   return result;
 }
 
@@ -224,6 +270,18 @@ std::string ShapeText(const std::vector<int64_t>& shape) {
 
 nlohmann::json SideJson(const WeightSide& side) {
   return {{"name", side.name}, {"shard", side.shard}, {"dtype", side.dtype}, {"shape", side.shape}};
+}
+
+// "    -> B = A x 1.01 (uniform scale); residual 2.1e-08 (screened on 1024 of 14336 rows, confirmed
+// on all)".
+std::string ExplanationLine(const WeightExplanation& e) {
+  std::string line = "             -> " + e.sentence;
+  if (e.explained) line += fmt::format("; residual {:.3g}", e.residual);
+  if (e.sampled) {
+    line += fmt::format(" (screened on {} of {} rows, {})", e.sample_rows, e.rows,
+                        e.confirmed_full ? "confirmed on every element" : "not confirmed in full");
+  }
+  return line + "\n";
 }
 
 std::string UnmatchedLine(const char* label, const UnmatchedTensor& tensor) {
@@ -288,7 +346,7 @@ WeightDiffReport DiffWeights(const std::string& dir_a, const std::string& dir_b)
                                                          NameIn(b.config, key))});
       continue;
     }
-    report.compared.push_back(Compare(key, *entry, found->second));
+    report.compared.push_back(Compare(key, *entry, found->second, a));
   }
   for (const auto& [key, entry] : b.entries) {
     if (!a.entries.count(key)) {
@@ -299,6 +357,16 @@ WeightDiffReport DiffWeights(const std::string& dir_a, const std::string& dir_b)
   report.missing.insert(report.missing.end(), a.unknown.begin(), a.unknown.end());
   report.unexpected.insert(report.unexpected.end(), b.unknown.begin(), b.unknown.end());
   return report;
+}
+
+std::string WeightDiffReport::ExplainedLine() const {
+  int64_t differing = 0, explained = 0;
+  for (const WeightComparison& c : compared) {
+    if (!c.explanation) continue;
+    ++differing;
+    explained += c.explanation->explained ? 1 : 0;
+  }
+  return fmt::format("{} of {} differing tensors explained", explained, differing);
 }
 
 nlohmann::json WeightDiffToJson(const WeightDiffReport& report) {
@@ -317,6 +385,7 @@ nlohmann::json WeightDiffToJson(const WeightDiffReport& report) {
       item["relative_error"] = c.relative_error;
       item["rms_diff"] = c.rms_diff;
       item["values_equal"] = c.values_equal;
+      item["explanation"] = c.explanation ? WeightExplanationToJson(*c.explanation) : nlohmann::json();
     }
     compared.push_back(std::move(item));
   }
@@ -344,7 +413,8 @@ nlohmann::json WeightDiffToJson(const WeightDiffReport& report) {
             {"missing", report.missing.size()},
             {"unexpected", report.unexpected.size()}}},
           {"identical", report.identical()},
-          {"summary", report.SummaryLine()}};
+          {"summary", report.SummaryLine()},
+          {"explained", report.ExplainedLine()}};
 }
 
 std::string FormatWeightDiff(const WeightDiffReport& report, bool all) {
@@ -381,6 +451,7 @@ std::string FormatWeightDiff(const WeightDiffReport& report, bool all) {
                               c.max_abs_diff, c.max_abs_a, c.relative_error, c.rms_diff,
                               c.differing_elements, c.elements);
         }
+        if (c.explanation) text += ExplanationLine(*c.explanation);
         break;
       }
     }
@@ -388,6 +459,9 @@ std::string FormatWeightDiff(const WeightDiffReport& report, bool all) {
   for (const UnmatchedTensor& t : report.missing) text += UnmatchedLine("MISSING", t);
   for (const UnmatchedTensor& t : report.unexpected) text += UnmatchedLine("UNEXPECTED", t);
   text += report.SummaryLine() + "\n";
+  if (report.Count(WeightStatus::kValuesDiffer) + report.Count(WeightStatus::kDtypeDiffers) > 0) {
+    text += report.ExplainedLine() + "\n";
+  }
   return text;
 }
 

@@ -5,15 +5,20 @@
 //
 // Per matched pair: shapes, dtypes, then either "bitwise equal" (same dtype, same bytes) or the
 // differences computed in FP64 after upcasting both sides: max |a - b|, max |a|, the relative error
-// max |a - b| / max |a|, RMS(a - b), and how many elements differ. Names no table knows are listed as
-// unmatched, never dropped.
+// max |a - b| / max |a|, RMS(a - b), and how many elements differ, and an explanation of the
+// difference (weight_explain.h: scale, sign flip, transpose, head rotation, swap with another tensor,
+// exchanged rows, rounding to BF16/FP16/FP8/Q8_0, offset, or "unexplained"). Names no table knows are
+// listed as unmatched, never dropped.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "harness/compare/weight_explain.h"
 
 namespace parity::compare {
 
@@ -46,6 +51,8 @@ struct WeightComparison {
   double relative_error = 0.0;     // max |a - b| / max |a| (0 when both are 0; inf when only a is)
   double rms_diff = 0.0;           // sqrt(mean((a - b)^2))
   bool values_equal = false;       // every FP64 value equal (possible with different dtypes)
+  // Why the values differ (A is the reference): set when values differ and both dtypes decode.
+  std::optional<WeightExplanation> explanation;
 };
 
 // A tensor present on one side with no counterpart on the other.
@@ -68,6 +75,8 @@ struct WeightDiffReport {
   // "24/24 tensors bitwise equal; 0 differ, 0 dtype differences, 0 shape mismatches, 0 missing,
   // 0 unexpected".
   std::string SummaryLine() const;
+  // "2 of 3 differing tensors explained" (tensors whose values differ and were explained).
+  std::string ExplainedLine() const;
 };
 
 // Opens both checkpoint directories (config.json + safetensors) and compares them. Throws InputError
@@ -76,7 +85,7 @@ WeightDiffReport DiffWeights(const std::string& dir_a, const std::string& dir_b)
 
 nlohmann::json WeightDiffToJson(const WeightDiffReport& report);
 // Text for a terminal: one line per tensor that is not bitwise equal (every tensor when `all`), the
-// unmatched ones, then the summary line.
+// unmatched ones, then the summary line. Each differing tensor's line is followed by its explanation.
 std::string FormatWeightDiff(const WeightDiffReport& report, bool all = false);
 
 }  // namespace parity::compare

@@ -130,6 +130,64 @@ GreedyResult RunLockstep(forward::CausalLM& model_a, forward::CausalLM& model_b,
   return result;
 }
 
+SideRun DecodeAlone(forward::CausalLM& model, const std::vector<int64_t>& prompt,
+                    const GreedyOptions& options) {
+  if (prompt.empty()) throw InputError("greedy decoding needs a prompt of at least one token");
+  SideRun run;
+  forward::KVCache cache;
+  at::Tensor logits;
+  for (int64_t step = 0; step < options.max_new_tokens; ++step) {
+    logits = Feed(model, step == 0 ? prompt : std::vector<int64_t>{run.tokens.back()}, cache);
+    run.logits.push_back(logits);
+    run.tokens.push_back(GreedyArgmax(logits));
+    if (IsEos(run.tokens.back(), options.eos_ids)) break;
+  }
+  return run;
+}
+
+SideRun FollowAlone(forward::CausalLM& model, const std::vector<int64_t>& prompt,
+                    const SideRun& teacher) {
+  SideRun run;
+  const int64_t steps = static_cast<int64_t>(teacher.tokens.size());
+  if (steps == 0) return run;
+  at::Tensor rows = TeacherForcedLogits(model, prompt, teacher.tokens, steps);
+  for (int64_t step = 0; step < steps; ++step) {
+    run.logits.push_back(rows.select(0, step).contiguous());
+    run.tokens.push_back(GreedyArgmax(run.logits.back()));
+  }
+  return run;
+}
+
+GreedyResult CompareDecoded(const SideRun& a, const SideRun& b, const std::vector<int64_t>& prompt,
+                            const GreedyOptions& options, const GreedyCallback& on_step) {
+  GreedyResult result;
+  const int64_t prompt_length = static_cast<int64_t>(prompt.size());
+  result.tokens_a = a.tokens;
+  result.tokens_b = b.tokens;
+  // Each side read its own tokens but the last (an EOS, or the last step's); teacher-forced, both
+  // read the teacher's.
+  const bool forced = options.mode == GreedyMode::kTeacherForced;
+  const SideRun& teacher = options.teacher_is_a ? a : b;
+  auto read = [](const std::vector<int64_t>& tokens) {
+    return tokens.empty() ? tokens : std::vector<int64_t>(tokens.begin(), tokens.end() - 1);
+  };
+  result.input_a = read(forced ? teacher.tokens : a.tokens);
+  result.input_b = read(forced ? teacher.tokens : b.tokens);
+  const size_t compared = std::min(a.tokens.size(), b.tokens.size());
+  bool same = true;
+  for (size_t step = 0; step < compared; ++step) {
+    const int64_t s = static_cast<int64_t>(step);
+    if (on_step) {
+      on_step({s, prompt_length + s, forced || same, a.logits[step], b.logits[step], a.tokens[step],
+               b.tokens[step]});
+    }
+    ++result.compared_steps;
+    result.same_context.push_back(forced || same);
+    if (a.tokens[step] != b.tokens[step]) same = false;
+  }
+  return result;
+}
+
 at::Tensor TeacherForcedLogits(forward::CausalLM& model, const std::vector<int64_t>& prompt,
                                const std::vector<int64_t>& stream, int64_t steps) {
   if (prompt.empty()) throw InputError("teacher forcing needs a prompt of at least one token");

@@ -63,6 +63,26 @@ GreedyResult RunLockstep(forward::CausalLM& model_a, forward::CausalLM& model_b,
                          const std::vector<int64_t>& prompt, const GreedyOptions& options,
                          const GreedyCallback& on_step = nullptr);
 
+// One side of a pair decoded alone (the pair need not fit in memory together): its argmax per step
+// and its [V] logits per step (CPU).
+struct SideRun {
+  std::vector<int64_t> tokens;
+  std::vector<at::Tensor> logits;
+};
+// Free mode, or the teacher of a teacher-forced pair: `model` greedy on its own output, up to
+// max_new_tokens steps, stopping after an EOS id.
+SideRun DecodeAlone(forward::CausalLM& model, const std::vector<int64_t>& prompt,
+                    const GreedyOptions& options);
+// The follower of a teacher-forced pair: `model` reads `teacher.tokens` (one forward over the
+// sequence), its argmax and logits at each of the teacher's steps.
+SideRun FollowAlone(forward::CausalLM& model, const std::vector<int64_t>& prompt,
+                    const SideRun& teacher);
+// The comparison RunLockstep would have made from two sides decoded alone (same steps, same
+// same_context flags, same streams, same callbacks): greedy decoding of one side never depends on
+// the other, so lockstep is needed only to save the logits' memory.
+GreedyResult CompareDecoded(const SideRun& a, const SideRun& b, const std::vector<int64_t>& prompt,
+                            const GreedyOptions& options, const GreedyCallback& on_step = nullptr);
+
 // One model teacher-forced on `prompt` followed by `stream`: the next-token logits at each of the
 // first `steps` steps (step t has read prompt + stream[0..t-1]; steps <= stream.size() + 1).
 // Returns [steps, V] in the logits' dtype, on the CPU.

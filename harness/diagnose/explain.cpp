@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include "harness/compare/metrics.h"
@@ -19,8 +20,10 @@ bool* Field(forward::Variants& v, const std::string& name) {
   if (name == "lm_head_all_positions") return &v.lm_head_all_positions;
   if (name == "rotary_precomputed") return &v.rotary_precomputed;
   if (name == "kv_cache") return &v.kv_cache;
+  if (name == "divide_scores_by_sqrt") return &v.divide_scores_by_sqrt;
   throw InputError(fmt::format("variant \"{}\": expected one of fused_qkv, sdpa_attention, "
-                               "lm_head_all_positions, rotary_precomputed, kv_cache", name));
+                               "lm_head_all_positions, rotary_precomputed, kv_cache, "
+                               "divide_scores_by_sqrt, {}", name, kAllVariants));
 }
 
 std::string StepText(const std::optional<int64_t>& step) {
@@ -42,7 +45,7 @@ nlohmann::ordered_json StatsJson(const PairStats& s) {
 const std::vector<std::string>& VariantNames() {
   static const std::vector<std::string> names = {"fused_qkv", "sdpa_attention",
                                                  "lm_head_all_positions", "rotary_precomputed",
-                                                 "kv_cache"};
+                                                 "kv_cache", "divide_scores_by_sqrt"};
   return names;
 }
 
@@ -88,13 +91,21 @@ std::string DivergenceEffect(const PairStats& baseline, const PairStats& flipped
 
 ExplainResult Explain(const ModelSource& a, const ModelSource& b,
                       const std::vector<int64_t>& prompt, const ExplainOptions& options) {
-  const std::vector<std::string> names =
-      options.variants.empty() ? VariantNames() : options.variants;
-  for (const std::string& name : names) FlipVariant(forward::Variants(), name);  // validates
+  std::vector<std::string> names = options.variants;
+  if (names.empty()) {
+    names = VariantNames();
+    names.push_back(kAllVariants);
+  }
+  for (const std::string& name : names) {
+    if (name != kAllVariants) FlipVariant(forward::Variants(), name);  // validates
+  }
   for (const std::string& side : options.sides) {
     if (side != "a" && side != "b") {
       throw InputError(fmt::format("--side: expected a, b or both, got \"{}\"", side));
     }
+  }
+  if (!options.precisions_b.empty() && options.precisions_b.size() != options.precisions.size()) {
+    throw InputError("explain: precisions_b must be empty or as long as precisions");
   }
   const forward::Variants base_a = forward::ReferenceVariants(a.config.arch);
   const forward::Variants base_b = forward::ReferenceVariants(b.config.arch);
@@ -105,13 +116,21 @@ ExplainResult Explain(const ModelSource& a, const ModelSource& b,
   result.variants_b = forward::DescribeVariants(base_b);
   result.max_new_tokens = options.max_new_tokens;
 
-  for (forward::Precision precision : options.precisions) {
+  for (size_t pi = 0; pi < options.precisions.size(); ++pi) {
+    const forward::Precision precision = options.precisions[pi];
+    const forward::Precision precision_b =
+        options.precisions_b.empty() ? precision : options.precisions_b[pi];
     const forward::Numerics numerics = forward::MakeNumerics(precision, options.device);
+    const forward::Numerics numerics_b = forward::MakeNumerics(precision_b, options.device);
     ExplainPrecision baseline;
     baseline.precision = forward::PrecisionName(precision);
+    if (precision_b != precision) {
+      baseline.precision += std::string("/") + forward::PrecisionName(precision_b);
+    }
     baseline.numerics = numerics.Describe();
+    if (precision_b != precision) baseline.numerics += " / " + numerics_b.Describe();
     std::unique_ptr<forward::CausalLM> model_a = a.Build(numerics, &base_a);
-    std::unique_ptr<forward::CausalLM> model_b = b.Build(numerics, &base_b);
+    std::unique_ptr<forward::CausalLM> model_b = b.Build(numerics_b, &base_b);
     baseline.baseline =
         RunPairStats(*model_a, *model_b, prompt, options.max_new_tokens, options.eos_ids);
     spdlog::info("explain {}: baseline first divergence {}", baseline.precision,
@@ -119,16 +138,24 @@ ExplainResult Explain(const ModelSource& a, const ModelSource& b,
     for (const std::string& side : options.sides) {
       const ModelSource& source = side == "a" ? a : b;
       const forward::Variants& base = side == "a" ? base_a : base_b;
+      const forward::Variants& other = side == "a" ? base_b : base_a;
       for (const std::string& name : names) {
         VariantRow row;
         row.precision = baseline.precision;
         row.variant = name;
         row.side = side;
-        row.from = VariantValue(base, name);
-        const forward::Variants flipped = FlipVariant(base, name);
+        forward::Variants flipped;
+        if (name == kAllVariants) {
+          flipped = other;
+          row.from_variants = forward::DescribeVariants(base);
+          row.to_variants = forward::DescribeVariants(other);
+        } else {
+          row.from = VariantValue(base, name);
+          flipped = FlipVariant(base, name);
+        }
         std::unique_ptr<forward::CausalLM> changed;
         try {
-          changed = source.Build(numerics, &flipped);
+          changed = source.Build(side == "a" ? numerics : numerics_b, &flipped);
         } catch (const InputError& e) {
           row.available = false;
           row.note = e.what();
@@ -168,8 +195,13 @@ nlohmann::ordered_json ExplainToJson(const ExplainResult& r) {
     item["precision"] = row.precision;
     item["variant"] = row.variant;
     item["side"] = row.side;
-    item["from"] = row.from;
-    item["to"] = !row.from;
+    if (row.variant == kAllVariants) {
+      item["from"] = row.from_variants;
+      item["to"] = row.to_variants;
+    } else {
+      item["from"] = row.from;
+      item["to"] = !row.from;
+    }
     item["available"] = row.available;
     item["note"] = row.note;
     item["effect"] = row.effect;
@@ -201,8 +233,11 @@ std::string FormatExplain(const ExplainResult& r, bool markdown) {
     for (const ExplainPrecision& p : r.baselines) {
       if (p.precision == row.precision) base = &p.baseline;
     }
-    std::vector<std::string> c = {row.precision, row.variant,
-                                  fmt::format("{} {}->{}", row.side, int(row.from), int(!row.from))};
+    std::vector<std::string> c = {
+        row.precision, row.variant,
+        row.variant == kAllVariants
+            ? fmt::format("{} := {}", row.side, row.side == "a" ? "b" : "a")
+            : fmt::format("{} {}->{}", row.side, int(row.from), int(!row.from))};
     if (!row.available) {
       c.insert(c.end(), {"-", "unavailable", "-", "-"});
       return c;
@@ -216,7 +251,7 @@ std::string FormatExplain(const ExplainResult& r, bool markdown) {
   };
   const std::vector<std::string> header = {"dtype", "variant", "flip", "first divergence",
                                            "effect", "mean KL", "max KL"};
-  const std::vector<size_t> widths = {5, 21, 6, 16, 13, 20, 20};
+  const std::vector<size_t> widths = {9, 21, 6, 16, 13, 20, 20};
   auto line = [&](const std::vector<std::string>& c) {
     std::string s;
     for (size_t i = 0; i < c.size(); ++i) {
@@ -231,6 +266,82 @@ std::string FormatExplain(const ExplainResult& r, bool markdown) {
     if (!row.available) {
       out += fmt::format("{}{} {}: {}\n", markdown ? "\n" : "", row.precision, row.variant,
                          row.note);
+    }
+  }
+  return out;
+}
+
+std::string ExplainSummary(const ExplainRun& run) {
+  std::string out;
+  const ExplainResult& r = run.result;
+  for (const ExplainPrecision& p : r.baselines) {
+    std::string line = fmt::format("{}, prompt {}, {}: ", run.pair, run.prompt_index, p.precision);
+    if (!p.baseline.first_divergence) {
+      line += fmt::format("no divergence in {} steps", p.baseline.steps);
+    } else {
+      line += fmt::format("baseline diverges at step {}", *p.baseline.first_divergence);
+      std::vector<std::string> effects;
+      for (const VariantRow& row : r.rows) {
+        if (row.precision != p.precision || !row.available || row.effect == "unchanged") continue;
+        effects.push_back(fmt::format("{} ({}) {}", row.variant, row.side, row.effect));
+      }
+      line += effects.empty() ? "; no switch moves it" : "; " + fmt::format("{}", fmt::join(effects, ", "));
+      for (const VariantRow& row : r.rows) {
+        if (row.precision == p.precision && row.variant == kAllVariants && row.available &&
+            row.flipped.first_divergence) {
+          line += "; it survives all_variants: the implementations do not explain it";
+        }
+      }
+    }
+    out += line + "\n";
+  }
+  return out;
+}
+
+nlohmann::ordered_json ExplainRunsToJson(const std::vector<ExplainRun>& runs) {
+  nlohmann::ordered_json json;
+  json["command"] = "explain";
+  json["runs"] = nlohmann::ordered_json::array();
+  json["summary"] = nlohmann::ordered_json::array();
+  for (const ExplainRun& run : runs) {
+    nlohmann::ordered_json item;
+    item["pair"] = run.pair;
+    item["prompt_index"] = run.prompt_index;
+    item["prompt"] = run.prompt;
+    const nlohmann::ordered_json result = ExplainToJson(run.result);
+    for (const auto& [key, value] : result.items()) item[key] = value;
+    json["runs"].push_back(item);
+    std::string summary = ExplainSummary(run);
+    size_t start = 0;
+    while (start < summary.size()) {
+      const size_t end = summary.find('\n', start);
+      json["summary"].push_back(summary.substr(start, end - start));
+      start = end + 1;
+    }
+  }
+  return json;
+}
+
+std::string FormatExplainRuns(const std::vector<ExplainRun>& runs, bool markdown) {
+  std::string out;
+  for (const ExplainRun& run : runs) {
+    if (runs.size() > 1) {
+      out += fmt::format("{}{}, prompt {}: {}{}\n", markdown ? "### " : "== ", run.pair,
+                         run.prompt_index, run.prompt, markdown ? "" : " ==");
+      if (markdown) out += "\n";
+    }
+    out += FormatExplain(run.result, markdown) + "\n";
+  }
+  if (runs.size() > 1) {
+    out += markdown ? "### Summary\n\n" : "summary:\n";
+    for (const ExplainRun& run : runs) {
+      std::string summary = ExplainSummary(run);
+      size_t start = 0;
+      while (start < summary.size()) {
+        const size_t end = summary.find('\n', start);
+        out += (markdown ? "- " : "  ") + summary.substr(start, end - start) + "\n";
+        start = end + 1;
+      }
     }
   }
   return out;

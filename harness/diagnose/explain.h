@@ -1,5 +1,8 @@
 // Which implementation choice causes a divergence: rerun the pair flipping one forward::Variants
-// switch at a time on one side and report how the first divergence and the per-step KL move.
+// switch at a time on one side and report how the first divergence and the per-step KL move. The
+// row "all_variants" sets the flipped side's whole implementation to the other side's at once
+// (B's switches := A's), which answers whether implementation choices explain the split at all:
+// if the divergence survives it, the two models compute different functions (see localize).
 //
 // Every run is teacher-forced on A's greedy stream (decode::RunLockstep, teacher A), so per-step KL
 // always compares the two models on identical contexts, and the first step where the argmaxes differ
@@ -22,17 +25,22 @@ namespace parity::diagnose {
 
 // The switches explain flips, in table order.
 const std::vector<std::string>& VariantNames();  // fused_qkv, sdpa_attention, ...
+// The pseudo-variant that copies every switch from the other side.
+inline constexpr const char* kAllVariants = "all_variants";
 // `variants` with the named switch negated; throws InputError for an unknown name.
 forward::Variants FlipVariant(const forward::Variants& variants, const std::string& name);
 bool VariantValue(const forward::Variants& variants, const std::string& name);
 
 struct ExplainOptions {
   std::vector<forward::Precision> precisions = {forward::Precision::kFP32};
+  // B's precision for each entry of `precisions` (a case pair such as original@fp32 vs
+  // original@bf16); empty: B runs at A's precision.
+  std::vector<forward::Precision> precisions_b;
   c10::Device device = c10::Device(c10::kCPU);
   int64_t max_new_tokens = 32;
   std::vector<int64_t> eos_ids;
   std::vector<std::string> sides = {"b"};  // "a" and/or "b": whose switches are flipped
-  std::vector<std::string> variants;       // empty: all of VariantNames()
+  std::vector<std::string> variants;       // empty: VariantNames() then kAllVariants
 };
 
 struct PairStats {
@@ -43,10 +51,11 @@ struct PairStats {
 };
 
 struct VariantRow {
-  std::string precision;   // "fp16"...
-  std::string variant;     // a VariantNames() entry
+  std::string precision;   // "fp16", or "fp32/bf16" when A and B run at different precisions
+  std::string variant;     // a VariantNames() entry, or kAllVariants
   std::string side;        // "a" | "b"
-  bool from = false;       // the switch's value in the baseline
+  bool from = false;       // the switch's value in the baseline (single switches)
+  std::string from_variants, to_variants;  // kAllVariants: DescribeVariants before and after
   bool available = true;   // false when this build cannot run the flipped setting (e.g. sdpa)
   std::string note;        // why unavailable
   PairStats flipped;
@@ -83,5 +92,20 @@ ExplainResult Explain(const ModelSource& a, const ModelSource& b,
 nlohmann::ordered_json ExplainToJson(const ExplainResult& result);
 // A plain terminal table, or (markdown = true) a GitHub markdown table for a bug report.
 std::string FormatExplain(const ExplainResult& result, bool markdown);
+
+// One explain run of a case: a pair and a prompt.
+struct ExplainRun {
+  std::string pair;         // "original@bf16 vs converted@bf16"
+  int64_t prompt_index = 0;
+  std::string prompt;       // the prompt text, or its ids
+  ExplainResult result;
+};
+// {"command": "explain", "runs": [{"pair", "prompt_index", "prompt", ...ExplainToJson}, ...],
+//  "summary": [one sentence per run]}
+nlohmann::ordered_json ExplainRunsToJson(const std::vector<ExplainRun>& runs);
+std::string FormatExplainRuns(const std::vector<ExplainRun>& runs, bool markdown);
+// "original@bf16 vs converted@bf16, prompt 2: baseline diverges at step 5; all_variants removes it;
+// fused_qkv moves it later" (one line per precision of the run).
+std::string ExplainSummary(const ExplainRun& run);
 
 }  // namespace parity::diagnose

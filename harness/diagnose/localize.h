@@ -1,10 +1,15 @@
 // Layer localization: at one decode step, compare every observed point of two models (embedding,
-// each layer's attention and MLP blocks, final norm, logits) on the same teacher-forced tokens, and
-// against each model's own FP64 run, to find where the two computations part and whether they
-// compute different functions ("real") or only round differently ("rounding").
+// each layer's attention and MLP blocks, final norm, logits) at every position of the same
+// teacher-forced tokens (prompt and generated), and against each model's own FP64 run, to find
+// where, in position and in depth, the two computations part and whether they compute different
+// functions ("real") or only round differently ("rounding").
 //
-// Errors at a point, with a and b the two runs' hidden vectors ([D], or [V] for the logits) at the
-// position that predicts the chosen step's token, and a64, b64 the FP64 runs' vectors there:
+// Why every position: a fault that enters at an earlier position (an embedding row of a prompt
+// token, a rotary difference at position 1) first shows at a later position only where attention
+// reads it, so a comparison at the last position alone names the wrong layer.
+//
+// Errors at a point and a position, with a and b the two runs' hidden vectors there ([D], or [V] for
+// the logits) and a64, b64 the FP64 runs' vectors there:
 //   rel(x, ref) = rms(x - ref) / rms(ref)           (0 when both are 0)
 //   rel_rms_error = rel(b, a)            max_abs_error = max |a - b|     cosine = cos(a, b)
 //   a_err_vs_fp64 = rel(a, a64)          b_err_vs_fp64 = rel(b, b64)     fp64_rel_diff = rel(b64, a64)
@@ -26,9 +31,17 @@
 //  3. else "none": bit-identical at every point.
 // Independently, fp64_first_difference names the first point with fp64_rel_diff > kFp64Resolution
 // (also when it stays below the floor and is therefore not "real").
+// Over positions: the rule runs at each position in order; the first position whose departure is
+// "real" is the one reported (its curve is `points`); when no position is real, the last position's
+// curve and departure are reported (where the next token is predicted). Separately, fp64_first_part
+// is the earliest (position, point) where the FP64 runs part at all. Causality makes positions
+// independent in the forward direction: a difference entering at position p cannot reach p' < p.
+// The logits point exists only at positions where both models compute logits (HF Llama's last
+// position only), so a fault in the LM head of such a model is first seen at the last position.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -37,6 +50,7 @@
 #include <c10/core/Device.h>
 #include <nlohmann/json.hpp>
 
+#include "harness/compare/run_result.h"
 #include "harness/diagnose/model_source.h"
 #include "harness/forward/causal_lm.h"
 #include "harness/forward/numerics.h"
@@ -45,19 +59,30 @@ namespace parity::diagnose {
 
 inline constexpr double kFp64Resolution = 1e-9;
 
-// One observed point's vector at the chosen position, as FP64 on the CPU.
+// One observed point's vector at one position, as FP64 on the CPU.
 struct PointValue {
   forward::ObservationPoint point;
   int64_t layer;     // as in the tensor names; -1 for global points
   at::Tensor value;  // [D] or [V], kDouble, CPU
 };
+// One observed point at every position it was computed for.
+struct PointSequence {
+  forward::ObservationPoint point;
+  int64_t layer;
+  int64_t first_position = 0;  // position of values' row 0 (T - 1 for last-position-only logits)
+  at::Tensor values;           // [T - first_position, D or V], kDouble, CPU
+};
 // "embedding", "layer 2 attention", "layer 2 mlp", "final_norm", "logits"
 std::string PointName(forward::ObservationPoint point, int64_t layer);
 
-// Runs `model` on `tokens` (one sequence, fresh cache) and returns every observed point's vector at
-// the last position, in forward order.
-std::vector<PointValue> ObserveLastPosition(forward::CausalLM& model,
-                                            const std::vector<int64_t>& tokens);
+// Runs `model` on `tokens` (one sequence, fresh cache) and returns every observed point's values at
+// every position, in forward order.
+std::vector<PointSequence> ObserveAllPositions(forward::CausalLM& model,
+                                               const std::vector<int64_t>& tokens);
+// The points of all four runs observed at `position`, as the vectors ComparePoints takes (points
+// that some run did not compute there, e.g. last-position-only logits, are left out).
+std::vector<std::vector<PointValue>> PointsAtPosition(
+    const std::vector<const std::vector<PointSequence>*>& runs, int64_t position);
 
 struct PointError {
   std::string name;
@@ -93,12 +118,33 @@ Departure FindFirstDeparture(const std::vector<PointError>& points);
 // Index of the first point with fp64_rel_diff > kFp64Resolution; -1 when none.
 int64_t Fp64FirstDifference(const std::vector<PointError>& points);
 
+// The earliest (position, point) where the FP64 runs part (fp64_rel_diff > kFp64Resolution).
+struct SequencePoint {
+  int64_t position = -1;  // -1: the FP64 runs agree everywhere
+  int64_t token = -1;     // tokens[position]
+  std::string token_text;
+  PointError point;
+};
+
+// One position's summary: where (if anywhere) the runs part there.
+struct PositionSummary {
+  int64_t position = 0;
+  int64_t token = 0;
+  std::string departure_kind;      // FindFirstDeparture at this position: real | rounding | none
+  std::string departure_point;     // its point name; "" for none
+  std::string fp64_first_point;    // first point with an FP64 difference; "" for none
+  double max_fp64_rel_diff = 0;    // over this position's points
+  double max_rel_rms_error = 0;
+};
+
 struct LocalizeOptions {
   forward::Precision precision = forward::Precision::kFP32;
   c10::Device device = c10::Device(c10::kCPU);
   std::optional<int64_t> step;   // null: the first divergence of a free greedy run (or step 0)
   int64_t max_new_tokens = 32;   // length of that free run
   std::vector<int64_t> eos_ids;  // ends a greedy stream
+  // Token id to text for outputs; null: "<id>".
+  std::function<std::string(int64_t)> token_text;
 };
 
 struct LocalizeResult {
@@ -108,13 +154,31 @@ struct LocalizeResult {
   std::string step_source;        // "given" | "first_divergence" | "no_divergence"
   int64_t prompt_length = 0;
   std::vector<int64_t> tokens;    // the teacher-forced input: prompt + A's first `step` tokens
-  int64_t position = 0;           // index in `tokens` of the observed position (the last one)
+  // The position whose curve `points` holds: the first position with a real departure, else the
+  // last one; its token and text.
+  int64_t position = 0;
+  std::string position_source;    // "first_real" | "last"
+  int64_t position_token = 0;
+  std::string position_text;
   std::optional<int64_t> divergence_token_a, divergence_token_b;  // at the first divergence
   std::vector<PointError> points;
   Departure first_departure;
-  int64_t fp64_first_difference = -1;
+  int64_t fp64_first_difference = -1;  // index into `points` (at `position`)
+  SequencePoint fp64_first_part;       // over all positions
+  std::vector<PositionSummary> positions;
+  // The verdict on the flip at this step by the rule compare uses (compare/verdict.h), from the
+  // logits point of both runs and both FP64 runs: null when A and B pick the same token there.
+  std::optional<std::string> verdict_kind;  // "rounding" | "real" | "precision_failure" | ...
+  compare::VerdictEvidence verdict_evidence;
   double seconds = 0;             // wall time of Localize
 };
+
+// Fills result.verdict_kind / verdict_evidence from the four runs' logits points (the last point of
+// each list). `precision` is the run precision of both sides.
+void ClassifyAtLogits(LocalizeResult& result, const std::vector<PointSequence>& a,
+                      const std::vector<PointSequence>& b, const std::vector<PointSequence>& a64,
+                      const std::vector<PointSequence>& b64, forward::Precision precision,
+                      int64_t depth);
 
 // The whole procedure: choose the step, build the teacher-forced tokens, observe both models at the
 // run precision and in FP64, compare. Models are built one or two at a time (never four at once).
@@ -123,6 +187,11 @@ LocalizeResult Localize(const ModelSource& a, const ModelSource& b,
 // The comparison part alone, on models already built (tests).
 LocalizeResult LocalizeTokens(forward::CausalLM& a, forward::CausalLM& b, forward::CausalLM& a64,
                               forward::CausalLM& b64, const std::vector<int64_t>& tokens);
+// The comparison over all positions of observations already made (fills points, position,
+// first_departure, fp64_first_difference, fp64_first_part, positions; token texts by `token_text`).
+void ComparePositions(const std::vector<PointSequence>& a, const std::vector<PointSequence>& b,
+                      const std::vector<PointSequence>& a64, const std::vector<PointSequence>& b64,
+                      const std::function<std::string(int64_t)>& token_text, LocalizeResult& result);
 
 // JSON: {"first_departure": {"layer", "sub_block", "name", "kind", "reason", ...}, "points": [...],
 // ...}; first_departure's layer / sub_block / name are null for kind "none".

@@ -44,6 +44,9 @@ nlohmann::ordered_json DepartureJson(const LocalizeResult& r) {
   }
   json["kind"] = d.kind;
   json["index"] = d.index;
+  json["position"] = r.position;
+  json["token"] = r.position_token;
+  json["token_text"] = r.position_text;
   json["reason"] = d.reason;
   if (d.index >= 0) {
     const PointError& p = r.points[d.index];
@@ -66,6 +69,15 @@ nlohmann::ordered_json LocalizeToJson(const LocalizeResult& r) {
   } else {
     json["fp64_first_difference"] = nullptr;
   }
+  if (r.fp64_first_part.position >= 0) {
+    const SequencePoint& f = r.fp64_first_part;
+    json["fp64_first_part"] = {{"position", f.position},       {"token", f.token},
+                               {"token_text", f.token_text},   {"layer", LayerJson(f.point.layer)},
+                               {"sub_block", f.point.sub_block}, {"name", f.point.name},
+                               {"fp64_rel_diff", f.point.fp64_rel_diff}};
+  } else {
+    json["fp64_first_part"] = nullptr;
+  }
   json["a"] = r.label_a;
   json["b"] = r.label_b;
   json["numerics"] = r.numerics;
@@ -73,16 +85,35 @@ nlohmann::ordered_json LocalizeToJson(const LocalizeResult& r) {
   json["step_source"] = r.step_source;
   json["prompt_length"] = r.prompt_length;
   json["position"] = r.position;
+  json["position_source"] = r.position_source;
   json["tokens"] = r.tokens;
   if (r.divergence_token_a) {
     json["divergence"] = {{"token_a", *r.divergence_token_a}, {"token_b", *r.divergence_token_b}};
   } else {
     json["divergence"] = nullptr;
   }
+  if (r.verdict_kind) {
+    json["verdict"] = {{"kind", *r.verdict_kind},
+                       {"evidence", compare::ToJson(r.verdict_evidence)}};
+  } else {
+    json["verdict"] = nullptr;
+  }
   json["fp64_resolution"] = kFp64Resolution;
   json["seconds"] = r.seconds;
   json["points"] = nlohmann::ordered_json::array();
   for (const PointError& p : r.points) json["points"].push_back(PointJson(p));
+  json["positions"] = nlohmann::ordered_json::array();
+  for (const PositionSummary& p : r.positions) {
+    nlohmann::ordered_json item;
+    item["position"] = p.position;
+    item["token"] = p.token;
+    item["departure_kind"] = p.departure_kind;
+    item["departure_point"] = p.departure_point;
+    item["fp64_first_point"] = p.fp64_first_point;
+    item["max_fp64_rel_diff"] = p.max_fp64_rel_diff;
+    item["max_rel_rms_error"] = p.max_rel_rms_error;
+    json["positions"].push_back(item);
+  }
   return json;
 }
 
@@ -91,8 +122,19 @@ std::string FormatLocalize(const LocalizeResult& r) {
   const char* source = r.step_source == "first_divergence" ? "first divergence of a free run"
                        : r.step_source == "given"          ? "given"
                                                            : "no divergence: last prompt position";
-  out += fmt::format("localize {} vs {} at {}, step {} ({}), position {} of {} tokens\n",
-                     r.label_a, r.label_b, r.numerics, r.step, source, r.position, r.tokens.size());
+  out += fmt::format("localize {} vs {} at {}, step {} ({}), {} positions observed\n", r.label_a,
+                     r.label_b, r.numerics, r.step, source, r.tokens.size());
+  if (r.fp64_first_part.position >= 0) {
+    const SequencePoint& f = r.fp64_first_part;
+    out += fmt::format("  the FP64 runs first part at position {} (token {} \"{}\"), {}\n",
+                       f.position, f.token, f.token_text, f.point.name);
+  } else {
+    out += "  the FP64 runs agree at every position and point\n";
+  }
+  out += fmt::format("  curve below: position {} (token {} \"{}\"), {}\n", r.position,
+                     r.position_token, r.position_text,
+                     r.position_source == "first_real" ? "the first position with a real departure"
+                                                       : "the last position (no real departure)");
   if (r.divergence_token_a) {
     out += fmt::format("  A predicts {}, B predicts {}\n", *r.divergence_token_a,
                        *r.divergence_token_b);
@@ -113,8 +155,15 @@ std::string FormatLocalize(const LocalizeResult& r) {
                        p.cosine ? fmt::format("{:.9f}", *p.cosine) : std::string("-"),
                        p.a_err_vs_fp64, p.b_err_vs_fp64, p.fp64_rel_diff, mark);
   }
-  out += fmt::format("verdict: {}: {}\n", r.first_departure.kind, r.first_departure.reason);
-  out += fmt::format("(errors are relative RMS at the observed position; \"A64\" is A run in FP64; "
+  if (r.verdict_kind) {
+    out += fmt::format("verdict at step {}: {} ({}): {}\n", r.step, *r.verdict_kind,
+                       r.verdict_evidence.source, r.verdict_evidence.reason);
+  } else {
+    out += fmt::format("verdict at step {}: no flip (A and B pick the same token)\n", r.step);
+  }
+  out += fmt::format("first departure: {} at position {}: {}\n", r.first_departure.kind,
+                     r.position, r.first_departure.reason);
+  out += fmt::format("(errors are relative RMS at that position; \"A64\" is A run in FP64; "
                      "real = FP64 difference above max({:.0e}, noise floor))\n",
                      kFp64Resolution);
   return out;

@@ -1,6 +1,8 @@
-// The interface every forward pass implements. InternLM2 (packed wqkv, one GEMM, its remote code's
-// split) and Llama (three projections, HF's numerics) are separate implementations on purpose: the
-// differences between the two code paths are what users need to see.
+// The interface of a forward pass. One decoder (decoder.h) runs every architecture from its
+// description's block features; what differs between two reference code paths (InternLM2's packed
+// wqkv and one GEMM with its remote code's split and score division vs HF's three projections, its
+// rotary tables, LM head positions, attention kernel) stays visible as block features and as the
+// Variants below, which diagnosis flips one at a time.
 #pragma once
 
 #include <functional>
@@ -53,9 +55,12 @@ struct Variants {
                                     // (InternLM2) or max(position) + 1 (HF). See rotary.h.
   bool kv_cache = true;             // false: recompute the whole prefix at every step (done by the
                                     // caller with a fresh KVCache; the model needs nothing else)
+  bool divide_scores_by_sqrt = true;// eager attention scores / math.sqrt(d) (InternLM2) vs
+                                    // scores * d ** -0.5 (HF Llama); the fused kernel ignores it
 };
 // The defaults each reference stack uses: InternLM2's remote code (fused, eager, all positions,
-// precomputed rotary) or HF Llama (split, last position only, per-step rotary, and SDPA, which HF
+// precomputed rotary, scores divided by sqrt(d)) or HF Llama (split, last position only, per-step
+// rotary, scores multiplied by d ** -0.5, and SDPA, which HF
 // picks for the converted copy, whose config lost attn_implementation; SDPA only when this build
 // has libtorch 2.x, else eager).
 Variants ReferenceVariants(model::Architecture arch);
@@ -96,8 +101,8 @@ std::unique_ptr<CausalLM> LoadCausalLM(const io::Checkpoint& checkpoint, const N
                                        const Variants* variants = nullptr);
 
 struct Weights;  // weights.h: tensors by role and layer
-// The same from a config and weights built in code (tests, planted faults): InternLM2 or Llama by
-// config.arch. Throws InputError listing every config or weight problem.
+// The same from a config and weights built in code (tests, planted faults), for config.arch.
+// Throws InputError listing every config or weight problem.
 std::unique_ptr<CausalLM> MakeCausalLM(const model::ModelConfig& config, const Weights& weights,
                                        const Numerics& numerics, const Variants* variants = nullptr);
 

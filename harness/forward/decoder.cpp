@@ -212,7 +212,7 @@ at::Tensor Decoder::Attention(const Layer& l, const at::Tensor& x, at::Tensor& c
   q = ops::ApplyRotary(numerics_, q.transpose(1, 2), rotary.cos, rotary.sin);
   k = ops::ApplyRotary(numerics_, k.transpose(1, 2), rotary.cos, rotary.sin);
   ops::AppendToCache(cached_keys, cached_values, k, v.transpose(1, 2));
-  const ops::ScoreScaling scaling = spec_->features.score_scale == model::ScoreScale::kDivideBySqrt
+  const ops::ScoreScaling scaling = variants_.divide_scores_by_sqrt
                                         ? ops::ScoreScaling::kDivideBySqrt
                                         : ops::ScoreScaling::kMultiplyByInverse;
   at::Tensor out = variants_.sdpa_attention

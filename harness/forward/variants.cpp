@@ -27,14 +27,18 @@ Variants ReferenceVariants(model::Architecture arch) {
   variants.sdpa_attention = reference.sdpa && ops::SdpaAvailable();
   variants.lm_head_all_positions = reference.lm_head_all_positions;
   variants.rotary_precomputed = reference.rotary_precomputed;
+  variants.divide_scores_by_sqrt =
+      model::SpecOf(arch).features.score_scale == model::ScoreScale::kDivideBySqrt;
   return variants;
 }
 
 std::string DescribeVariants(const Variants& variants) {
-  return fmt::format("fused_qkv={} sdpa={} lm_head_all_positions={} rotary_precomputed={} kv_cache={}",
-                     int(variants.fused_qkv), int(variants.sdpa_attention),
-                     int(variants.lm_head_all_positions), int(variants.rotary_precomputed),
-                     int(variants.kv_cache));
+  return fmt::format(
+      "fused_qkv={} sdpa={} lm_head_all_positions={} rotary_precomputed={} kv_cache={} "
+      "divide_scores_by_sqrt={}",
+      int(variants.fused_qkv), int(variants.sdpa_attention), int(variants.lm_head_all_positions),
+      int(variants.rotary_precomputed), int(variants.kv_cache),
+      int(variants.divide_scores_by_sqrt));
 }
 
 std::unique_ptr<CausalLM> MakeCausalLM(const model::ModelConfig& config, const Weights& weights,

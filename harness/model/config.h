@@ -129,10 +129,12 @@ struct ModelConfig {
 // config (qwen2_5_vl, qwen3_vl_moe, internvl_chat...) gives its language model, read from
 // text_config / llm_config (or the top level), with the container's tensor prefixes.
 //
-// Defaults for absent fields are those of the reference config classes (InternLM2Config of the remote
-// code, HF LlamaConfig): rms_norm_eps 1e-6, rope_theta 10000, num_key_value_heads = heads,
-// max_position_embeddings 2048, bos 1, eos 2, tie_word_embeddings false, hidden_act silu; `bias` true
-// for InternLM2, `attention_bias` and `mlp_bias` false for Llama; pad 0 for InternLM2, none for Llama.
+// Defaults for absent fields are those of each family's reference config class, as its ArchSpec
+// (harness/archs/*.cpp) records them: e.g. InternLM2Config / LlamaConfig: rms_norm_eps 1e-6,
+// rope_theta 10000, num_key_value_heads = heads, max_position_embeddings 2048, bos 1, eos 2,
+// tie_word_embeddings false, hidden_act silu; `bias` true for InternLM2, `attention_bias` and
+// `mlp_bias` false for Llama; pad 0 for InternLM2, none for Llama; Qwen3's head_dim 128; Mistral's
+// sliding_window 4096; Qwen3-MoE's 128 experts, top-8, width 768.
 // Unlike the Python classes, the sizes (vocab_size, hidden_size, intermediate_size,
 // num_hidden_layers, num_attention_heads) are required: a real checkpoint always states them, and a
 // silent 7B-sized default would hide a broken file. Transformers 5's `rope_parameters` and `dtype`

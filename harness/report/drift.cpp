@@ -40,10 +40,19 @@ std::string PairIdOfRun(const compare::Summary& summary, const compare::Run& run
          run.pair.b.precision;
 }
 
-void CompareKl(const char* metric, double base, double now, const DriftThresholds& t,
+// The coarser precision of a run's pair (fewer significand bits), as its name.
+std::string CoarserPrecision(const compare::Run& run) {
+  auto bits = [](const std::string& p) {
+    return p == "bf16" ? 8 : p == "fp16" ? 11 : p == "fp32" ? 24 : p == "fp64" ? 53 : 24;
+  };
+  return bits(run.pair.a.precision) <= bits(run.pair.b.precision) ? run.pair.a.precision
+                                                                  : run.pair.b.precision;
+}
+
+void CompareKl(const char* metric, double base, double now, double floor, const DriftThresholds& t,
                const std::string& pair, const std::string& run, std::vector<DriftItem>* items) {
   if (std::isnan(base) && std::isnan(now)) return;
-  double limit = t.kl_factor * std::max(std::isnan(base) ? 0.0 : base, t.kl_floor);
+  double limit = t.kl_factor * std::max(std::isnan(base) ? 0.0 : base, floor);
   // A KL that became non-finite (null in the file) is always drift.
   bool trips = std::isnan(now) ? !std::isnan(base) : now > limit;
   if (!trips) return;
@@ -51,33 +60,51 @@ void CompareKl(const char* metric, double base, double now, const DriftThreshold
                     fmt::format("{} {}: {} -> {} (limit {} = {} x max(baseline, floor {}))", run,
                                 metric, FormatNumber(base), FormatNumber(now),
                                 FormatNumber(limit), FormatNumber(t.kl_factor),
-                                FormatNumber(t.kl_floor))});
+                                FormatNumber(floor))});
 }
 
 void CompareRun(const compare::Run& base, const compare::Run& now, const std::string& pair,
-                const DriftThresholds& t, std::vector<DriftItem>* items) {
+                const DriftThresholds& t, bool teacher_forced, std::vector<DriftItem>* items) {
   // First divergence: a baseline run that never diverged counts as diverging at its end.
   if (now.first_divergence) {
     int64_t now_step = now.first_divergence->step;
     int64_t base_step = base.first_divergence ? base.first_divergence->step : base.metrics.steps;
     int64_t limit = base_step - t.first_divergence_earlier_by;
+    const std::string& kind = now.first_divergence->kind;
     if (now_step < limit) {
       std::string base_text = base.first_divergence
                                   ? fmt::format("step {}", base_step)
                                   : fmt::format("none in {} steps", base.metrics.steps);
+      // A rounding flip moves with threads and kernels: reported, tripping only when asked.
+      const bool trips = kind != "rounding" || t.fail_on_rounding_flip_move;
       items->push_back({"first_divergence_step", pair, now.id, static_cast<double>(base_step),
-                        static_cast<double>(now_step), static_cast<double>(limit), true,
-                        fmt::format("{} first_divergence_step: {} -> step {} ({}; earlier by "
-                                    "more than {} steps)",
-                                    now.id, base_text, now_step, now.first_divergence->kind,
-                                    t.first_divergence_earlier_by)});
+                        static_cast<double>(now_step), static_cast<double>(limit), trips,
+                        fmt::format("{}{} first_divergence_step: {} -> step {} ({}; earlier by "
+                                    "more than {} steps{})",
+                                    trips ? "" : "note: ", now.id, base_text, now_step, kind,
+                                    t.first_divergence_earlier_by,
+                                    trips ? "" : "; a rounding flip moving is not drift unless "
+                                                 "fail_on_rounding_flip_move")});
+    }
+    const bool bad_now = kind == "real" || kind == "precision_failure";
+    const bool bad_before = base.first_divergence && (base.first_divergence->kind == "real" ||
+                                                      base.first_divergence->kind ==
+                                                          "precision_failure");
+    if (bad_now && !bad_before) {
+      items->push_back({"verdict", pair, now.id, std::nullopt, std::nullopt, std::nullopt, true,
+                        fmt::format("{} verdict: {} -> {} at step {}: {}", now.id,
+                                    base.first_divergence ? base.first_divergence->kind
+                                                          : std::string("no divergence"),
+                                    kind, now_step, now.first_divergence->evidence.reason)});
     }
   }
-  CompareKl("p99_kl", base.metrics.p99_kl, now.metrics.p99_kl, t, pair, now.id, items);
-  CompareKl("max_kl", base.metrics.max_kl, now.metrics.max_kl, t, pair, now.id, items);
+  const double floor = t.KlFloor(CoarserPrecision(now));
+  CompareKl("p99_kl", base.metrics.p99_kl, now.metrics.p99_kl, floor, t, pair, now.id, items);
+  CompareKl("max_kl", base.metrics.max_kl, now.metrics.max_kl, floor, t, pair, now.id, items);
   double base_top1 = base.metrics.top1_agreement, now_top1 = now.metrics.top1_agreement;
   double top1_limit = base_top1 - t.top1_drop;
-  if ((std::isnan(now_top1) && !std::isnan(base_top1)) || now_top1 < top1_limit) {
+  const bool gate_top1 = teacher_forced || std::isnan(now_top1);
+  if (gate_top1 && ((std::isnan(now_top1) && !std::isnan(base_top1)) || now_top1 < top1_limit)) {
     items->push_back({"top1_agreement", pair, now.id, base_top1, now_top1, top1_limit, true,
                       fmt::format("{} top1_agreement: {} -> {} (fell by more than {})", now.id,
                                   FormatPercent(base_top1), FormatPercent(now_top1),
@@ -147,7 +174,31 @@ DriftThresholds DriftThresholdsFromJson(const nlohmann::json& json, const std::s
         problems.push_back(fmt::format("{}.kl_factor: expected >= 1, got {}", where, value.dump()));
       }
     } else if (key == "kl_floor") {
-      number(&t.kl_floor, false);
+      double floor = 0;
+      number(&floor, false);
+      t.kl_floor_fp64 = t.kl_floor_fp32 = t.kl_floor_fp16 = t.kl_floor_bf16 = floor;
+    } else if (key == "kl_floors") {
+      if (!value.is_object()) {
+        problems.push_back(fmt::format("{}.kl_floors: expected an object of precision -> floor, "
+                                       "got {}", where, value.dump()));
+      } else {
+        for (const auto& floor : value.items()) {
+          double* out = floor.key() == "fp64"   ? &t.kl_floor_fp64
+                        : floor.key() == "fp32" ? &t.kl_floor_fp32
+                        : floor.key() == "fp16" ? &t.kl_floor_fp16
+                        : floor.key() == "bf16" ? &t.kl_floor_bf16
+                                                : nullptr;
+          if (out == nullptr || !floor.value().is_number() || floor.value().get<double>() < 0) {
+            problems.push_back(fmt::format("{}.kl_floors.{}: expected fp64, fp32, fp16 or bf16 "
+                                           "with a non-negative number, got {}",
+                                           where, floor.key(), floor.value().dump()));
+          } else {
+            *out = floor.value().get<double>();
+          }
+        }
+      }
+    } else if (key == "fail_on_rounding_flip_move") {
+      boolean(&t.fail_on_rounding_flip_move);
     } else if (key == "top1_drop") {
       number(&t.top1_drop, false);
     } else if (key == "fail_on_new_failing_pair") {
@@ -157,7 +208,8 @@ DriftThresholds DriftThresholdsFromJson(const nlohmann::json& json, const std::s
     } else {
       problems.push_back(fmt::format(
           "{}.{}: unknown field (expected first_divergence_earlier_by, kl_factor, kl_floor, "
-          "top1_drop, fail_on_new_failing_pair, fail_on_missing)",
+          "kl_floors, top1_drop, fail_on_rounding_flip_move, fail_on_new_failing_pair, "
+          "fail_on_missing)",
           where, key));
     }
   }
@@ -172,7 +224,9 @@ DriftThresholds DriftThresholdsFromJson(const nlohmann::json& json, const std::s
 nlohmann::json ToJson(const DriftThresholds& t) {
   return {{"first_divergence_earlier_by", t.first_divergence_earlier_by},
           {"kl_factor", t.kl_factor},
-          {"kl_floor", t.kl_floor},
+          {"kl_floors", {{"fp64", t.kl_floor_fp64}, {"fp32", t.kl_floor_fp32},
+                         {"fp16", t.kl_floor_fp16}, {"bf16", t.kl_floor_bf16}}},
+          {"fail_on_rounding_flip_move", t.fail_on_rounding_flip_move},
           {"top1_drop", t.top1_drop},
           {"fail_on_new_failing_pair", t.fail_on_new_failing_pair},
           {"fail_on_missing", t.fail_on_missing}};
@@ -186,6 +240,13 @@ DriftThresholds DriftThresholdsFromCaseFile(const std::string& case_path) {
   auto drift = thresholds->find("drift");
   if (drift == thresholds->end() || drift->is_null()) return {};
   return DriftThresholdsFromJson(*drift, case_path + ": thresholds.drift");
+}
+
+double DriftThresholds::KlFloor(const std::string& precision) const {
+  if (precision == "fp64") return kl_floor_fp64;
+  if (precision == "fp16") return kl_floor_fp16;
+  if (precision == "bf16") return kl_floor_bf16;
+  return kl_floor_fp32;
 }
 
 bool DriftReport::Drifted() const {
@@ -222,7 +283,7 @@ DriftReport CompareWithBaseline(const compare::Summary& baseline, const compare:
       continue;
     }
     ++report.runs_compared;
-    CompareRun(base_run, *now_run, pair, t, &items);
+    CompareRun(base_run, *now_run, pair, t, current.settings.mode == "teacher_forced", &items);
   }
   for (const compare::Run& run : current.runs) {
     if (FindRun(baseline, run.id) == nullptr) {

@@ -1,17 +1,25 @@
-// Drift gates: compare a run with its case's stored baseline and say what moved.
+// Drift gates: compare a run with its case's stored baseline and say what moved. Like is compared
+// with like: the KL and top-1 figures are those of the same-context steps (run_result.h RunMetrics),
+// never the steps after a split, where the two sides read different texts.
 //
 // Per run (matched by Run::id, i.e. prompt and pair):
 //   first_divergence_step  the run now diverges more than `first_divergence_earlier_by` steps
 //                          earlier than the baseline (a baseline run that never diverged counts
-//                          as diverging at its number of compared steps);
-//   p99_kl, max_kl         the value grew beyond kl_factor x max(baseline, kl_floor) (see
-//                          DriftThresholds::kl_floor for why a floor);
-//   top1_agreement         the same-top-1 rate fell by more than `top1_drop`;
+//                          as diverging at its number of compared steps). A divergence whose verdict
+//                          is "rounding" moves with the thread count and the BLAS build: reported,
+//                          but it trips only with fail_on_rounding_flip_move;
+//   verdict                the first divergence's kind became real or precision_failure;
+//   p99_kl, max_kl         the value grew beyond kl_factor x max(baseline, floor), the floor of the
+//                          pair's coarser precision (DriftThresholds::KlFloor);
+//   top1_agreement         the same-top-1 rate fell by more than `top1_drop` (teacher-forced runs;
+//                          in free mode the same-context rate is k/(k+1) for a divergence at step k,
+//                          which the first_divergence_step gate already judges);
 //   missing_run            a baseline run is absent now.
 // Per pair (matched by PairSummary::id):
 //   new_failing_pair       a pair that passed in the baseline (or did not exist) fails now;
 //   missing_pair           a baseline pair is absent now.
-// Informational (never trips): new runs/pairs without a baseline, changed settings.
+// Informational (never trips): new runs/pairs without a baseline, changed settings, rounding flips
+// that moved.
 #pragma once
 
 #include <cstdint>
@@ -29,13 +37,20 @@ namespace parity::report {
 struct DriftThresholds {
   int64_t first_divergence_earlier_by = 2;  // steps
   double kl_factor = 2.0;                   // allowed growth of p99_kl and max_kl
-  // KL values below this (nats) are treated as this value, so noise-level KL cannot trip the
-  // factor (1e-12 -> 3e-12 at FP32 is no drift). 1e-6 nats bounds the total-variation distance by
-  // sqrt(KL / 2) = 7e-4 (Pinsker): no probability moves by more than 0.07 points. It is also below
-  // what rounding FP32 logits of magnitude ~10 to FP16 alone produces (KL ~ Var(δ)/2 with
-  // δ ~ U(±ulp/2), ulp = 2^-7: ~2.5e-6), so FP32 comparisons (1e-12..1e-8) stay under it while
-  // FP16/BF16 comparisons (1e-5..1e-3) are watched by the factor.
-  double kl_floor = 1e-6;
+  // KL values below the floor (nats) are treated as the floor, so noise-level KL cannot trip the
+  // factor. One floor per precision, because rounding noise differs by orders of magnitude: the
+  // same-context KL of two runs of one function is ~1e-15..1e-10 at FP32 and ~1e-5..1e-3 at BF16
+  // (measured here); FP16 has 3 more significand bits than BF16, i.e. ~64x smaller KL (KL scales with
+  // the squared logit error). Each floor sits above that precision's noise and far below a real
+  // change: a 1% scale of one MLP weight moved the FP32 max KL from 2e-15 to 3e-8 (>> 2 x 1e-9).
+  // `kl_floor` in a case sets one floor for every precision (the older form).
+  double kl_floor_fp64 = 1e-20;
+  double kl_floor_fp32 = 1e-9;
+  double kl_floor_fp16 = 1e-4;
+  double kl_floor_bf16 = 1e-3;
+  // The floor of a pair whose coarser precision is `precision` ("fp32", "bf16", ...).
+  double KlFloor(const std::string& precision) const;
+  bool fail_on_rounding_flip_move = false;  // a rounding flip that moved earlier trips drift
   double top1_drop = 0.05;                  // allowed absolute fall of the same-top-1 rate
   bool fail_on_new_failing_pair = true;
   bool fail_on_missing = true;              // a baseline run or pair absent now trips

@@ -107,7 +107,8 @@ nlohmann::json ToJson(const HistoryRecord& r) {
           {"pass", r.pass},
           {"runs", r.runs},
           {"diverged_runs", r.diverged_runs},
-          {"near_tie_runs", r.near_tie_runs},
+          {"rounding_runs", r.rounding_runs},
+          {"real_runs", r.real_runs},
           {"earliest_divergence_step", r.earliest_divergence_step
                                            ? nlohmann::json(*r.earliest_divergence_step)
                                            : nlohmann::json(nullptr)},
@@ -135,7 +136,10 @@ HistoryRecord HistoryRecordFromJson(const nlohmann::json& json, const std::strin
   r.pass = Field<bool>(json, "pass", source);
   r.runs = Field<int64_t>(json, "runs", source);
   r.diverged_runs = Field<int64_t>(json, "diverged_runs", source);
-  r.near_tie_runs = Field<int64_t>(json, "near_tie_runs", source);
+  // Records written before verdict kinds existed name rounding flips "near_tie_runs".
+  r.rounding_runs = json.contains("rounding_runs") ? Field<int64_t>(json, "rounding_runs", source)
+                                                   : Field<int64_t>(json, "near_tie_runs", source);
+  if (json.contains("real_runs")) r.real_runs = Field<int64_t>(json, "real_runs", source);
   auto earliest = json.find("earliest_divergence_step");
   if (earliest != json.end() && !earliest->is_null()) {
     r.earliest_divergence_step = Field<int64_t>(json, "earliest_divergence_step", source);
@@ -172,11 +176,14 @@ std::vector<HistoryRecord> RecordsFromSummary(const compare::Summary& summary,
       for (const compare::Run& run : summary.runs) {
         if (run.id != id) continue;
         ++r.runs;
-        r.p99_kl = std::max(r.p99_kl, run.metrics.p99_kl);
-        r.max_abs_logit_diff = std::max(r.max_abs_logit_diff, run.metrics.max_abs_logit_diff);
+        r.p99_kl = compare::MaxPropagatingNan(r.p99_kl, run.metrics.p99_kl);
+        r.max_abs_logit_diff =
+            compare::MaxPropagatingNan(r.max_abs_logit_diff, run.metrics.max_abs_logit_diff);
         if (run.first_divergence) {
           ++r.diverged_runs;
-          if (run.first_divergence->kind == "near_tie") ++r.near_tie_runs;
+          const std::string& kind = run.first_divergence->kind;
+          if (kind == "rounding") ++r.rounding_runs;
+          if (kind == "real" || kind == "precision_failure") ++r.real_runs;
           r.earliest_divergence_step =
               std::min(r.earliest_divergence_step.value_or(run.first_divergence->step),
                        run.first_divergence->step);

@@ -34,7 +34,8 @@ struct HistoryRecord {
   bool pass = true;               // PairSummary::pass
   int64_t runs = 0;               // prompts run for this pair
   int64_t diverged_runs = 0;      // runs with a first divergence
-  int64_t near_tie_runs = 0;      // ... of kind near_tie
+  int64_t rounding_runs = 0;      // ... of kind rounding (older records: near_tie_runs)
+  int64_t real_runs = 0;          // ... of kind real or precision_failure
   std::optional<int64_t> earliest_divergence_step;  // min over runs; null when none diverged
   double mean_kl = 0;             // PairSummary::mean_kl
   double max_kl = 0;              // PairSummary::max_kl

@@ -29,7 +29,7 @@ th{background:#efefef;font-weight:600}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 .badge{display:inline-block;white-space:nowrap;padding:0 8px;border-radius:9px;font-weight:600;font-size:12px;color:#fff;
 margin-left:6px;vertical-align:middle}
-.badge.pass{background:#1e8449}.badge.fail{background:#b03a2e}.badge.near_tie{background:#b9770e}
+.badge.pass{background:#1e8449}.badge.fail{background:#b03a2e}.badge.rounding{background:#b9770e}.badge.real,.badge.precision_failure{background:#b03a2e}.badge.undetermined{background:#6c3483}
 .badge.real{background:#6c3483}.badge.same{background:#7f8c8d}
 .sbs{display:grid;grid-template-columns:1fr 1fr;gap:12px;margin:8px 0}
 pre.stream{white-space:pre-wrap;word-break:break-word;background:#fff;border:1px solid #ccc;
@@ -67,17 +67,16 @@ constexpr const char* kTailScript =
 std::string VerdictSection(const compare::Summary& summary) {
   std::string out = "<section id=\"verdict\"><h2>Verdict</h2>\n<table><tr><th>pair</th>"
                     "<th>verdict</th><th>runs passing</th><th>earliest divergence</th>"
-                    "<th>divergences (near-tie / real)</th><th>mean KL</th><th>max KL</th>"
+                    "<th>divergences (rounding / real / other)</th><th>mean KL</th><th>max KL</th>"
                     "<th>same top-1</th><th>gates</th></tr>\n";
   for (const compare::PairSummary& pair : summary.pairs) {
     auto runs = RunsOfPair(summary, pair);
-    int passing = 0, near_tie = 0, real = 0;
+    int passing = 0;
     std::optional<int64_t> earliest;
     std::vector<std::string> gates;
     for (const compare::Run* run : runs) {
       passing += run->pass ? 1 : 0;
       if (run->first_divergence) {
-        (run->first_divergence->kind == "near_tie" ? near_tie : real) += 1;
         earliest = std::min(earliest.value_or(run->first_divergence->step),
                             run->first_divergence->step);
       }
@@ -90,10 +89,10 @@ std::string VerdictSection(const compare::Summary& summary) {
     if (gates.empty()) gate_text = "<span class=\"note\">none</span>";
     out += fmt::format(
         "<tr><td><a href=\"#pair-{}\">{}</a></td><td>{}</td><td class=\"num\">{} / {}</td>"
-        "<td class=\"num\">{}</td><td class=\"num\">{} / {}</td><td class=\"num\">{}</td>"
+        "<td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>"
         "<td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>\n",
         HtmlEscape(AnchorId(pair.id)), HtmlEscape(pair.id), PassBadge(pair.pass), passing,
-        runs.size(), earliest ? std::to_string(*earliest) : "none", near_tie, real,
+        runs.size(), earliest ? std::to_string(*earliest) : "none", KindCounts(runs),
         FormatNumber(pair.mean_kl), FormatNumber(pair.max_kl),
         FormatPercent(pair.top1_agreement), gate_text);
   }
@@ -142,6 +141,7 @@ std::string LocalizeSection(const LocalizeView& view) {
   for (const std::string& problem : view.problems) {
     out += "<p class=\"note\">localize.json: " + HtmlEscape(problem) + "</p>\n";
   }
+  if (!view.headline.empty()) out += "<p><b>" + HtmlEscape(view.headline) + "</b></p>\n";
   if (view.first_departure) {
     out += "<h3>First departure</h3>\n<table>";
     if (view.first_departure->is_object()) {
@@ -199,7 +199,8 @@ std::string JsonForScript(const nlohmann::json& json) {
 }
 
 std::string RenderHtml(const compare::RunOutputs& outputs,
-                       const std::optional<LocalizeView>& localize) {
+                       const std::optional<LocalizeView>& localize,
+                       const std::optional<DiagnosisView>& diagnosis) {
   const compare::Summary& summary = outputs.summary;
   bool pass = summary.verdict.pass;
   std::string out = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n";
@@ -246,6 +247,7 @@ std::string RenderHtml(const compare::RunOutputs& outputs,
   }
   if (!orphans.empty()) out += "<section><h2>Other runs</h2>\n" + orphans + "</section>\n";
   if (localize) out += LocalizeSection(*localize);
+  if (diagnosis) out += DiagnosisHtml(*diagnosis);
   out += SettingsSection(summary);
 
   nlohmann::json steps = nlohmann::json::array();

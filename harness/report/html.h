@@ -14,12 +14,15 @@
 #include <string>
 
 #include "harness/compare/run_result.h"
+#include "harness/report/diagnosis_view.h"
 #include "harness/report/localize_view.h"
 
 namespace parity::report {
 
+// `diagnosis`: the weight explanations and explain sentences, shown after the localization.
 std::string RenderHtml(const compare::RunOutputs& outputs,
-                       const std::optional<LocalizeView>& localize);
+                       const std::optional<LocalizeView>& localize,
+                       const std::optional<DiagnosisView>& diagnosis = std::nullopt);
 
 // Text safe inside <script type="application/json">: every '<' becomes \u003c (so neither
 // "</script>" nor "<!--" can appear), as do U+2028 and U+2029 for good measure.

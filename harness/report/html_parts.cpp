@@ -23,8 +23,7 @@ std::string KindBadge(const compare::Run& run) {
   if (!run.first_divergence) return "<span class=\"badge same\">identical</span>";
   const std::string& kind = run.first_divergence->kind;
   return fmt::format("<span class=\"badge {}\">{} at step {}</span>", HtmlEscape(kind),
-                     kind == "near_tie" ? "near-tie flip" : "real divergence",
-                     run.first_divergence->step);
+                     KindWords(kind), run.first_divergence->step);
 }
 
 std::string StreamHtml(const StreamSplit& split) {
@@ -54,7 +53,6 @@ std::string DivergenceBlock(const compare::Run& run) {
          VisibleHtml(TailUtf8(fd.context, kContextChars)) + "</span><span class=\"fork\">[A: " +
          "<mark class=\"div\">" + VisibleHtml(fd.text_a) + "</mark> | B: <mark class=\"div\">" +
          VisibleHtml(fd.text_b) + "</mark>]</span></pre>\n";
-  bool near_tie = fd.kind == "near_tie";
   out += fmt::format(
       "<table><tr><th></th><th>token</th><th>id</th><th>top-1 margin</th></tr>\n"
       "<tr><th>A chose</th><td><code class=\"tok\">{}</code></td><td class=\"num\">{}</td>"
@@ -62,13 +60,14 @@ std::string DivergenceBlock(const compare::Run& run) {
       "<td class=\"num\">{}</td><td class=\"num\">{}</td></tr></table>\n",
       VisibleHtml(fd.text_a), fd.token_a, FormatNumber(fd.margin_a), VisibleHtml(fd.text_b),
       fd.token_b, FormatNumber(fd.margin_b));
+  std::string words = KindWords(fd.kind);
+  words[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(words[0])));
   out += fmt::format(
-      "<p><b>{}</b>: the preference between the two tokens moved by {} (flip gap) against a "
-      "rounding tolerance of {}; observed noise at these tokens {}. {}</p>\n",
-      near_tie ? "Near-tie flip" : "Real divergence", FormatNumber(fd.flip_gap),
-      FormatNumber(fd.tolerance), FormatNumber(fd.noise),
-      near_tie ? "Rounding at the run precision explains it."
-               : "More than rounding at the run precision explains: the two computations differ.");
+      "<p><b>{}</b> (evidence: {}): {}. The preference between the two tokens moved by {} (flip "
+      "gap; ULP-rule tolerance {}); noise at these tokens {}.</p>\n",
+      words, HtmlEscape(fd.evidence.source), HtmlEscape(fd.evidence.reason),
+      FormatNumber(fd.flip_gap), FormatNumber(fd.tolerance),
+      FormatNumber(fd.noise));
   return out;
 }
 

@@ -64,6 +64,31 @@ LocalizeView ParseLocalize(const nlohmann::json& json, const std::string& source
   }
   if (auto first = json.find("first_departure"); first != json.end() && !first->is_null()) {
     view.first_departure = *first;
+    if (first->is_object()) {
+      const std::string kind = first->value("kind", std::string());
+      const std::string name = first->contains("name") && (*first)["name"].is_string()
+                                   ? (*first)["name"].get<std::string>()
+                                   : std::string();
+      if (!kind.empty()) {
+        view.headline = kind + " departure";
+        if (!name.empty()) view.headline += " at " + name;
+        if (first->contains("position") && (*first)["position"].is_number_integer()) {
+          view.headline += fmt::format(", position {}", (*first)["position"].get<int64_t>());
+          if (first->contains("token_text") && (*first)["token_text"].is_string()) {
+            view.headline += fmt::format(" (token \"{}\")", (*first)["token_text"].get<std::string>());
+          }
+        }
+      }
+    }
+  }
+  if (auto part = json.find("fp64_first_part"); part != json.end() && part->is_object()) {
+    const nlohmann::json& p = *part;
+    if (p.contains("position") && p["position"].is_number_integer() && p.contains("name") &&
+        p["name"].is_string()) {
+      view.headline += fmt::format("{}the FP64 runs first part at position {}, {}",
+                                   view.headline.empty() ? "" : "; ", p["position"].get<int64_t>(),
+                                   p["name"].get<std::string>());
+    }
   }
   if (auto run = json.find("run_id"); run != json.end() && run->is_string()) view.run_id = *run;
   auto text = [&](const char* key) -> std::string {

@@ -33,6 +33,10 @@ struct LocalizeView {
   std::string covers;   // which models, precision, prompt and step, in words ("" when unknown)
   std::vector<LocalizePoint> points;             // in file order (input to output)
   std::optional<nlohmann::json> first_departure; // the object as written
+  // One sentence from first_departure and fp64_first_part: "real departure at layer 2 attention,
+  // position 5 (token 5 "x"); the FP64 runs first part at position 5, embedding". "" when the file
+  // has neither.
+  std::string headline;
   std::vector<std::string> problems;             // fields that could not be read, in words
 };
 

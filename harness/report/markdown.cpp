@@ -14,22 +14,22 @@ constexpr size_t kContextChars = 80;  // context characters quoted before a dive
 
 std::string PairTable(const compare::Summary& summary) {
   std::string out =
-      "| pair | verdict | runs passing | earliest divergence | near-tie / real | mean KL | max KL "
+      "| pair | verdict | runs passing | earliest divergence | rounding / real / other | mean KL "
+      "| max KL "
       "| same top-1 |\n|---|---|---|---|---|---|---|---|\n";
   for (const compare::PairSummary& pair : summary.pairs) {
     auto runs = RunsOfPair(summary, pair);
-    int passing = 0, near_tie = 0, real = 0;
+    int passing = 0;
     std::optional<int64_t> earliest;
     for (const compare::Run* run : runs) {
       passing += run->pass ? 1 : 0;
       if (!run->first_divergence) continue;
-      (run->first_divergence->kind == "near_tie" ? near_tie : real) += 1;
       earliest = std::min(earliest.value_or(run->first_divergence->step),
                           run->first_divergence->step);
     }
-    out += fmt::format("| {} | {} | {}/{} | {} | {} / {} | {} | {} | {} |\n",
+    out += fmt::format("| {} | {} | {}/{} | {} | {} | {} | {} | {} |\n",
                        MarkdownEscape(pair.id), pair.pass ? "PASS" : "**FAIL**", passing,
-                       runs.size(), earliest ? std::to_string(*earliest) : "none", near_tie, real,
+                       runs.size(), earliest ? std::to_string(*earliest) : "none", KindCounts(runs),
                        FormatNumber(pair.mean_kl), FormatNumber(pair.max_kl),
                        FormatPercent(pair.top1_agreement));
   }
@@ -39,19 +39,26 @@ std::string PairTable(const compare::Summary& summary) {
 std::string RunLine(const compare::Run& run) {
   std::string out = fmt::format("- `{}` {}: ", run.id, run.pass ? "pass" : "**FAIL**");
   if (!run.first_divergence) {
-    return out + fmt::format("identical for all {} compared steps; max KL {}, max |Δlogit| {}\n",
-                             run.metrics.steps, FormatNumber(run.metrics.max_kl),
-                             FormatNumber(run.metrics.max_abs_logit_diff));
+    out += fmt::format("identical for all {} compared steps; max KL {}, max |Δlogit| {}\n",
+                       run.metrics.steps, FormatNumber(run.metrics.max_kl),
+                       FormatNumber(run.metrics.max_abs_logit_diff));
+    if (run.verdict_kind && *run.verdict_kind != "rounding") {
+      out += fmt::format("  verdict: **{}** ({}): {}\n", *run.verdict_kind,
+                         run.verdict_evidence.source, MarkdownEscape(run.verdict_evidence.reason));
+    }
+    return out;
   }
   const compare::FirstDivergence& fd = *run.first_divergence;
+  const std::string words = KindWords(fd.kind);
   out += fmt::format(
       "{} at step {}{}: A {} vs B {} (flip gap {}, tolerance {}, margins {} / {}, noise {}); "
       "max KL {}\n",
-      fd.kind == "near_tie" ? "near-tie flip" : "**real divergence**", fd.step,
+      fd.kind == "rounding" ? words : "**" + words + "**", fd.step,
       fd.after_newline ? " (after a newline)" : "", MarkdownCode(fd.text_a),
       MarkdownCode(fd.text_b), FormatNumber(fd.flip_gap), FormatNumber(fd.tolerance),
       FormatNumber(fd.margin_a), FormatNumber(fd.margin_b), FormatNumber(fd.noise),
       FormatNumber(run.metrics.max_kl));
+  out += fmt::format("  verdict ({}): {}\n", fd.evidence.source, MarkdownEscape(fd.evidence.reason));
   out += "  context: " + MarkdownCode(TailUtf8(fd.context, kContextChars)) + "\n";
   return out;
 }
@@ -59,7 +66,8 @@ std::string RunLine(const compare::Run& run) {
 }  // namespace
 
 std::string RenderMarkdown(const compare::RunOutputs& outputs,
-                           const std::optional<LocalizeView>& localize) {
+                           const std::optional<LocalizeView>& localize,
+                           const std::optional<DiagnosisView>& diagnosis) {
   const compare::Summary& summary = outputs.summary;
   const compare::Settings& s = summary.settings;
   std::string out = fmt::format("# Parity: {} \u2014 {}\n\n", MarkdownEscape(summary.case_ref.name),
@@ -96,12 +104,14 @@ std::string RenderMarkdown(const compare::RunOutputs& outputs,
     for (const std::string& problem : localize->problems) {
       out += "- note: " + MarkdownEscape(problem) + "\n";
     }
+    if (!localize->headline.empty()) out += MarkdownEscape(localize->headline) + "\n\n";
     if (localize->first_departure) {
       out += "First departure: " + MarkdownCode(localize->first_departure->dump()) + "\n";
     }
     out += fmt::format("{} observation points (chart in report.html).\n\n",
                        localize->points.size());
   }
+  if (diagnosis) out += DiagnosisMarkdown(*diagnosis);
 
   out += "## Settings\n\n";
   out += fmt::format("- case: {}{}\n", MarkdownEscape(summary.case_ref.name),

@@ -7,11 +7,13 @@
 #include <string>
 
 #include "harness/compare/run_result.h"
+#include "harness/report/diagnosis_view.h"
 #include "harness/report/localize_view.h"
 
 namespace parity::report {
 
 std::string RenderMarkdown(const compare::RunOutputs& outputs,
-                           const std::optional<LocalizeView>& localize);
+                           const std::optional<LocalizeView>& localize,
+                           const std::optional<DiagnosisView>& diagnosis = std::nullopt);
 
 }  // namespace parity::report

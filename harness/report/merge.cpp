@@ -133,8 +133,9 @@ compare::PairSummary SummarizePair(const compare::PairSummary& identity,
     // mean is bit-identical to an unsharded run's.
     double run_kl_sum = 0;
     for (const compare::StepRecord* step : steps_of_run[run->id]) {
+      if (!step->same_context) continue;  // as the comparison: same-context steps only
       run_kl_sum += step->kl;
-      pair.max_kl = std::max(pair.max_kl, step->kl);
+      pair.max_kl = compare::MaxPropagatingNan(pair.max_kl, step->kl);
       agree += step->top1_agree ? 1 : 0;
       ++count;
     }
@@ -312,6 +313,8 @@ compare::RunOutputs MergeShards(const std::vector<ShardOutputs>& shards) {
                      return ka < kb;
                    });
   summary.verdict.pass = summary.verdict.failures.empty();
+  summary.verdict.gated = false;  // gated when any shard had a gate on
+  for (const ShardOutputs& shard : shards) summary.verdict.gated |= shard.outputs.summary.verdict.gated;
   for (const compare::Run& run : summary.runs) summary.verdict.pass = summary.verdict.pass && run.pass;
   return merged;
 }

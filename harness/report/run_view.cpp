@@ -106,4 +106,21 @@ std::string DescribeSide(const compare::SideSpec& side) {
   return text;
 }
 
+std::string KindWords(const std::string& kind) {
+  if (kind == "rounding") return "rounding flip";
+  if (kind == "real") return "real divergence";
+  if (kind == "precision_failure") return "precision failure";
+  return "undetermined divergence";
+}
+
+std::string KindCounts(const std::vector<const compare::Run*>& runs) {
+  int rounding = 0, real = 0, other = 0;
+  for (const compare::Run* run : runs) {
+    if (!run->first_divergence) continue;
+    const std::string& kind = run->first_divergence->kind;
+    (kind == "rounding" ? rounding : (kind == "real" ? real : other)) += 1;
+  }
+  return fmt::format("{} / {} / {}", rounding, real, other);
+}
+
 }  // namespace parity::report

@@ -37,6 +37,13 @@ std::vector<std::string> GatesInWords(const compare::Thresholds& thresholds);
 // alone could have swapped the top-1 there.
 bool MarginWithinNoise(const compare::StepRecord& step);
 
+// A first divergence's kind in words: "rounding flip", "real divergence", "precision failure",
+// "undetermined divergence".
+std::string KindWords(const std::string& kind);
+// Counts of first-divergence kinds among `runs`, as "R / X / O" (rounding / real / other:
+// precision failures and undetermined).
+std::string KindCounts(const std::vector<const compare::Run*>& runs);
+
 // The verdict failures that belong to one run.
 std::vector<const compare::Failure*> FailuresOfRun(const compare::Summary& summary,
                                                    const std::string& run_id);

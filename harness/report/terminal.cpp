@@ -82,7 +82,7 @@ std::string FormatSummaryTable(const compare::Summary& summary) {
     rows.push_back({run.id, std::to_string(run.metrics.steps), Divergence(run),
                     Number(run.metrics.max_kl), Number(run.metrics.mean_kl),
                     fmt::format("{:.1f}%", 100 * run.metrics.top1_agreement), Oracle(run),
-                    run.pass ? "pass" : "FAIL"});
+                    !compare::AnyGate(run.thresholds) ? "-" : (run.pass ? "pass" : "FAIL")});
   }
   std::vector<size_t> widths(header.size());
   for (size_t i = 0; i < header.size(); ++i) {
@@ -98,6 +98,17 @@ std::string FormatSummaryTable(const compare::Summary& summary) {
   };
   out += line(header);
   for (const auto& row : rows) out += line(row);
+  // Each first divergence's verdict with its evidence in words.
+  for (const compare::Run& run : summary.runs) {
+    if (run.first_divergence) {
+      const compare::FirstDivergence& d = *run.first_divergence;
+      out += fmt::format("{} step {}: {} ({}): {}\n", run.id, d.step, d.kind, d.evidence.source,
+                         d.evidence.reason);
+    } else if (run.verdict_kind && *run.verdict_kind != "rounding") {
+      out += fmt::format("{}: {} ({}): {}\n", run.id, *run.verdict_kind,
+                         run.verdict_evidence.source, run.verdict_evidence.reason);
+    }
+  }
   auto runs = [](size_t n) { return fmt::format("{} run{}", n, n == 1 ? "" : "s"); };
   if (summary.interrupted) {
     out += fmt::format("INTERRUPTED: only the {} that finished before the stop are here\n",
@@ -105,6 +116,10 @@ std::string FormatSummaryTable(const compare::Summary& summary) {
   }
   if (summary.runs.empty()) {
     out += "verdict: nothing ran (0 runs)\n";
+  } else if (!summary.verdict.gated) {
+    out += fmt::format("verdict: no gate was on ({}; nothing was checked, so nothing passed or "
+                       "failed: give thresholds, or --fail-on-real-divergence)\n",
+                       runs(summary.runs.size()));
   } else if (summary.verdict.pass) {
     out += fmt::format("verdict: PASS ({})\n", runs(summary.runs.size()));
   } else {

@@ -111,7 +111,7 @@ std::string GroupSection(const std::string& case_name, const std::string& pair, 
 
   out += "<table><tr><th>#</th><th>run finished</th><th>source</th><th>gates</th><th>drift</th>"
          "<th>moved</th><th>mean KL</th><th>p99 KL</th><th>max KL</th><th>same top-1</th>"
-         "<th>earliest divergence</th><th>diverged (near-tie)</th><th>versions</th></tr>\n";
+         "<th>earliest divergence</th><th>diverged (rounding / real)</th><th>versions</th></tr>\n";
   size_t first = group.size() > kTableRows ? group.size() - kTableRows : 0;
   for (size_t i = group.size(); i-- > first;) {
     const HistoryRecord& r = *group[i];
@@ -120,14 +120,14 @@ std::string GroupSection(const std::string& case_name, const std::string& pair, 
     out += fmt::format(
         "<tr class=\"{}\"><td class=\"num\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
         "<td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>"
-        "<td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{} ({})</td>"
+        "<td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{} ({} / {})</td>"
         "<td>{} / {}</td></tr>\n",
         r.drift == "drift" ? "drift" : (!r.pass ? "fail" : ""), i, HtmlEscape(r.created_utc),
         HtmlEscape(r.source), r.pass ? "pass" : "FAIL", HtmlEscape(r.drift), HtmlEscape(moved),
         FormatNumber(r.mean_kl), FormatNumber(r.p99_kl), FormatNumber(r.max_kl),
         FormatPercent(r.top1_agreement),
         r.earliest_divergence_step ? std::to_string(*r.earliest_divergence_step) : "none",
-        r.diverged_runs, r.near_tie_runs, HtmlEscape(r.parity_version),
+        r.diverged_runs, r.rounding_runs, r.real_runs, HtmlEscape(r.parity_version),
         HtmlEscape(r.libtorch_version));
   }
   out += "</table>\n</section>\n";

@@ -105,7 +105,8 @@ void PrepareOutputFile(const std::string& path, const std::string& what) {
 const std::vector<std::string>& RunDirectoryFiles() {
   static const std::vector<std::string> files = {
       "run.json",      "summary.json", "steps.jsonl",  "report.md", "report.html",
-      "localize.json", "explain.json", "explain.md",   "shard.json", "models"};
+      "localize.json", "explain.json", "explain.md",   "shard.json", "weight_diff.json",
+      "models"};
   return files;
 }
 

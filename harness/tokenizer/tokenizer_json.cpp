@@ -60,7 +60,11 @@ class TokenizerJson : public Backend {
 
   std::vector<int64_t> Encode(const std::string& text) const override;
   std::string Decode(const std::vector<int64_t>& ids) const override;
-  std::string TokenText(int64_t id) const override { return Decode({id}); }
+  std::string TokenText(int64_t id) const override {
+    // Ids past the tokenizer (a model vocabulary padded beyond it, e.g. Qwen's 151936) show as such.
+    if (!added_by_id_.count(id) && model_.TokenString(id) == nullptr) return fmt::format("<id {}>", id);
+    return Decode({id});
+  }
   std::string Piece(int64_t id) const override;
   std::optional<int64_t> PieceId(const std::string& piece) const override;
   std::vector<int64_t> SpecialPrefix() const override { return prefix_; }
