@@ -34,6 +34,14 @@ std::string CopyFixture(const std::string& dir) {
   return dir;
 }
 
+// A byte-identical copy of the fixture in another directory: `compare A A` is refused (a model
+// against itself at one precision), a model against its copy is the bitwise-identical baseline.
+std::string Twin() {
+  static TempDir dir;
+  static const std::string twin = CopyFixture(dir.path() + "/twin");
+  return twin;
+}
+
 // A copy of the fixture whose config disagrees with its tensors (intermediate size doubled).
 std::string BrokenFixture(const std::string& dir) {
   CopyFixture(dir);
@@ -68,18 +76,18 @@ TEST(CliOutputPaths, AnOutputPathThatIsAFileIsBadInput) {
   TempDir dir;
   const std::string file = dir.path() + "/a-file";
   WriteFileText(file, "x");
-  ExpectBadInput(Cli() + " compare " + Fixture() + " " + Fixture() +
+  ExpectBadInput(Cli() + " compare " + Fixture() + " " + Twin() +
                      " --prompt-tokens 1,2 --max-new-tokens 2 --out " + file, file);
   ExpectBadInput(Cli() + " run " + std::string(PARITY_SOURCE_DIR) +
                      "/cases/internlm2-tiny.json --out " + file, file);
   ExpectBadInput(Cli() + " convert internlm2-to-llama " + Fixture() + " " + file, file);
   ExpectBadInput(Cli() + " make-fixture " + file, file);
-  ExpectBadInput(Cli() + " localize " + Fixture() + " " + Fixture() +
+  ExpectBadInput(Cli() + " localize " + Fixture() + " " + Twin() +
                      " --tokens 1,2 --max-new-tokens 2 --out " + file, file);
-  ExpectBadInput(Cli() + " explain " + Fixture() + " " + Fixture() +
+  ExpectBadInput(Cli() + " explain " + Fixture() + " " + Twin() +
                      " --tokens 1,2 --max-new-tokens 2 --out " + file, file);
   // A directory nobody can create (even root: /proc refuses new entries).
-  ExpectBadInput(Cli() + " compare " + Fixture() + " " + Fixture() +
+  ExpectBadInput(Cli() + " compare " + Fixture() + " " + Twin() +
                      " --prompt-tokens 1,2 --max-new-tokens 2 --out /proc/parity-no/out",
                  "/proc/parity-no/out");
 }
@@ -90,7 +98,7 @@ TEST(CliOutputPaths, AReadOnlyOutputDirectoryIsFoundBeforeDecoding) {
   const std::string out = dir.path() + "/ro";
   fs::create_directories(out);
   fs::permissions(out, fs::perms::owner_read | fs::perms::owner_exec);
-  ExpectBadInput(Cli() + " compare " + Fixture() + " " + Fixture() +
+  ExpectBadInput(Cli() + " compare " + Fixture() + " " + Twin() +
                      " --prompt-tokens 1,2 --max-new-tokens 2 --out " + out, out);
   fs::permissions(out, fs::perms::owner_all);
 }
@@ -121,7 +129,7 @@ TEST(CliInputs, TokenIdsAndDeviceAreCheckedBeforeAnyConversion) {
 
 TEST(CliInputs, MaxNewTokensZeroSaysWhatIsExpected) {
   std::string log;
-  EXPECT_EQ(RunCommand(Cli() + " compare " + Fixture() + " " + Fixture() +
+  EXPECT_EQ(RunCommand(Cli() + " compare " + Fixture() + " " + Twin() +
                            " --prompt-tokens 1 --max-new-tokens 0 --out /tmp/x", &log), 2);
   EXPECT_NE(log.find("at least 1, got 0"), std::string::npos) << log;
   EXPECT_LT(log.size(), 300u) << log;  // not 300 digits of DBL_MAX
@@ -156,7 +164,7 @@ TEST(CliInputs, CommandLineSlips) {
   EXPECT_EQ(RunCommand(Cli() + " nosuch", &log), 2);
   EXPECT_NE(log.find("unknown command 'nosuch'"), std::string::npos) << log;
   EXPECT_EQ(RunCommand(Cli() + " inspect " + Fixture() + " -v", &log), 0) << log;
-  ExpectBadInput(Cli() + " localize " + Fixture() + " " + Fixture() + " --tokens 1,2 --step 1000",
+  ExpectBadInput(Cli() + " localize " + Fixture() + " " + Twin() + " --tokens 1,2 --step 1000",
                  "max_position_embeddings");
 }
 
@@ -212,11 +220,11 @@ TEST(CliReusedOut, ARerunReplacesEverythingThePreviousRunLeft) {
   const std::string other = CopyFixture(dir.path() + "/other");
   const std::string compare = " --prompt-tokens 1,300,400 --max-new-tokens 3 --out " + out;
   std::string log;
-  ASSERT_EQ(RunCommand(Cli() + " compare " + Fixture() + " " + Fixture() + compare, &log), 0)
+  ASSERT_EQ(RunCommand(Cli() + " compare " + Fixture() + " " + Twin() + compare, &log), 0)
       << log;
   const std::string first = SummaryRunId(out);
   EXPECT_FALSE(first.empty());
-  ASSERT_EQ(RunCommand(Cli() + " localize " + Fixture() + " " + Fixture() +
+  ASSERT_EQ(RunCommand(Cli() + " localize " + Fixture() + " " + Twin() +
                            " --tokens 1,300,400 --max-new-tokens 3 --out " + out, &log), 0)
       << log;
   ASSERT_EQ(RunCommand(Cli() + " report " + out, &log), 0) << log;
@@ -224,7 +232,7 @@ TEST(CliReusedOut, ARerunReplacesEverythingThePreviousRunLeft) {
   EXPECT_NE(ReadFileText(out + "/report.md").find("run " + first), std::string::npos);
 
   // Bad input (a token outside the vocabulary) is refused before the previous run is touched.
-  ExpectBadInput(Cli() + " compare " + Fixture() + " " + Fixture() +
+  ExpectBadInput(Cli() + " compare " + Fixture() + " " + Twin() +
                      " --prompt-tokens 1,999999 --max-new-tokens 3 --out " + out, "999999");
   EXPECT_EQ(SummaryRunId(out), first);
   EXPECT_TRUE(fs::exists(out + "/localize.json"));
@@ -266,8 +274,8 @@ TEST(CliReusedOut, CompareNamesItsCaseAfterItsModels) {
               0) << log;
     return compare::ReadRunOutputs(out).summary.case_ref.name;
   };
-  const std::string same = name_of(Fixture(), "");
-  EXPECT_EQ(name_of(Fixture(), ""), same);  // stable
+  const std::string same = name_of(Twin(), "");
+  EXPECT_EQ(name_of(Twin(), ""), same);  // stable
   EXPECT_NE(name_of(other, ""), same);      // another pair of models, another name
   EXPECT_NE(same, "compare");
   EXPECT_EQ(name_of(other, " --name nightly-x"), "nightly-x");
@@ -317,7 +325,7 @@ int WaitExit(pid_t pid) {
 // A comparison long enough to interrupt: 4 prompts x 3 precisions x 200 steps, teacher-forced so
 // that no EOS ends a run early.
 std::string LongCompare(const std::string& out) {
-  return Cli() + " compare " + Fixture() + " " + Fixture() +
+  return Cli() + " compare " + Fixture() + " " + Twin() +
          " --prompt-tokens 1,300 --prompt-tokens 1,301 --prompt-tokens 1,302 --prompt-tokens "
          "1,303 --dtypes fp32,bf16,fp16 --mode teacher_forced --max-new-tokens 200 --out " + out;
 }
@@ -351,7 +359,7 @@ TEST(CliSignals, AKilledRerunNeverLeavesThePreviousSummaryLookingCurrent) {
   TempDir dir;
   const std::string out = dir.path() + "/out", log = dir.path() + "/log.txt";
   std::string first_log;
-  ASSERT_EQ(RunCommand(Cli() + " compare " + Fixture() + " " + Fixture() +
+  ASSERT_EQ(RunCommand(Cli() + " compare " + Fixture() + " " + Twin() +
                            " --prompt-tokens 1,300 --prompt-tokens 1,301 --prompt-tokens 1,302 "
                            "--prompt-tokens 1,303 --max-new-tokens 2 --out " + out, &first_log),
             0) << first_log;
@@ -377,7 +385,7 @@ TEST(CliJson, EveryRunAndStoreCommandPrintsOneJsonObject) {
     EXPECT_TRUE(json.is_object()) << command << "\n" << text;
     return json;
   };
-  nlohmann::json compare = json_of(Cli() + " compare " + Fixture() + " " + Fixture() +
+  nlohmann::json compare = json_of(Cli() + " compare " + Fixture() + " " + Twin() +
                                    " --prompt-tokens 1,2 --max-new-tokens 2 --out " + out);
   EXPECT_EQ(code, 0);
   EXPECT_EQ(compare["pass"], true);
