@@ -362,15 +362,22 @@ TEST(CompareCliTest, RunsTheShippedCaseOnTheFixture) {
 }
 
 TEST(CompareCliTest, AModelAgainstItselfIsBitwiseIdentical) {
+  // `compare A A` at one precision is refused (nothing to compare); a byte-identical copy in
+  // another directory is loaded on its own and must give bitwise the same logits.
   TempDir dir;
+  const std::string twin = dir.path() + "/twin";
+  std::filesystem::create_directories(twin);
+  for (const auto& entry : std::filesystem::directory_iterator(Fixture())) {
+    std::filesystem::copy_file(entry.path(), std::filesystem::path(twin) / entry.path().filename());
+  }
   std::string log;
-  int code = RunCommand(ParityCli() + " compare " + Fixture() + " " + Fixture() +
+  int code = RunCommand(ParityCli() + " compare " + Fixture() + " " + twin +
                             " --prompt 'This program is free software' --prompt-tokens 1,300,301"
                             " --dtypes fp32,bf16 --max-new-tokens 5 --max-kl 0 --max-abs-logit-diff 0"
-                            " --out " + dir.path(),
+                            " --out " + dir.path() + "/out",
                         &log);
   ASSERT_EQ(code, 0) << log;
-  RunOutputs outputs = ReadRunOutputs(dir.path());
+  RunOutputs outputs = ReadRunOutputs(dir.path() + "/out");
   ASSERT_EQ(outputs.summary.runs.size(), 4u);
   for (const StepRecord& step : outputs.steps) {
     EXPECT_EQ(step.max_abs_diff, 0.0);

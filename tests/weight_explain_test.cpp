@@ -48,6 +48,15 @@ TEST(WeightExplain, ScaleSignOffsetAreFittedWithTheirParameters) {
   EXPECT_EQ(e.kind, "scale") << e.sentence;
   // Least squares over BF16-rounded products: within BF16's unit roundoff of the true factor.
   EXPECT_NEAR(e.details["factor"].get<double>(), 1.5, 1.5 * std::ldexp(1.0, -8));
+
+  // A BF16 tensor scaled by 1.01: the factor is within 4 BF16 ULPs of 1, and it is still a scale
+  // (a 7B-shaped run called this "unexplained" when factors that close to 1 were not tried).
+  e = ExplainWeightDifference(a16, (a16.to(at::kFloat) * 1.01).to(at::kBFloat16), {});
+  EXPECT_EQ(e.kind, "scale") << e.sentence;
+  EXPECT_NEAR(e.details["factor"].get<double>(), 1.01, 1.01 * std::ldexp(1.0, -8));
+  // Plain BF16 rounding of an FP32 tensor stays "rounded to BF16", not a scale near 1.
+  e = ExplainWeightDifference(a, a.to(at::kBFloat16).to(at::kFloat), {});
+  EXPECT_EQ(e.kind, "rounded_bf16") << e.sentence;
 }
 
 TEST(WeightExplain, TransposeAndSwapWithAnotherTensor) {

@@ -447,7 +447,10 @@ WeightExplanation ExplainWeightDifference(const at::Tensor& a_in, const at::Tens
                                       f.name),
                           {{"format", std::string(f.kind).substr(8)}}});
   }
-  if (std::fabs(factor - 1.0) > 4 * u && factor != 0.0) {
+  // Any factor but 0 and 1 is a candidate: a BF16 tensor scaled by 1.01 has a factor within 4
+  // ULPs of 1 and is still a scale (measured on a 7B-shaped checkpoint); plain rounding of A is
+  // told apart by the exact rounding hypotheses above, whose residual 0 wins over the scale's.
+  if (factor != 1.0 && factor != 0.0) {
     predictors.push_back({"scale", false,
                           [a_rows, factor](const Rows& r) { return a_rows(r) * factor; },
                           fmt::format("B = A x {} (uniform scale)", Number(factor)),
@@ -502,7 +505,7 @@ WeightExplanation ExplainWeightDifference(const at::Tensor& a_in, const at::Tens
     out.confirmed_full = !out.sampled;
     out.details = {{"closest", closest.kind}, {"closest_sentence", closest.sentence}};
     out.sentence = fmt::format("unexplained: no hypothesis fits (closest: {}, residual {:.3g})",
-                               closest.sentence, out.residual);
+                               closest.kind, out.residual);
   } else {
     out.residual = kInf;
     out.sentence = "unexplained: no hypothesis applies";
