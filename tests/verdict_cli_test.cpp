@@ -212,12 +212,13 @@ TEST(VerdictDriftCliTest, OnePercentScaledWeightDriftsAndAThreadCountChangeDoesN
       WriteModel(base + "/converted", sizes, true);
     }
   }
+  // One --name for the three runs: the default name hashes the two paths, which differ here.
   auto compare = [&](const std::string& run, const std::string& threads) {
     std::string output;
     const std::string base = dir.path() + "/" + run;
     int rc = RunCommand("OMP_NUM_THREADS=" + threads + " " + ParityCli() + " compare " + base +
                             "/original " + base + "/converted" + kPrompts +
-                            " --max-new-tokens 32 --no-fail-on-real-divergence --out " + base +
+                            " --max-new-tokens 32 --no-fail-on-real-divergence --name verdict-drift --out " + base +
                             "/out",
                         &output);
     EXPECT_EQ(rc, 0) << output;

@@ -204,7 +204,7 @@ CommandRegistrar compare_command("compare", [](CLI::App& app, Action& action) {
   command->add_option("--memory-limit", o->memory_limit_gb,
                       "Plan within this many GB (decimal) per device instead of what it reports "
                       "free; a plan that does not fit is refused with the numbers (exit 2)")
-      ->check(AtLeastOne());
+      ->check(CLI::PositiveNumber);
   command->callback([o, &action, command] {
     o->dtypes_given = command->count("--dtypes") > 0;
     action = [o] {

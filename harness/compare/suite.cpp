@@ -355,9 +355,11 @@ std::vector<Failure> CheckGates(const Run& run, const Thresholds& t) {
         run.verdict_kind ? run.verdict_evidence : run.first_divergence->evidence;
     failures.push_back({run.id, "fail_on_real_divergence", std::nullopt, std::nullopt,
                         run.first_divergence
-                            ? fmt::format("{}: {} divergence at step {}: {}", run.id, *kind,
-                                          run.first_divergence->step, e.reason)
-                            : fmt::format("{}: {}: {}", run.id, *kind, e.reason)});
+                            ? fmt::format("{}: fail_on_real_divergence: {} divergence at step "
+                                          "{}: {}",
+                                          run.id, *kind, run.first_divergence->step, e.reason)
+                            : fmt::format("{}: fail_on_real_divergence: {}: {}", run.id, *kind,
+                                          e.reason)});
   }
   if (t.require_oracle_acceptable && run.oracle && run.oracle->acceptable == false) {
     const OracleResult& o = *run.oracle;
