@@ -233,5 +233,31 @@ TEST_F(ExplainFixture, AllVariantsRowCopiesTheOtherSidesImplementation) {
   EXPECT_NE(ExplainSummary(run).find("no divergence"), std::string::npos) << ExplainSummary(run);
 }
 
+// The memory plan comes before any model is built: a config far larger than this machine's memory
+// (hidden 65536, 512 layers: ~18 TB at FP32) is refused with the numbers, and nothing is built.
+TEST_F(ExplainFixture, AModelThatDoesNotFitIsRefusedBeforeLoading) {
+  ModelSource huge = CheckpointSource(dir_->path());
+  huge.label = "huge";
+  huge.config.hidden_size = 65536;
+  huge.config.intermediate_size = 4 * 65536;
+  huge.config.num_layers = 512;
+  huge.build = [](const forward::Numerics&, const forward::Variants*)
+      -> std::unique_ptr<forward::CausalLM> {
+    ADD_FAILURE() << "built a model the plan should have refused";
+    return nullptr;
+  };
+  ExplainOptions options;
+  options.precisions = {Precision::kFP32};
+  options.max_new_tokens = 2;
+  try {
+    Explain(huge, huge, kPrompt, options);
+    FAIL() << "expected the memory plan to refuse";
+  } catch (const InputError& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("explain fp32"), std::string::npos) << message;
+    EXPECT_NE(message.find("huge@fp32"), std::string::npos) << message;
+  }
+}
+
 }  // namespace
 }  // namespace parity::diagnose

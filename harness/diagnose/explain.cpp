@@ -9,6 +9,7 @@
 #include "harness/compare/metrics.h"
 #include "harness/core/error.h"
 #include "harness/decode/greedy.h"
+#include "harness/forward/memory_plan.h"
 
 namespace parity::diagnose {
 
@@ -129,6 +130,20 @@ ExplainResult Explain(const ModelSource& a, const ModelSource& b,
     }
     baseline.numerics = numerics.Describe();
     if (precision_b != precision) baseline.numerics += " / " + numerics_b.Describe();
+    // Resident at once: both models and one side rebuilt with a variant flipped (the larger
+    // side, as either may be rebuilt). Planned before loading, as compare and localize do.
+    {
+      const int64_t length = static_cast<int64_t>(prompt.size()) + options.max_new_tokens;
+      forward::ModelFootprint fa =
+          forward::EstimateFootprint(a.config, precision, options.device, length,
+                                     a.label + "@" + forward::PrecisionName(precision));
+      forward::ModelFootprint fb =
+          forward::EstimateFootprint(b.config, precision_b, options.device, length,
+                                     b.label + "@" + forward::PrecisionName(precision_b));
+      forward::ModelFootprint flipped = fa.total() >= fb.total() ? fa : fb;
+      flipped.label += " (variant flipped)";
+      forward::RequireFits({fa, fb, flipped}, options.device, "explain " + baseline.precision);
+    }
     std::unique_ptr<forward::CausalLM> model_a = a.Build(numerics, &base_a);
     std::unique_ptr<forward::CausalLM> model_b = b.Build(numerics_b, &base_b);
     baseline.baseline =
