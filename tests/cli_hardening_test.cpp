@@ -26,13 +26,7 @@ namespace fs = std::filesystem;
 std::string Fixture() { return std::string(PARITY_SOURCE_DIR) + "/cases/fixtures/internlm2-tiny"; }
 std::string Cli() { return ParityCli(); }
 
-std::string CopyFixture(const std::string& dir) {
-  fs::create_directories(dir);
-  for (const auto& entry : fs::directory_iterator(Fixture())) {
-    fs::copy_file(entry.path(), fs::path(dir) / entry.path().filename());
-  }
-  return dir;
-}
+std::string CopyFixture(const std::string& dir) { return CopyTrainedFixture(dir); }
 
 // A byte-identical copy of the fixture in another directory: `compare A A` is refused (a model
 // against itself at one precision), a model against its copy is the bitwise-identical baseline.

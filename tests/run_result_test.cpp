@@ -365,11 +365,7 @@ TEST(CompareCliTest, AModelAgainstItselfIsBitwiseIdentical) {
   // `compare A A` at one precision is refused (nothing to compare); a byte-identical copy in
   // another directory is loaded on its own and must give bitwise the same logits.
   TempDir dir;
-  const std::string twin = dir.path() + "/twin";
-  std::filesystem::create_directories(twin);
-  for (const auto& entry : std::filesystem::directory_iterator(Fixture())) {
-    std::filesystem::copy_file(entry.path(), std::filesystem::path(twin) / entry.path().filename());
-  }
+  const std::string twin = CopyTrainedFixture(dir.path() + "/twin");
   std::string log;
   int code = RunCommand(ParityCli() + " compare " + Fixture() + " " + twin +
                             " --prompt 'This program is free software' --prompt-tokens 1,300,301"

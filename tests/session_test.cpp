@@ -26,13 +26,7 @@ namespace fs = std::filesystem;
 std::string Fixture() { return std::string(PARITY_SOURCE_DIR) + "/cases/fixtures/internlm2-tiny"; }
 
 // A private copy of the trained fixture that a test may modify.
-std::string CopyFixture(const std::string& dir) {
-  fs::create_directories(dir);
-  for (const auto& entry : fs::directory_iterator(Fixture())) {
-    fs::copy_file(entry.path(), fs::path(dir) / entry.path().filename());
-  }
-  return dir;
-}
+std::string CopyFixture(const std::string& dir) { return CopyTrainedFixture(dir); }
 
 // Overwrites `count` bytes of the data of tensor `name` in place (size and header unchanged), as a
 // weight edit does, and moves the file's mtime forward by a second so that the change is visible

@@ -46,6 +46,21 @@ inline std::string TestDataPath(const std::string& relative) {
   return std::string(PARITY_SOURCE_DIR) + "/tests/data/" + relative;
 }
 
+// The trained fixture checkpoint (cases/fixtures/internlm2-tiny).
+inline std::string TrainedFixtureDir() {
+  return std::string(PARITY_SOURCE_DIR) + "/cases/fixtures/internlm2-tiny";
+}
+
+// A private, byte-identical copy of the trained fixture in `dir` (created), which a test may modify
+// or compare against the original; returns `dir`.
+inline std::string CopyTrainedFixture(const std::string& dir) {
+  std::filesystem::create_directories(dir);
+  for (const auto& entry : std::filesystem::directory_iterator(TrainedFixtureDir())) {
+    std::filesystem::copy_file(entry.path(), std::filesystem::path(dir) / entry.path().filename());
+  }
+  return dir;
+}
+
 // Path of the `parity` executable built beside the tests.
 inline std::string ParityCli() { return std::string(PARITY_BINARY_DIR) + "/parity"; }
 
