@@ -5,12 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
-launcher=()
-if command -v ccache >/dev/null; then
-  # Paths relative to the checkout, so that several clones or worktrees share one cache.
-  export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=true
-  launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
-fi
+source scripts/ccache_env.sh
 if [ ! -f build/CMakeCache.txt ]; then
   cmake -S . -B build "${generator[@]}" "${launcher[@]}" -DCMAKE_BUILD_TYPE=Release "$@"
 elif [ $# -gt 0 ]; then

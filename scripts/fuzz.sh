@@ -21,8 +21,7 @@ fi
 clang=${CXX_FUZZ:-clang++}
 command -v "$clang" >/dev/null || { echo "fuzz.sh: $clang not found (apt-get install clang)" >&2; exit 2; }
 
-launcher=()
-command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+source scripts/ccache_env.sh
 if [ ! -f build-fuzz/CMakeCache.txt ]; then
   generator=()
   command -v ninja >/dev/null && generator=(-G Ninja)

@@ -7,8 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 regex=${1:-.}
-launcher=()
-command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+source scripts/ccache_env.sh
 if [ ! -f build-asan/CMakeCache.txt ]; then
   generator=()
   command -v ninja >/dev/null && generator=(-G Ninja)
