@@ -86,6 +86,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model")
     parser.add_argument("--prompt", action="append", default=[])
+    parser.add_argument("--prompt-ids", action="append", default=[],
+                        help="a prompt as comma-separated token ids (repeatable; no tokenizer needed)")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
     parser.add_argument("--device", default="cpu")
@@ -97,30 +99,40 @@ def main():
     if args.self_test:
         self_test(args.self_test)
         return
-    if not (args.model and args.prompt and args.out):
-        parser.error("--model, --prompt and --out are required (or --self-test DIR)")
+    if not (args.model and (args.prompt or args.prompt_ids) and args.out):
+        parser.error("--model, --prompt (or --prompt-ids) and --out are required (or --self-test DIR)")
 
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.manual_seed(0)
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    # FP32 means FP32: no TF32 in CUDA matmuls or convolutions (recorded in the settings).
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    tokenizer = AutoTokenizer.from_pretrained(args.model) if args.prompt else None
     kwargs = {"dtype": DTYPES[args.dtype]}
     if args.attn_implementation:
         kwargs["attn_implementation"] = args.attn_implementation
     model = AutoModelForCausalLM.from_pretrained(args.model, **kwargs).to(args.device).eval()
     prompts = []
-    for i, text in enumerate(args.prompt):
-        if args.chat:
+    inputs = [(text, None) for text in args.prompt]
+    inputs += [(None, [int(x) for x in spec.split(",")]) for spec in args.prompt_ids]
+    eos = model.generation_config.eos_token_id
+    pad = eos[0] if isinstance(eos, list) else eos
+    for i, (text, given) in enumerate(inputs):
+        if given is not None:
+            ids = torch.tensor([given], dtype=torch.long)
+        elif args.chat:
             ids = tokenizer.apply_chat_template([{"role": "user", "content": text}],
                                                 add_generation_prompt=True, return_tensors="pt")
+            ids = getattr(ids, "input_ids", ids)
         else:
             ids = tokenizer(text, return_tensors="pt").input_ids
         ids = ids.to(args.device)
         with torch.no_grad():
             out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
                                  max_new_tokens=args.max_new_tokens, output_logits=True,
-                                 return_dict_in_generate=True)
+                                 return_dict_in_generate=True, pad_token_id=pad)
         logits = torch.stack(out.logits, dim=1)[0].float().cpu()
         prompts.append({"name": f"p{i}", "text": text, "prompt_tokens": ids[0].tolist(),
                         "tokens": out.sequences[0, ids.shape[1]:].tolist(), "logits": logits})
@@ -130,7 +142,9 @@ def main():
     producer = {"engine": "hf-transformers", "engine_version": transformers.__version__,
                 "model": args.model, "dtype": args.dtype, "device": device,
                 "settings": {"attn_implementation": model.config._attn_implementation,
-                             "torch": torch.__version__, "chat": args.chat}}
+                             "torch": torch.__version__, "chat": args.chat,
+                             "allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+                             "eos_token_id": eos}}
     write_trace(args.out, producer, prompts[0]["logits"].shape[1], prompts)
     print(f"{args.out}: {len(prompts)} prompts, {sum(len(p['tokens']) for p in prompts)} steps",
           file=sys.stderr)

@@ -4,7 +4,10 @@
 // compares one model at fp32 (or each --dtypes) with itself at bf16; `A@fp32 B@bf16` is one pair.
 // The arguments become a case object, validated like a case file. Unlike a case file, compare gates
 // by default: a real (or precision-failure) first divergence fails, and so does the FP64 oracle's
-// rule when the oracle ran.
+// rule when the oracle ran. A side may be a recording instead of a checkpoint (a trace directory,
+// reports/TRACES.md, or a llama.cpp KLD-base file; compare/recorded_pair.h): without prompts its
+// recorded prompts are used, and a teacher-forced recording makes the mode teacher_forced with it
+// as the teacher unless --mode / --teacher say otherwise.
 #include <algorithm>
 #include <filesystem>
 #include <memory>
@@ -18,6 +21,7 @@
 #include "harness/cli/command.h"
 #include "harness/cli/run_output.h"
 #include "harness/compare/case.h"
+#include "harness/compare/recorded_side.h"
 #include "harness/compare/suite.h"
 #include "harness/core/error.h"
 #include "harness/session/inputs.h"
@@ -50,13 +54,18 @@ struct CompareOptions {
   std::string oracle_device;
   std::optional<double> memory_limit_gb;
   bool dtypes_given = false;
+  bool mode_given = false;
+  bool teacher_given = false;
 };
 
 // "DIR" or "DIR@dtype": the directory and the precision named after the last '@' (when the whole
 // text is not itself an existing directory).
 std::pair<std::string, std::optional<std::string>> SplitSide(const std::string& text) {
   size_t at = text.rfind('@');
-  if (at == std::string::npos || std::filesystem::is_directory(text)) return {text, std::nullopt};
+  if (at == std::string::npos || std::filesystem::is_directory(text) ||
+      compare::IsRecordedPath(text)) {
+    return {text, std::nullopt};
+  }
   std::string precision = text.substr(at + 1);
   forward::ParsePrecision(precision);  // InputError naming the text when it is not a precision
   return {text.substr(0, at), forward::PrecisionName(forward::ParsePrecision(precision))};
@@ -83,10 +92,31 @@ std::string DefaultName(const std::string& a, const std::string& b, const std::s
 int RunCompare(const CompareOptions& o) {
   auto [dir_a, precision_a] = SplitSide(o.a);
   auto [dir_b, precision_b] = SplitSide(o.b);
-  for (const std::string& dir : {dir_a, dir_b}) {
-    if (!std::filesystem::is_directory(dir)) {
-      throw InputError(fmt::format("compare: '{}' is not a checkpoint directory", dir));
+  auto open_side = [](const std::string& dir, const std::optional<std::string>& precision)
+      -> std::optional<compare::RecordedSide> {
+    if (compare::IsRecordedPath(dir)) {
+      if (precision) {
+        throw InputError(fmt::format("compare: '{}' is a recording: it has its own precision "
+                                     "(drop '@{}')", dir, *precision));
+      }
+      return compare::RecordedSide::Open(dir);
     }
+    if (!std::filesystem::is_directory(dir)) {
+      throw InputError(fmt::format("compare: '{}' is neither a checkpoint directory nor a "
+                                   "recording (trace directory or llama.cpp KLD-base file)", dir));
+    }
+    return std::nullopt;
+  };
+  const std::optional<compare::RecordedSide> recorded_a = open_side(dir_a, precision_a);
+  const std::optional<compare::RecordedSide> recorded_b = open_side(dir_b, precision_b);
+  const compare::RecordedSide* recorded = recorded_a ? &*recorded_a : (recorded_b ? &*recorded_b : nullptr);
+  if (o.prompts.empty() && o.prompt_tokens.empty() && !recorded) {
+    throw InputError("compare: give at least one --prompt or --prompt-tokens");
+  }
+  std::string mode = o.mode, teacher = o.teacher;
+  if (recorded && recorded->teacher_forced() && !o.mode_given) mode = "teacher_forced";
+  if (mode != "free" && !o.teacher_given && (recorded_a.has_value() != recorded_b.has_value())) {
+    teacher = recorded_a ? "a" : "b";  // the recording's stream is the one both read
   }
   if (precision_a && precision_b && o.dtypes_given) {
     throw InputError("compare: both sides name their precision ('@'); --dtypes would be unused");
@@ -114,10 +144,15 @@ int RunCompare(const CompareOptions& o) {
   for (const std::string& ids : o.prompt_tokens) {
     json["prompts"].push_back({{"tokens", session::ParseTokenIds(ids, "--prompt-tokens")}});
   }
+  if (json["prompts"].empty()) {  // the recording's own prompts
+    for (const io::TracePrompt& p : recorded->trace().prompts) {
+      json["prompts"].push_back({{"tokens", p.prompt_tokens}});
+    }
+  }
   json["chat"] = o.chat;
   json["dtypes"] = o.dtypes;
-  json["mode"] = o.mode;
-  json["teacher"] = o.teacher;
+  json["mode"] = mode;
+  json["teacher"] = teacher;
   json["max_new_tokens"] = o.max_new_tokens;
   json["device"] = o.device;
   json["seed"] = o.seed;
@@ -153,7 +188,10 @@ CommandRegistrar compare_command("compare", [](CLI::App& app, Action& action) {
       "Compare two checkpoints (A is the reference) by lockstep greedy decoding at each dtype; "
       "writes OUT/summary.json and OUT/steps.jsonl (reports/SCHEMA.md). Exit 0 when every gate "
       "passes, 1 when one fails, 2 for bad input");
-  command->add_option("A", o->a, "Reference checkpoint directory, optionally DIR@dtype")->required();
+  command->add_option("A", o->a, "Reference checkpoint directory, optionally DIR@dtype, or a "
+                                 "recording: a trace directory (reports/TRACES.md) or a llama.cpp "
+                                 "KLD-base file")
+      ->required();
   command->add_option("B", o->b, "Candidate checkpoint directory, optionally DIR@dtype (A@bf16: A "
                                  "itself at another precision)")
       ->required();
@@ -207,12 +245,9 @@ CommandRegistrar compare_command("compare", [](CLI::App& app, Action& action) {
       ->check(CLI::PositiveNumber);
   command->callback([o, &action, command] {
     o->dtypes_given = command->count("--dtypes") > 0;
-    action = [o] {
-      if (o->prompts.empty() && o->prompt_tokens.empty()) {
-        throw InputError("compare: give at least one --prompt or --prompt-tokens");
-      }
-      return RunCompare(*o);
-    };
+    o->mode_given = command->count("--mode") > 0;
+    o->teacher_given = command->count("--teacher") > 0;
+    action = [o] { return RunCompare(*o); };
   });
 });
 

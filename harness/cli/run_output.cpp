@@ -26,6 +26,14 @@ void AddRunOutputOptions(CLI::App* command, RunCommandOptions& options) {
                     "Replace a run of another case that OUT holds");
   command->add_flag("--json", options.json,
                     "Print one JSON object (paths written, verdict) instead of the table");
+  command->add_flag("--save-traces", options.save_traces,
+                    "Write each model side's logit trace (reports/TRACES.md) into OUT/traces/ "
+                    "(listed in summary.json \"traces\"); a trace can stand as a side of "
+                    "compare/run");
+  command->add_flag("--save-kld-base", options.save_kld_base,
+                    "Write each model side's logits as a llama.cpp KL-divergence base file "
+                    "(llama-perplexity --kl-divergence-base) into OUT/kld-base/; prompts of one "
+                    "length P, max_new_tokens >= P - 2");
 }
 
 int RunAndWrite(const compare::Case& c, const std::string& command,
@@ -38,6 +46,9 @@ int RunAndWrite(const compare::Case& c, const std::string& command,
   std::optional<session::RunClaim> claim;
   compare::SuiteOptions suite;
   suite.cache_dir = options.cache_dir;
+  suite.out_dir = options.out;
+  suite.save_traces = options.save_traces;
+  suite.save_kld_base = options.save_kld_base;
   suite.memory_limit_bytes = options.memory_limit_bytes;
   suite.claim_output = [&] {
     claim = session::ClaimRunDirectory(options.out, c.name, command, options.replace);

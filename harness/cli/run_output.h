@@ -20,10 +20,12 @@ struct RunCommandOptions {
   std::string cache_dir;  // --cache-dir
   bool replace = false;   // --replace: allow replacing a run of another case in OUT
   bool json = false;      // --json: one JSON object on stdout instead of the table
+  bool save_traces = false;    // --save-traces: each model side's trace into OUT/traces
+  bool save_kld_base = false;  // --save-kld-base: each model side's llama.cpp base file
   std::optional<int64_t> memory_limit_bytes;  // --memory-limit (compare::SuiteOptions)
 };
 
-// Adds --out, --cache-dir, --replace and --json to `command`.
+// Adds --out, --cache-dir, --replace, --json, --save-traces and --save-kld-base to `command`.
 void AddRunOutputOptions(CLI::App* command, RunCommandOptions& options);
 
 // Claims OUT, runs the case, writes OUT/summary.json, OUT/steps.jsonl, the reports and OUT/run.json,

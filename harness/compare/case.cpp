@@ -410,7 +410,7 @@ Case ParseCase(const nlohmann::ordered_json& json, const std::string& path) {
   CheckKeys(json, "",
             {"name", "description", "models", "prompts", "chat", "dtypes", "pairs", "mode",
              "teacher", "max_new_tokens", "device", "seed", "top_k", "near_tie_ulps", "oracle",
-             "oracle_device", "thresholds"},
+             "oracle_device", "thresholds", "save_traces", "save_kld_base"},
             problems);
   if (auto name = GetString(json, "name", "", problems)) {
     c.name = *name;
@@ -420,6 +420,8 @@ Case ParseCase(const nlohmann::ordered_json& json, const std::string& path) {
   }
   GetString(json, "description", "", problems);
   if (auto chat = GetBool(json, "chat", "", problems)) c.chat = *chat;
+  if (auto save = GetBool(json, "save_traces", "", problems)) c.save_traces = *save;
+  if (auto save = GetBool(json, "save_kld_base", "", problems)) c.save_kld_base = *save;
   if (auto mode = GetString(json, "mode", "", problems)) {
     if (*mode == "free") {
       c.mode = decode::GreedyMode::kFree;

@@ -26,6 +26,10 @@
 //   "oracle": true,                                 default: "fp64" in dtypes
 //   "oracle_device": "cpu",                         where the FP64 oracle runs; default: device
 //   "thresholds": {"max_kl": 1e-3, ...}             gates, see reports/SCHEMA.md
+//   "save_traces": false, "save_kld_base": false    write each model side's trace / llama.cpp
+//                                                   KLD-base file into OUT (compare/save_traces.h)
+// A model's path may also be a recorded side: a trace directory (reports/TRACES.md) or a llama.cpp
+// KL-divergence base file (compare/recorded_side.h); it then replays its recording.
 // }
 #pragma once
 
@@ -83,6 +87,8 @@ struct Case {
   bool oracle = false;
   std::string oracle_device;        // empty: `device`
   bool chat = false;
+  bool save_traces = false;         // write each model side's trace into OUT/traces
+  bool save_kld_base = false;       // and/or its llama.cpp KLD-base file into OUT/kld-base
   Thresholds thresholds;
 
   const CaseModel& Model(const std::string& label) const;  // throws InputError when unknown

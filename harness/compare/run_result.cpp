@@ -87,7 +87,8 @@ json ToJson(const RunMetrics& m) {
           {"after_split", {{"steps", m.after_split.steps},
                            {"mean_kl", Number(m.after_split.mean_kl)},
                            {"max_kl", Number(m.after_split.max_kl)},
-                           {"top1_agreement", Number(m.after_split.top1_agreement)}}}};
+                           {"top1_agreement", Number(m.after_split.top1_agreement)}}},
+          {"max_logprob_diff", Number(m.max_logprob_diff)}};
 }
 
 json ToJson(const OracleResult& o) {
@@ -101,6 +102,12 @@ json ToJson(const OracleResult& o) {
           {"multiplier", Number(o.multiplier)},
           {"acceptable", OrNull(o.acceptable)},
           {"rule", o.rule}};
+}
+
+json UnavailableJson(const std::vector<UnavailableMetric>& items) {
+  json out = json::array();
+  for (const UnavailableMetric& u : items) out.push_back({{"metric", u.metric}, {"reason", u.reason}});
+  return out;
 }
 
 json ToJson(const Run& r) {
@@ -122,7 +129,8 @@ json ToJson(const Run& r) {
           {"oracle", r.oracle ? ToJson(*r.oracle) : json(nullptr)},
           {"thresholds", ToJson(r.thresholds)},
           {"elapsed_s", Number(r.elapsed_s)},
-          {"pass", r.pass}};
+          {"pass", r.pass},
+          {"unavailable_metrics", UnavailableJson(r.unavailable_metrics)}};
 }
 
 json ToJson(const Failure& f) {
@@ -389,6 +397,7 @@ RunMetrics MetricsFromJson(const Reader& r) {
     m.after_split.max_kl = a.Double("max_kl");
     m.after_split.top1_agreement = a.Double("top1_agreement");
   }
+  if (r.Has("max_logprob_diff")) m.max_logprob_diff = r.OptionalDouble("max_logprob_diff");
   return m;
 }
 
@@ -446,6 +455,12 @@ Run RunFromJson(const Reader& r) {
   run.thresholds = ThresholdsFrom(r.Child("thresholds"));
   run.elapsed_s = r.Double("elapsed_s");
   run.pass = r.Bool("pass");
+  if (r.Has("unavailable_metrics")) {
+    for (const auto& [element, path] : r.Array("unavailable_metrics")) {
+      Reader u(*element, path, r.source());
+      run.unavailable_metrics.push_back({u.String("metric"), u.String("reason")});
+    }
+  }
   return run;
 }
 
@@ -518,7 +533,9 @@ nlohmann::json ToJson(const StepRecord& s) {
           {"err_a_fp64", Number(s.err_a_fp64)},
           {"err_b_fp64", Number(s.err_b_fp64)},
           {"nonfinite_a", s.nonfinite_a},
-          {"nonfinite_b", s.nonfinite_b}};
+          {"nonfinite_b", s.nonfinite_b},
+          {"logprob_max_abs_diff", Number(s.logprob_max_abs_diff)},
+          {"shared_ids", OrNull(s.shared_ids)}};
 }
 
 StepRecord StepRecordFromJson(const nlohmann::json& json, const std::string& source) {
@@ -548,6 +565,8 @@ StepRecord StepRecordFromJson(const nlohmann::json& json, const std::string& sou
   s.err_b_fp64 = r.OptionalDouble("err_b_fp64");
   if (r.Has("nonfinite_a")) s.nonfinite_a = r.Int("nonfinite_a");
   if (r.Has("nonfinite_b")) s.nonfinite_b = r.Int("nonfinite_b");
+  if (r.Has("logprob_max_abs_diff")) s.logprob_max_abs_diff = r.OptionalDouble("logprob_max_abs_diff");
+  if (r.Has("shared_ids")) s.shared_ids = r.OptionalInt("shared_ids");
   return s;
 }
 
@@ -578,6 +597,11 @@ nlohmann::json ToJson(const Summary& s) {
   for (const Run& run : s.runs) runs.push_back(ToJson(run));
   json pairs = json::array();
   for (const PairSummary& pair : s.pairs) pairs.push_back(ToJson(pair));
+  json traces = json::array();
+  for (const SavedTrace& t : s.traces) {
+    traces.push_back({{"path", t.path}, {"format", t.format}, {"side", t.side}, {"pair", t.pair},
+                      {"model", t.model}, {"runs", t.runs}});
+  }
   json failures = json::array();
   for (const Failure& failure : s.verdict.failures) failures.push_back(ToJson(failure));
   return {{"schema_version", s.schema_version},
@@ -593,7 +617,8 @@ nlohmann::json ToJson(const Summary& s) {
           {"verdict", {{"pass", s.verdict.pass}, {"gated", s.verdict.gated},
                        {"failures", failures}}},
           {"runs", runs},
-          {"pairs", pairs}};
+          {"pairs", pairs},
+          {"traces", traces}};
 }
 
 Summary SummaryFromJson(const nlohmann::json& json, const std::string& source) {
@@ -636,6 +661,18 @@ Summary SummaryFromJson(const nlohmann::json& json, const std::string& source) {
   }
   for (const auto& [element, path] : r.Array("pairs")) {
     s.pairs.push_back(PairSummaryFromJson(Reader(*element, path, source)));
+  }
+  if (r.Has("traces")) {
+    for (const auto& [element, path] : r.Array("traces")) {
+      Reader t(*element, path, source);
+      SavedTrace saved{t.String("path"), t.String("format"), t.String("side"), t.String("pair"),
+                       t.String("model"), {}};
+      for (const auto& [run, run_path] : t.Array("runs")) {
+        if (!run->is_string()) t.Fail("runs", "an array of run ids", *run);
+        saved.runs.push_back(run->get<std::string>());
+      }
+      s.traces.push_back(std::move(saved));
+    }
   }
   return s;
 }

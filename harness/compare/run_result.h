@@ -60,6 +60,11 @@ struct StepRecord {
   std::optional<double> err_b_fp64;  // RMS(b - fp64 logits of B's model on B's stream); oracle only
   int64_t nonfinite_a = 0;  // entries of a that are NaN or inf (such a step never agrees)
   int64_t nonfinite_b = 0;
+  // Top-k steps (a side is a top-k trace, reports/TRACES.md): the full-vocabulary figures above
+  // (max_abs_diff, rms_diff, kl, kl_reverse, js, nmse, cosine) are NaN/null, a rank beyond the K
+  // listed ids is -1, and these say what top-k allows:
+  std::optional<double> logprob_max_abs_diff;  // max |log p_a - log p_b| over the ids both list
+  std::optional<int64_t> shared_ids;           // how many ids both sides list (of min(K_a, K_b))
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -161,6 +166,8 @@ struct RunMetrics {
                                                  // with non-finite logits counts as differing)
   int64_t nonfinite_steps = 0;      // steps where a side's logits hold NaN or inf (all steps)
   AfterSplitMetrics after_split;    // the steps after the split
+  std::optional<double> max_logprob_diff;  // top-k runs: max over same-context steps of
+                                           // StepRecord::logprob_max_abs_diff; null otherwise
 };
 
 // FP64 oracle for one run: each model run again in FP64, teacher-forced on the tokens its side read.
@@ -192,6 +199,13 @@ struct Thresholds {
   bool require_oracle_acceptable = false;            // oracle.acceptable == false fails
 };
 
+// A metric a run could not compute, and why (e.g. KL with a top-k trace side). Its fields in
+// metrics/steps hold null, never a made-up zero; a gate on it fails with the reason.
+struct UnavailableMetric {
+  std::string metric;  // "kl", "max_abs_logit_diff", ... (StepRecord / RunMetrics field names)
+  std::string reason;
+};
+
 struct Run {
   std::string id;                     // "p{prompt_index}/{a.model}@{a.precision}/{b.model}@{b.precision}"
   int64_t prompt_index = 0;           // index into the case's prompts
@@ -216,6 +230,20 @@ struct Run {
                                       // the pair's own)
   double elapsed_s = 0;               // wall time of the run (oracle included)
   bool pass = true;                   // no gate failed for this run
+  // Metrics this run could not compute (a top-k trace side), each with its reason; empty for two
+  // models or full-logit traces. Key "unavailable_metrics".
+  std::vector<UnavailableMetric> unavailable_metrics;
+};
+
+// A trace (reports/TRACES.md) or llama.cpp KL-divergence base file this run wrote (--save-traces,
+// --save-kld-base), one per side of a pair.
+struct SavedTrace {
+  std::string path;    // relative to the output directory, e.g. "traces/original@fp32"
+  std::string format;  // "parity-trace" or "llama.cpp-kld-base"
+  std::string side;    // "a" or "b"
+  std::string pair;    // PairSummary::id
+  std::string model;   // the side's label and precision, "original@fp32"
+  std::vector<std::string> runs;  // Run ids whose streams it holds
 };
 
 struct Failure {
@@ -295,6 +323,7 @@ struct Summary {
   Verdict verdict;
   std::vector<Run> runs;
   std::vector<PairSummary> pairs;
+  std::vector<SavedTrace> traces;  // written by --save-traces / --save-kld-base; key "traces"
 };
 
 // Both files of one output directory.

@@ -17,6 +17,9 @@
 
 #include "harness/compare/metrics.h"
 #include "harness/compare/overflow.h"
+#include "harness/compare/recorded_pair.h"
+#include "harness/compare/recorded_side.h"
+#include "harness/compare/save_traces.h"
 #include "harness/compare/verdict.h"
 #include "harness/core/error.h"
 #include "harness/core/interrupt.h"
@@ -319,6 +322,15 @@ std::vector<Failure> CheckGates(const Run& run, const Thresholds& t) {
   std::vector<Failure> failures;
   // `!(value <= limit)` so that a NaN measurement fails the gate instead of slipping through.
   auto at_most = [&](const char* gate, double value, const std::optional<double>& limit) {
+    // A metric this run could not compute (a top-k trace side) fails its gate, saying why.
+    const std::string metric = std::string(gate) == "max_abs_logit_diff" ? "max_abs_diff" : "kl";
+    auto missing = std::find_if(run.unavailable_metrics.begin(), run.unavailable_metrics.end(),
+                                [&](const UnavailableMetric& u) { return u.metric == metric; });
+    if (limit && missing != run.unavailable_metrics.end()) {
+      failures.push_back({run.id, gate, std::nullopt, *limit,
+                          fmt::format("{}: {} cannot be checked: {}", run.id, gate, missing->reason)});
+      return;
+    }
     if (limit && !(value <= *limit)) {
       failures.push_back({run.id, gate, value, *limit,
                           fmt::format("{}: {} {} > {}", run.id, gate, FormatValue(value),
@@ -449,7 +461,10 @@ class ModelPool {
   ModelPool(const Case& c, session::ModelStore& store, c10::Device device)
       : case_(c), store_(store), device_(device) {
     for (const CaseModel& model : c.models) {
-      if (!model.convert_from) models_[model.label] = store_.Open(model.path);
+      // Recorded sides (traces, KLD-base files) are no checkpoints: RunCase replays them.
+      if (!model.convert_from && !IsRecordedPath(model.path)) {
+        models_[model.label] = store_.Open(model.path);
+      }
     }
   }
   // Converts (through the store's conversion cache) the case's convert_from models.
@@ -544,6 +559,23 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
   }
   session::ModelStore store(options.cache_dir);
   ModelPool pool(c, store, device);
+  // Recorded sides replay their recordings (compare/recorded_pair.h).
+  std::map<std::string, RecordedSide> recorded;
+  for (const CaseModel& model : c.models) {
+    if (!model.convert_from && IsRecordedPath(model.path)) {
+      recorded.emplace(model.label, RecordedSide::Open(model.path));
+    }
+  }
+  for (const CaseModel& model : c.models) {
+    if (model.convert_from && recorded.count(*model.convert_from)) {
+      throw InputError(fmt::format("models.{}: convert_from \"{}\" is a recording, not a checkpoint",
+                                   model.label, *model.convert_from));
+    }
+  }
+  auto vocab_of = [&](const std::string& label) {
+    auto it = recorded.find(label);
+    return it != recorded.end() ? it->second.trace().vocab_size : pool.config(label).vocab_size;
+  };
 
   // The tokenizer of the first model that has one (a converted copy carries the original's).
   std::optional<decode::Tokenizer> tokenizer;
@@ -554,7 +586,12 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
     }
   }
   TextDecoder text = IdTextDecoder();
-  std::vector<int64_t> eos_ids = pool.config(c.models.front().label).eos_token_ids;
+  std::vector<int64_t> eos_ids;
+  for (const CaseModel& model : c.models) {
+    if (recorded.count(model.label)) continue;
+    eos_ids = pool.config(model.label).eos_token_ids;
+    break;
+  }
   if (tokenizer) {
     text.token_text = [&](int64_t id) { return tokenizer->TokenText(id); };
     text.decode = [&](const std::vector<int64_t>& ids) { return tokenizer->Decode(ids); };
@@ -580,15 +617,51 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
       ids = prompt.chat ? tokenizer->EncodeChat(*prompt.text) : tokenizer->Encode(*prompt.text, true);
     }
     for (const CaseModel& model : c.models) {
-      session::CheckTokenIds(ids, pool.config(model.label).vocab_size, model.label,
+      session::CheckTokenIds(ids, vocab_of(model.label), model.label,
                              fmt::format("{}: prompts[{}]", where, i));
     }
     prompt_tokens[i] = ids;
   }
 
+  // A recorded side must suit the mode and hold every prompt; a KLD-base file needs equal lengths.
+  for (const CasePair& cp : c.pairs) {
+    RecordedPairInputs in;
+    if (auto it = recorded.find(cp.a.model); it != recorded.end()) in.a = &it->second;
+    if (auto it = recorded.find(cp.b.model); it != recorded.end()) in.b = &it->second;
+    if (!in.a && !in.b) continue;
+    std::vector<RunRequest> probe;
+    for (size_t i = 0; i < c.prompts.size(); ++i) {
+      if (!included(i)) continue;
+      RunRequest r;
+      r.prompt_index = static_cast<int64_t>(i);
+      r.prompt_tokens = prompt_tokens[i];
+      r.greedy.mode = c.mode;
+      r.greedy.teacher_is_a = c.teacher_is_a;
+      probe.push_back(r);
+    }
+    CheckRecordedPair(in, probe);
+  }
+  const SaveRequest save{options.out_dir, options.save_traces || c.save_traces,
+                         options.save_kld_base || c.save_kld_base};
+  if (save.out_dir.empty() && (save.traces || save.kld_base)) {
+    throw InputError("save_traces / save_kld_base: no output directory to write them into");
+  }
+  if (save.kld_base) {
+    std::vector<std::vector<int64_t>> included_prompts_tokens;
+    for (size_t i = 0; i < c.prompts.size(); ++i) {
+      if (included(i)) included_prompts_tokens.push_back(prompt_tokens[i]);
+    }
+    CheckKldBaseRequest(included_prompts_tokens, c.max_new_tokens);
+  }
+  std::set<std::string> saved_names;
+
   if (options.claim_output) summary.run_id = options.claim_output();
   pool.Convert();
   for (const CaseModel& model : c.models) {
+    if (auto it = recorded.find(model.label); it != recorded.end()) {
+      summary.models[model.label] = it->second.Info();
+      continue;
+    }
     const model::ModelConfig& config = pool.config(model.label);
     ModelInfo info;
     info.path = pool.path(model.label);
@@ -617,6 +690,7 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
   std::vector<bool> lockstep(c.pairs.size(), true);
   for (size_t p = 0; p < c.pairs.size(); ++p) {
     const CasePair& cp = c.pairs[p];
+    if (recorded.count(cp.a.model) || recorded.count(cp.b.model)) continue;  // one model at most
     const std::string what = fmt::format("pair {}/{}", SideLabel(cp.a), SideLabel(cp.b));
     try {
       forward::RequireFits({footprint(cp.a.model, cp.a.precision, device),
@@ -646,11 +720,19 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
   int64_t done = 0;
   for (size_t p = 0; p < c.pairs.size() && !summary.interrupted; ++p) {
     const CasePair& case_pair = c.pairs[p];
-    Pair pair{MakeSide(case_pair.a, device), MakeSide(case_pair.b, device)};
-    const bool oracle = c.oracle && case_pair.a.precision != forward::Precision::kFP64 &&
+    const RecordedSide* recorded_a = recorded.count(case_pair.a.model) ? &recorded.at(case_pair.a.model) : nullptr;
+    const RecordedSide* recorded_b = recorded.count(case_pair.b.model) ? &recorded.at(case_pair.b.model) : nullptr;
+    auto side_spec = [&](const CaseSide& side, const RecordedSide* rec) {
+      return rec ? SideSpec{side.model, rec->precision_text(), rec->Describe(), false}
+                 : MakeSide(side, device);
+    };
+    Pair pair{side_spec(case_pair.a, recorded_a), side_spec(case_pair.b, recorded_b)};
+    // A recorded side has no FP64 run: no oracle for its pairs (the evidence says so).
+    const bool oracle = c.oracle && !recorded_a && !recorded_b &&
+                        case_pair.a.precision != forward::Precision::kFP64 &&
                         case_pair.b.precision != forward::Precision::kFP64;
-    const int64_t depth = std::max(pool.config(case_pair.a.model).num_layers,
-                                   pool.config(case_pair.b.model).num_layers);
+    const int64_t depth = std::max(recorded_a ? 0 : pool.config(case_pair.a.model).num_layers,
+                                   recorded_b ? 0 : pool.config(case_pair.b.model).num_layers);
     std::vector<RunRequest> requests;
     for (size_t i = 0; i < c.prompts.size(); ++i) {
       if (!included(i)) continue;
@@ -670,12 +752,24 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
       request.top_k = c.top_k;
       request.near_tie_ulps = c.near_tie_ulps;
       request.thresholds = case_pair.thresholds;
-      request.keep_logits = oracle;
+      request.keep_logits = oracle || save.traces || save.kld_base;
       requests.push_back(request);
     }
     std::vector<RunOutcome> outcomes;
     try {
-    if (lockstep[p]) {
+    if (recorded_a || recorded_b) {
+      pool.KeepOnly({});
+      RecordedPairInputs in;
+      in.a = recorded_a;
+      in.b = recorded_b;
+      in.model = [&](bool a_side) -> forward::CausalLM& {
+        const CaseSide& side = a_side ? case_pair.a : case_pair.b;
+        return pool.Get(side.model, side.precision);
+      };
+      in.depth = depth;
+      in.seed = c.seed;
+      outcomes = RunRecordedPair(in, requests, text);
+    } else if (lockstep[p]) {
       pool.KeepOnly({SideLabel(case_pair.a), SideLabel(case_pair.b)});
       forward::CausalLM& model_a = pool.Get(case_pair.a.model, case_pair.a.precision);
       forward::CausalLM& model_b = pool.Get(case_pair.b.model, case_pair.b.precision);
@@ -757,6 +851,16 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
     }
     if (summary.interrupted) {
       spdlog::warn("interrupted: keeping the {} finished run(s)", done + outcomes.size());
+    } else {
+      auto path_of = [&](const std::string& label, const RecordedSide* rec) {
+        return rec ? rec->path() : pool.path(label);
+      };
+      for (SavedTrace& t : SavePairTraces(save, c, case_pair, pair, requests, outcomes,
+                                          path_of(case_pair.a.model, recorded_a),
+                                          path_of(case_pair.b.model, recorded_b), recorded_a,
+                                          recorded_b, saved_names)) {
+        summary.traces.push_back(std::move(t));
+      }
     }
     for (size_t r = 0; r < outcomes.size(); ++r) {
       RunOutcome& outcome = outcomes[r];

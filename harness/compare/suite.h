@@ -99,6 +99,11 @@ std::string PairId(const Pair& pair);
 struct SuiteOptions {
   // Where converted models are cached (--cache-dir; empty: session::ResolveCacheDir's defaults).
   std::string cache_dir;
+  // The run's output directory, where --save-traces / --save-kld-base (or the case's save_traces /
+  // save_kld_base) write each model side (compare/save_traces.h); empty: nothing is saved.
+  std::string out_dir;
+  bool save_traces = false;
+  bool save_kld_base = false;
   // Called once the device, the models and the prompts have been checked, before anything is
   // converted or decoded; returns the run id recorded in Summary::run_id. The command line claims
   // its output directory here, so that bad input never costs the previous run its files.

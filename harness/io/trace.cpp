@@ -101,6 +101,8 @@ std::string JsonString(const nlohmann::json& j, const char* key, const std::stri
 
 }  // namespace
 
+void ValidateTrace(const Trace& trace, const std::string& where) { Validate(trace, where); }
+
 void WriteTrace(const std::string& dir, const Trace& trace) {
   Validate(trace, dir);
   std::filesystem::create_directories(dir);

@@ -46,6 +46,10 @@ struct Trace {
 // ReadTrace does, so that a written trace always reads back; throws InputError naming the problem.
 void WriteTrace(const std::string& dir, const Trace& trace);
 
+// The checks WriteTrace and ReadTrace make (see reports/TRACES.md); `where` names the trace in
+// messages. Throws InputError.
+void ValidateTrace(const Trace& trace, const std::string& where);
+
 // Reads and validates a trace directory (see reports/TRACES.md). Throws InputError naming the file
 // and the key or tensor that is wrong.
 Trace ReadTrace(const std::string& dir);

@@ -173,6 +173,13 @@ std::string RunSection(const compare::RunOutputs& outputs, const compare::Run& r
     out += "<p class=\"note\">No compared steps in steps.jsonl for this run.</p>\n";
   }
   out += MetricsTable(run.metrics);
+  if (!run.unavailable_metrics.empty()) {  // a top-k trace side: what could not be computed, why
+    out += "<p class=\"note\">Unavailable metrics (\u2014 above):</p><ul>";
+    for (const compare::UnavailableMetric& u : run.unavailable_metrics) {
+      out += "<li><code>" + HtmlEscape(u.metric) + "</code>: " + HtmlEscape(u.reason) + "</li>";
+    }
+    out += "</ul>\n";
+  }
   if (run.oracle) out += OracleTable(*run.oracle);
   std::vector<std::string> gates = GatesInWords(run.thresholds);
   std::string gate_text;

@@ -36,7 +36,16 @@ std::string PairTable(const compare::Summary& summary) {
   return out;
 }
 
-std::string RunLine(const compare::Run& run) {
+// Metrics the run could not compute (a top-k trace side), with the reasons.
+std::string UnavailableLines(const compare::Run& run) {
+  std::string out;
+  for (const compare::UnavailableMetric& u : run.unavailable_metrics) {
+    out += fmt::format("  unavailable: `{}`: {}\n", u.metric, MarkdownEscape(u.reason));
+  }
+  return out;
+}
+
+std::string RunLineWithoutNotes(const compare::Run& run) {
   std::string out = fmt::format("- `{}` {}: ", run.id, run.pass ? "pass" : "**FAIL**");
   if (!run.first_divergence) {
     out += fmt::format("identical for all {} compared steps; max KL {}, max |Δlogit| {}\n",
@@ -61,6 +70,10 @@ std::string RunLine(const compare::Run& run) {
   out += fmt::format("  verdict ({}): {}\n", fd.evidence.source, MarkdownEscape(fd.evidence.reason));
   out += "  context: " + MarkdownCode(TailUtf8(fd.context, kContextChars)) + "\n";
   return out;
+}
+
+std::string RunLine(const compare::Run& run) {
+  return RunLineWithoutNotes(run) + UnavailableLines(run);
 }
 
 }  // namespace

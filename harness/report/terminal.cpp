@@ -1,6 +1,8 @@
 #include "harness/report/terminal.h"
 
 #include <algorithm>
+#include <cmath>
+#include <set>
 #include <vector>
 
 #include <fmt/format.h>
@@ -24,6 +26,7 @@ std::string Pad(const std::string& text, size_t width) {
 
 std::string Number(double value) {
   if (value == 0) return "0";
+  if (std::isnan(value)) return "n/a";  // not computed (e.g. a top-k trace side), or NaN logits
   return fmt::format("{:.3g}", value);
 }
 
@@ -107,6 +110,18 @@ std::string FormatSummaryTable(const compare::Summary& summary) {
     } else if (run.verdict_kind && *run.verdict_kind != "rounding") {
       out += fmt::format("{}: {} ({}): {}\n", run.id, *run.verdict_kind,
                          run.verdict_evidence.source, run.verdict_evidence.reason);
+    }
+  }
+  // Metrics a run could not compute (a top-k trace side), once per pair: which, and why.
+  std::set<std::string> noted_pairs;
+  for (const compare::Run& run : summary.runs) {
+    if (run.unavailable_metrics.empty()) continue;
+    const std::string pair = run.pair.a.model + "@" + run.pair.a.precision + "/" + run.pair.b.model +
+                             "@" + run.pair.b.precision;
+    if (!noted_pairs.insert(pair).second) continue;
+    out += fmt::format("{}: unavailable metrics (null in summary.json):\n", pair);
+    for (const compare::UnavailableMetric& u : run.unavailable_metrics) {
+      out += fmt::format("  {}: {}\n", u.metric, u.reason);
     }
   }
   auto runs = [](size_t n) { return fmt::format("{} run{}", n, n == 1 ? "" : "s"); };

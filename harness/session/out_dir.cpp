@@ -106,7 +106,7 @@ const std::vector<std::string>& RunDirectoryFiles() {
   static const std::vector<std::string> files = {
       "run.json",      "summary.json", "steps.jsonl",  "report.md", "report.html",
       "localize.json", "explain.json", "explain.md",   "shard.json", "weight_diff.json",
-      "models"};
+      "models",        "traces",       "kld-base"};
   return files;
 }
 
