@@ -110,6 +110,28 @@ TEST_F(TraceCompare, SavedTraceAsSideBGivesMaxKlZeroAndNoDivergence) {
   for (const json& run : Summary("as_a")["runs"]) EXPECT_EQ(run["metrics"]["max_kl"].get<double>(), 0.0);
 }
 
+TEST_F(TraceCompare, CaseFileTakesARecordingAndSavesTraces) {
+  const json prompt = {{"tokens", io::ReadTrace(Fp32Trace()).prompts[0].prompt_tokens}};
+  const json c = {{"name", "recorded"},
+                  {"models", {{"model", {{"path", TrainedFixtureDir()}}}, {"hf", {{"path", Fp32Trace()}}}}},
+                  {"prompts", {prompt}},
+                  {"max_new_tokens", 16},
+                  {"save_traces", true},
+                  {"thresholds", {{"max_kl", 0.0}}}};
+  const std::string path = dir_->path() + "/recorded.json";
+  WriteFileText(path, c.dump(1));
+  std::string log;
+  ASSERT_EQ(RunCommand(fmt::format("{} run {} --out {}/case", ParityCli(), path, dir_->path()), &log), 0)
+      << log;
+  json summary = Summary("case");
+  ASSERT_EQ(summary["runs"].size(), 1u);
+  EXPECT_EQ(summary["runs"][0]["metrics"]["max_kl"].get<double>(), 0.0);
+  ASSERT_EQ(summary["traces"].size(), 1u);  // the model side; the recording is not written again
+  EXPECT_EQ(summary["traces"][0]["path"], "traces/model@fp32");
+  EXPECT_EQ(io::ReadTrace(dir_->path() + "/case/traces/model@fp32").prompts[0].tokens,
+            io::ReadTrace(Fp32Trace()).prompts[0].tokens);
+}
+
 TEST_F(TraceCompare, TeacherForcedTheModelReadsTheTracesStream) {
   std::string log;
   ASSERT_EQ(Compare(fmt::format("{}@bf16 {} --mode teacher_forced --no-fail-on-real-divergence",

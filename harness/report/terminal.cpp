@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <set>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -120,9 +122,17 @@ std::string FormatSummaryTable(const compare::Summary& summary) {
                              "@" + run.pair.b.precision;
     if (!noted_pairs.insert(pair).second) continue;
     out += fmt::format("{}: unavailable metrics (null in summary.json):\n", pair);
+    // Metrics sharing a reason on one line, in the order first seen.
+    std::vector<std::pair<std::string, std::string>> lines;  // (metrics, reason)
     for (const compare::UnavailableMetric& u : run.unavailable_metrics) {
-      out += fmt::format("  {}: {}\n", u.metric, u.reason);
+      auto it = std::find_if(lines.begin(), lines.end(), [&](const auto& l) { return l.second == u.reason; });
+      if (it == lines.end()) {
+        lines.push_back({u.metric, u.reason});
+      } else {
+        it->first += ", " + u.metric;
+      }
     }
+    for (const auto& [metrics, reason] : lines) out += fmt::format("  {}: {}\n", metrics, reason);
   }
   auto runs = [](size_t n) { return fmt::format("{} run{}", n, n == 1 ? "" : "s"); };
   if (summary.interrupted) {
