@@ -3,6 +3,7 @@
 #include "harness/io/trace.h"
 
 #include <filesystem>
+#include <functional>
 
 #include <ATen/ATen.h>
 #include <gmock/gmock.h>
@@ -140,6 +141,35 @@ TEST_F(TraceErrors, ArrayErrorsNameTheTensor) {
 
 // scripts/hf_trace.py's writer (its --self-test trace, no transformers needed) read by Parity's
 // reader: exactly representable logits ((i + prompt) % 17 - 8) / 4 and their argmax as tokens.
+TEST(Trace, ReaderNamesMalformedJsonFields) {
+  TempDir dir;
+  WriteTrace(dir.path(), SampleTrace(true));
+  const nlohmann::json good = ReadJsonFile(dir.path() + "/trace.json");
+  auto error_with = [&](const std::function<void(nlohmann::json&)>& edit) {
+    nlohmann::json j = good;
+    edit(j);
+    WriteFileText(dir.path() + "/trace.json", j.dump());
+    try {
+      ReadTrace(dir.path());
+    } catch (const InputError& e) {
+      return std::string(e.what());
+    }
+    return std::string("(accepted)");
+  };
+  EXPECT_THAT(error_with([](nlohmann::json& j) { j = nlohmann::json::array({1}); }),
+              HasSubstr("'format' must be \"parity-trace\""));
+  EXPECT_THAT(error_with([](nlohmann::json& j) { j.erase("producer"); }),
+              HasSubstr("trace.json: 'producer' must be an object"));
+  EXPECT_THAT(error_with([](nlohmann::json& j) { j["producer"]["dtype"] = 3; }),
+              HasSubstr("'dtype' must be a string"));
+  EXPECT_THAT(error_with([](nlohmann::json& j) { j["vocab_size"] = "11"; }),
+              HasSubstr("'vocab_size' must be an integer"));
+  EXPECT_THAT(error_with([](nlohmann::json& j) { j["prompts"] = 3; }),
+              HasSubstr("'prompts' must be an array"));
+  EXPECT_THAT(error_with([](nlohmann::json& j) { j["prompts"][1]["steps"] = "x"; }),
+              HasSubstr("'steps' must be an integer"));
+}
+
 TEST(TraceInterop, PythonWriterReadsBack) {
   if (RunCommand("/usr/bin/python3 -c 'import torch, numpy'") != 0) {
     GTEST_SKIP() << "/usr/bin/python3 with torch and numpy (Debian python3-torch) is not installed";

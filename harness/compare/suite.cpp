@@ -629,6 +629,16 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
     if (auto it = recorded.find(cp.a.model); it != recorded.end()) in.a = &it->second;
     if (auto it = recorded.find(cp.b.model); it != recorded.end()) in.b = &it->second;
     if (!in.a && !in.b) continue;
+    if (vocab_of(cp.a.model) != vocab_of(cp.b.model)) {
+      throw InputError(fmt::format("pair {}/{}: vocabularies of {} and {} tokens; a recording is "
+                                   "compared with the model it was made from (same vocabulary)",
+                                   SideLabel(cp.a), SideLabel(cp.b), vocab_of(cp.a.model),
+                                   vocab_of(cp.b.model)));
+    }
+    if (c.oracle) {
+      spdlog::info("pair {}/{}: no FP64 oracle (a side is a recording, which has no FP64 run)",
+                   SideLabel(cp.a), SideLabel(cp.b));
+    }
     std::vector<RunRequest> probe;
     for (size_t i = 0; i < c.prompts.size(); ++i) {
       if (!included(i)) continue;

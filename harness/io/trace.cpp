@@ -92,6 +92,26 @@ std::vector<int64_t> IdsVector(const at::Tensor& t) {
   return std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
 }
 
+// `j[key]` when `j` is an object holding it and `ok` accepts it; else InputError "'key' must be
+// `what`" (the caller adds the file).
+template <typename Predicate>
+const nlohmann::json& Need(const nlohmann::json& j, const char* key, const char* what, Predicate ok) {
+  if (!j.is_object() || !j.contains(key) || !ok(j[key])) {
+    throw InputError(fmt::format("'{}' must be {}", key, what));
+  }
+  return j[key];
+}
+bool IsInteger(const nlohmann::json& v) { return v.is_number_integer(); }
+bool IsObject(const nlohmann::json& v) { return v.is_object(); }
+bool IsArray(const nlohmann::json& v) { return v.is_array(); }
+
+// An optional string field: "" when absent or null; InputError when another type.
+std::string OptionalString(const nlohmann::json& j, const char* key, const std::string& where) {
+  if (!j.contains(key) || j[key].is_null()) return "";
+  if (!j[key].is_string()) throw InputError(fmt::format("{}: '{}' must be a string", where, key));
+  return j[key].get<std::string>();
+}
+
 std::string JsonString(const nlohmann::json& j, const char* key, const std::string& where) {
   if (!j.contains(key) || !j[key].is_string()) {
     throw InputError(fmt::format("{}: '{}' must be a string", where, key));
@@ -157,28 +177,39 @@ Trace ReadTrace(const std::string& dir) {
   nlohmann::json j = ReadJsonFile(json_path);
   Trace trace;
   try {
-    if (j.value("format", "") != "parity-trace") {
+    if (!j.is_object() || !j.contains("format") || j["format"] != "parity-trace") {
       throw InputError("'format' must be \"parity-trace\"");
     }
     if (!j.contains("version") || !j["version"].is_number_integer() || j["version"] != kVersion) {
       throw InputError(fmt::format("'version' must be {} (this Parity reads trace format {})",
                                    kVersion, kVersion));
     }
-    const nlohmann::json& producer = j.at("producer");
+    const nlohmann::json& producer = Need(j, "producer", "an object", IsObject);
     trace.producer.engine = JsonString(producer, "engine", "producer");
-    trace.producer.engine_version = producer.value("engine_version", "");
-    trace.producer.model = producer.value("model", "");
-    trace.producer.dtype = producer.value("dtype", "");
-    trace.producer.device = producer.value("device", "");
-    trace.producer.settings = producer.value("settings", nlohmann::json::object());
-    trace.vocab_size = j.at("vocab_size").get<int64_t>();
+    trace.producer.engine_version = OptionalString(producer, "engine_version", "producer");
+    trace.producer.model = OptionalString(producer, "model", "producer");
+    trace.producer.dtype = OptionalString(producer, "dtype", "producer");
+    trace.producer.device = OptionalString(producer, "device", "producer");
+    if (producer.contains("settings") && !producer["settings"].is_null()) {
+      trace.producer.settings = Need(producer, "settings", "an object", IsObject);
+    }
+    trace.vocab_size = Need(j, "vocab_size", "an integer", IsInteger).get<int64_t>();
     const std::string content = JsonString(j, "content", "trace");
     if (content != "logits" && content != "topk") {
       throw InputError(fmt::format("'content' is '{}' (expected \"logits\" or \"topk\")", content));
     }
     trace.full_logits = content == "logits";
-    if (!trace.full_logits) trace.top_k = j.at("top_k").get<int64_t>();
+    if (!trace.full_logits) trace.top_k = Need(j, "top_k", "an integer", IsInteger).get<int64_t>();
     trace.mode = JsonString(j, "mode", "trace");
+    const nlohmann::json& prompts = Need(j, "prompts", "an array", IsArray);
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      const std::string where = fmt::format("prompts[{}]", i);
+      if (!prompts[i].is_object()) throw InputError(where + ": expected an object");
+      Need(prompts[i], "prompt_tokens", "an integer", IsInteger);
+      Need(prompts[i], "steps", "an integer", IsInteger);
+      OptionalString(prompts[i], "name", where);
+      OptionalString(prompts[i], "text", where);
+    }
   } catch (const InputError& e) {
     throw InputError(fmt::format("{}: {}", json_path, e.what()));
   } catch (const nlohmann::json::exception& e) {
@@ -197,7 +228,8 @@ Trace ReadTrace(const std::string& dir) {
     const nlohmann::json& entry = prompts[i];
     const std::string prefix = fmt::format("p{}.", i);
     TracePrompt p;
-    p.name = entry.value("name", fmt::format("p{}", i));
+    p.name = entry.contains("name") && entry["name"].is_string() ? entry["name"].get<std::string>()
+                                                                  : fmt::format("p{}", i);
     if (entry.contains("text") && entry["text"].is_string()) p.text = entry["text"].get<std::string>();
     at::Tensor prompt_tokens = get(prefix + "prompt_tokens");
     at::Tensor tokens = get(prefix + "tokens");
@@ -205,12 +237,13 @@ Trace ReadTrace(const std::string& dir) {
     CheckArray(arrays_path, prefix + "tokens", tokens, at::kLong, {-1});
     p.prompt_tokens = IdsVector(prompt_tokens);
     p.tokens = IdsVector(tokens);
-    if (entry.value("prompt_tokens", -1) != static_cast<int64_t>(p.prompt_tokens.size()) ||
-        entry.value("steps", -1) != static_cast<int64_t>(p.tokens.size())) {
+    const int64_t said_prompt = entry["prompt_tokens"].get<int64_t>();
+    const int64_t said_steps = entry["steps"].get<int64_t>();
+    if (said_prompt != static_cast<int64_t>(p.prompt_tokens.size()) ||
+        said_steps != static_cast<int64_t>(p.tokens.size())) {
       throw InputError(fmt::format(
           "{}: prompt {} ('{}') says {} prompt tokens and {} steps, {} holds {} and {}", json_path,
-          i, p.name, entry.value("prompt_tokens", -1), entry.value("steps", -1), arrays_path,
-          p.prompt_tokens.size(), p.tokens.size()));
+          i, p.name, said_prompt, said_steps, arrays_path, p.prompt_tokens.size(), p.tokens.size()));
     }
     if (trace.full_logits) {
       p.logits = get(prefix + "logits");
