@@ -6,6 +6,9 @@
 #include <iostream>
 #include <memory>
 #include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include <fmt/format.h>
 
@@ -21,8 +24,8 @@ struct BenchCliOptions {
   compare::BenchOptions bench;
   std::string precision = "bf16";
   bool check = false;
-  bool synchronous = false;
-  bool fill = false;
+  std::vector<std::string> modes = {"pipelined"};
+  std::vector<std::string> fill = {"off"};
   bool json = false;
 };
 
@@ -40,7 +43,9 @@ CommandRegistrar bench_command("bench", [](CLI::App& app, Action& action) {
   command->add_option("--dtype", options->precision, "Precision: fp32, bf16, fp16 or fp64")
       ->capture_default_str();
   command->add_option("--device", b.device, "cpu or cuda[:N]")->capture_default_str();
-  command->add_option("--prompt-tokens", b.prompt_tokens, "Prompt length (seeded random ids)")
+  command->add_option("--prompt-tokens", b.prompt_tokens,
+                      "Prompt lengths (seeded random ids), comma-separated")
+      ->delimiter(',')
       ->capture_default_str()
       ->check(AtLeastOne());
   command->add_option("--new-tokens", b.new_tokens, "Decode steps timed (>= 2)")
@@ -49,10 +54,18 @@ CommandRegistrar bench_command("bench", [](CLI::App& app, Action& action) {
   command->add_option("--repeats", b.repeats, "Timed runs; the fastest counts")
       ->capture_default_str()
       ->check(AtLeastOne());
-  command->add_flag("--synchronous", options->synchronous,
-                    "The synchronous lockstep loop (the reference) instead of the pipelined one");
-  command->add_flag("--fill-uninitialized", options->fill,
-                    "Keep deterministic mode's NaN fill of new memory (runs turn it off)");
+  command->add_option("--modes", options->modes,
+                      "Lockstep loops to time, comma-separated: pipelined, synchronous (the "
+                      "reference loop)")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"pipelined", "synchronous"}))
+      ->capture_default_str();
+  command->add_option("--fill", options->fill,
+                      "Deterministic mode's NaN fill of new memory, comma-separated: off (as runs "
+                      "use it), on")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"off", "on"}))
+      ->capture_default_str();
   command->add_flag("--check", options->check,
                     "Bitwise self-check of the decode engine on --device instead of timing");
   command->add_flag("--json", options->json, "Print the result as JSON");
@@ -72,13 +85,17 @@ CommandRegistrar bench_command("bench", [](CLI::App& app, Action& action) {
       }
       if (bench.model_a.empty()) throw InputError("bench: MODEL_A is required (or --check)");
       bench.precision = forward::ParsePrecision(options->precision);
-      bench.pipelined = !options->synchronous;
-      bench.fill_uninitialized = options->fill;
-      const compare::BenchResult result = compare::RunBench(bench);
+      bench.pipelined.clear();
+      for (const std::string& mode : options->modes) bench.pipelined.push_back(mode == "pipelined");
+      bench.fill_uninitialized.clear();
+      for (const std::string& fill : options->fill) bench.fill_uninitialized.push_back(fill == "on");
+      const std::vector<compare::BenchResult> results = compare::RunBench(bench);
       if (options->json) {
-        PrintJson(compare::BenchResultToJson(result).dump(2));
+        nlohmann::json all = nlohmann::json::array();
+        for (const auto& result : results) all.push_back(compare::BenchResultToJson(result));
+        PrintJson(all.dump(2));
       } else {
-        std::cout << compare::FormatBenchResult(result);
+        for (const auto& result : results) std::cout << compare::FormatBenchResult(result);
       }
       return static_cast<int>(kExitOk);
     };

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <c10/core/Device.h>
 #include <nlohmann/json.hpp>
@@ -26,10 +27,11 @@ struct BenchOptions {
   std::string model_b;                 // empty: model_a twice
   forward::Precision precision = forward::Precision::kBF16;
   std::string device = "cuda";
-  int64_t prompt_tokens = 16;          // prompt of seeded random ids in [3, vocab)
+  // Every combination is timed on the same loaded models, in this order (prompt outermost):
+  std::vector<int64_t> prompt_tokens = {16};  // prompts of seeded random ids in [3, vocab)
+  std::vector<bool> pipelined = {true};       // decode::GreedyOptions::pipelined
+  std::vector<bool> fill_uninitialized = {false};  // deterministic mode's NaN fill (runs: off)
   int64_t new_tokens = 128;
-  bool pipelined = true;               // decode::GreedyOptions::pipelined
-  bool fill_uninitialized = false;     // deterministic mode's NaN fill (runs turn it off)
   int64_t repeats = 1;                 // timed N-token runs; the fastest is reported
 };
 
@@ -52,9 +54,19 @@ struct BenchResult {
   double limit_ms = 0;                 // mean weight bytes / bandwidth, ms
   double ratio = 0;                    // ms_per_model_token / limit_ms
   int64_t divergence_step = -1;        // the run's first divergence (-1 none): same work as compare
+  // Attention as it ran: the kernel at::scaled_dot_product_attention picks for a decode step of
+  // these shapes (static-cache strides) when a side uses SDPA ("" otherwise), cuDNN's version
+  // (0 without cuDNN), TF32 for cuBLAS / cuDNN.
+  std::string sdpa_kernel;
+  // ATen ops dispatched per model-token in the decode phase (metrics included), all and the
+  // outermost only: each is at least one kernel launch on the device for most ops.
+  double ops_per_model_token = 0, outer_ops_per_model_token = 0;
+  long cudnn_version = 0;
+  bool tf32_cublas = false, tf32_cudnn = false;
 };
 
-BenchResult RunBench(const BenchOptions& options);
+// One result per combination of BenchOptions' lists.
+std::vector<BenchResult> RunBench(const BenchOptions& options);
 nlohmann::json BenchResultToJson(const BenchResult& result);
 std::string FormatBenchResult(const BenchResult& result);
 

@@ -4,6 +4,8 @@
 #include <limits>
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/core/InferenceMode.h>
 #include <c10/core/StreamGuard.h>
 #include <c10/core/impl/VirtualGuardImpl.h>
 #include <torch/version.h>
@@ -102,6 +104,14 @@ DeviceSide::DeviceSide(forward::CausalLM& model, int64_t capacity)
 }
 
 PendingStep DeviceSide::Launch(const at::Tensor& tokens, const PendingStep* producer) {
+  // The host buffers are ordinary tensors (callbacks may do anything with them); everything else
+  // lives in inference mode, which spares each op the autograd and version-counter bookkeeping.
+  const int64_t vocab = model_.config().vocab_size;
+  const auto pinned = at::TensorOptions().device(at::kCPU).pinned_memory(true);
+  PendingStep step;
+  step.host_logits = at::empty({vocab}, pinned.dtype(model_.numerics().logits_type));
+  step.host_token = at::empty({1}, pinned.dtype(at::kLong));
+  c10::InferenceMode inference;
   c10::StreamGuard guard(stream_);
   at::Tensor input = tokens;
   if (producer != nullptr && !tokens.device().is_cpu()) {
@@ -117,13 +127,9 @@ PendingStep DeviceSide::Launch(const at::Tensor& tokens, const PendingStep* prod
   }
   at::Tensor logits = model_.Forward(input, cache_);  // [1, T, V]
   at::Tensor last = logits.select(0, 0).select(0, logits.size(1) - 1);
-  PendingStep step;
   step.stream = stream_;
   step.device_token = DeviceArgmax(last).view({1, 1});
-  const auto pinned = at::TensorOptions().device(at::kCPU).pinned_memory(true);
-  step.host_logits = at::empty({last.size(0)}, pinned.dtype(last.scalar_type()));
   step.host_logits.copy_(last, /*non_blocking=*/true);
-  step.host_token = at::empty({1}, pinned.dtype(at::kLong));
   step.host_token.copy_(step.device_token.view({1}), /*non_blocking=*/true);
   step.done = std::make_shared<c10::Event>(stream_.device_type());
   step.done->record(stream_);
