@@ -11,7 +11,8 @@
 #   4. HF `generate(output_logits=True, return_dict_in_generate=True)` greedy on the converted copy,
 #      attn_implementation eager and sdpa, BF16, prompt 16, NEW tokens: ms per token;
 #   5. the ratio table (results.md).
-# Results in $OUT. Knobs: NEW (128), PROMPTS (16,4096), FP32=1, HF=1, CHECK=1, MODES (pipelined).
+# Results in $OUT. Knobs: NEW (128), PROMPTS (16,4096), FP32=1, HF=1, CHECK=1, BUILD=1,
+# MODES (pipelined; add synchronous for the reference loop), FILL (off; off,on times both).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/parity-bench-out}
@@ -99,7 +100,8 @@ tail -1 "$out/convert.log" 2>/dev/null
 
 step parity-bf16
 timeout 300 "$parity" bench "$work/original" "$work/converted" --device cuda --dtype bf16 \
-  --prompt-tokens "$prompts" --new-tokens "$new" --modes "$modes" --json > "$out/parity_bf16.json" \
+  --prompt-tokens "$prompts" --new-tokens "$new" --modes "$modes" --fill "${FILL:-off}" --json \
+  > "$out/parity_bf16.json" \
   2> "$out/parity_bf16.err"
 echo "exit $?"; grep -E "ms_per_model_token|ratio_to_limit|prompt_tokens" "$out/parity_bf16.json"
 
