@@ -11,6 +11,7 @@
 #include <ATen/ATen.h>
 #include <ATen/detail/CUDAHooksInterface.h>
 #include <ATen/record_function.h>
+#include <c10/core/InferenceMode.h>
 #include <c10/core/impl/VirtualGuardImpl.h>
 #include <torch/version.h>
 #include <fmt/format.h>
@@ -97,6 +98,31 @@ std::unique_ptr<at::ObserverContext> OnOpStart(const at::RecordFunction&) {
   return nullptr;
 }
 void OnOpEnd(const at::RecordFunction&, at::ObserverContext*) { --op_depth; }
+
+void MeasureIssue(forward::CausalLM& model, const std::vector<int64_t>& prompt, c10::Device device,
+                  BenchResult& result) {
+  constexpr int kSteps = 32;
+  forward::KVCache cache;
+  cache.capacity_hint = static_cast<int64_t>(prompt.size()) + kSteps + 1;
+  cache.device_tokens_trusted = true;
+  c10::InferenceMode inference;
+  at::Tensor ids = at::tensor(at::ArrayRef<int64_t>(prompt), at::kLong).view({1, -1});
+  at::Tensor logits = model.Forward(ids, cache);
+  at::Tensor token =
+      decode::pipeline::DeviceArgmax(logits.select(0, 0).select(0, logits.size(1) - 1)).view({1, 1});
+  Synchronize(device);
+  double issue = 0;
+  const auto begin = Clock::now();
+  for (int step = 0; step < kSteps; ++step) {
+    const auto start = Clock::now();
+    logits = model.Forward(token, cache);
+    token = decode::pipeline::DeviceArgmax(logits.select(0, 0).select(0, 0)).view({1, 1});
+    issue += Seconds(start);
+  }
+  Synchronize(device);
+  result.alone_ms_per_step = Seconds(begin) * 1e3 / kSteps;
+  result.issue_ms_per_step = issue * 1e3 / kSteps;
+}
 
 }  // namespace
 
@@ -212,6 +238,7 @@ std::vector<BenchResult> RunBench(const BenchOptions& options) {
         result.ms_per_model_token =
             (full - first) * 1e3 / (2.0 * static_cast<double>(options.new_tokens - 1));
         result.ratio = result.ms_per_model_token / result.limit_ms;
+        MeasureIssue(*model_a, request.prompt_tokens, device, result);
         results.push_back(result);
       }
     }
@@ -242,6 +269,8 @@ nlohmann::json BenchResultToJson(const BenchResult& r) {
           {"first_divergence_step", r.divergence_step},
           {"sdpa_kernel", r.sdpa_kernel},
           {"aten_ops_per_model_token", r.ops_per_model_token},
+          {"alone_issue_ms_per_step", r.issue_ms_per_step},
+          {"alone_ms_per_step", r.alone_ms_per_step},
           {"outer_aten_ops_per_model_token", r.outer_ops_per_model_token},
           {"cudnn_version", r.cudnn_version},
           {"tf32", {{"cublas", r.tf32_cublas}, {"cudnn", r.tf32_cudnn}}}};
@@ -254,7 +283,8 @@ std::string FormatBenchResult(const BenchResult& r) {
       "  decode {:.2f} ms per model-token (prefill + 1 step {:.1f} ms, all {:.1f} ms, load {:.1f} s)\n"
       "  limit {:.2f} ms per model-token ({} / {:.2f} TB/s copy bandwidth measured) -> ratio {:.2f}x\n"
       "  sdpa kernel {}, cudnn {}, tf32 cublas {} cudnn {}; ATen ops per model-token {:.0f} "
-      "({:.0f} called by Parity itself)\n",
+      "({:.0f} called by Parity itself)\n"
+      "  model A alone, no metrics: {:.2f} ms per step, of which the host needs {:.2f} to issue it\n",
       r.device_name, r.precision, r.attention_a, r.attention_b, r.libtorch,
       r.pipelined ? "pipelined" : "synchronous", r.deterministic ? "on" : "off",
       r.fill_uninitialized ? "on" : "off", r.vocab, r.prompt_tokens, r.new_tokens,
@@ -262,7 +292,7 @@ std::string FormatBenchResult(const BenchResult& r) {
       forward::FormatBytes((r.weight_bytes_a + r.weight_bytes_b) / 2), r.copy_bandwidth / 1e12,
       r.ratio, r.sdpa_kernel.empty() ? "-" : r.sdpa_kernel, r.cudnn_version,
       r.tf32_cublas ? "on" : "off", r.tf32_cudnn ? "on" : "off", r.ops_per_model_token,
-      r.outer_ops_per_model_token);
+      r.outer_ops_per_model_token, r.alone_ms_per_step, r.issue_ms_per_step);
 }
 
 }  // namespace parity::compare

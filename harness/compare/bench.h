@@ -61,6 +61,10 @@ struct BenchResult {
   // ATen ops dispatched per model-token in the decode phase (metrics included), all and the
   // outermost only: each is at least one kernel launch on the device for most ops.
   double ops_per_model_token = 0, outer_ops_per_model_token = 0;
+  // Model A alone, 32 decode steps issued back to back without waiting (no metrics): the host's
+  // time to issue one step (Forward + argmax returning) and the wall time per step. Issue time close
+  // to the wall time means the step is bound by the host issuing kernels, not by the device.
+  double issue_ms_per_step = 0, alone_ms_per_step = 0;
   long cudnn_version = 0;
   bool tf32_cublas = false, tf32_cudnn = false;
 };
