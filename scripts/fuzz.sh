@@ -44,6 +44,7 @@ seed fuzz_safetensors tests/data/safetensors/*.safetensors cases/fixtures/*/mode
 seed fuzz_index cases/fixtures/*/model.safetensors.index.json tests/fuzz/corpus/fuzz_index/*
 seed fuzz_config tests/data/configs/*/config.json cases/fixtures/*/config.json
 seed fuzz_case cases/*.json tests/fuzz/corpus/fuzz_case/*
+seed fuzz_trace_import tests/fuzz/corpus/fuzz_trace_import/*
 
 status=0
 for harness in "${harnesses[@]}"; do
