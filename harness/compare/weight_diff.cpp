@@ -19,6 +19,7 @@
 #include "harness/io/checkpoint.h"
 #include "harness/model/arch.h"
 #include "harness/model/config.h"
+#include "harness/model/gguf_checkpoint.h"
 
 namespace parity::compare {
 namespace {
@@ -99,6 +100,10 @@ void AddTensor(Side& side, Architecture other_arch, const std::string& name) {
   const io::Checkpoint& ckpt = side.checkpoint;
   const io::TensorInfo& info = ckpt.Info(name);
   WeightSide base{name, ckpt.ShardOf(name), std::string(io::DTypeName(info.dtype)), info.shape};
+  if (const io::ExternalTensor* external = ckpt.External(name)) {
+    base.name = external->source_name;  // as the GGUF file names and stores it
+    base.stored_type = external->stored_type;
+  }
   const Architecture arch = side.config.arch;
   const auto parsed = model::ParseTensorName(side.config, name);
   if (!parsed) {
@@ -142,9 +147,8 @@ void AddTensor(Side& side, Architecture other_arch, const std::string& name) {
 }
 
 Side OpenSide(const std::string& dir) {
-  io::Checkpoint checkpoint = io::Checkpoint::Open(dir);
-  const std::string config_path = (fs::path(dir) / "config.json").string();
-  model::ModelConfig config = model::ParseConfig(checkpoint.config_json(), config_path);
+  io::Checkpoint checkpoint = model::OpenCheckpointPath(dir);
+  model::ModelConfig config = model::ParseConfig(checkpoint.config_json(), checkpoint.config_source());
   return Side{dir, std::move(checkpoint), std::move(config), {}, {}};
 }
 

@@ -28,6 +28,8 @@ struct WeightSide {
   std::string shard;  // file holding it
   std::string dtype;  // safetensors dtype name, e.g. "BF16"
   std::vector<int64_t> shape;
+  std::string stored_type;  // a GGUF tensor's ggml type ("Q8_0"; dtype is then its FP32
+                            // dequantization); empty for safetensors tensors
 };
 
 enum class WeightStatus {
