@@ -32,7 +32,9 @@ CommandRegistrar diff_weights_command("diff-weights", [](CLI::App& app, Action& 
   CLI::App* command = app.add_subcommand(
       "diff-weights",
       "Compare the tensors of two checkpoints (InternLM2 or Llama layout; wqkv compared against "
-      "q/k/v). Exit 0 only when every tensor is bitwise equal and none is missing or unexpected.");
+      "q/k/v; a GGUF file against an HF checkpoint: each tensor against the quantization error of "
+      "its stored type). Exit 0 only when every tensor is bitwise equal (or, for GGUF, as expected "
+      "for its type) and none is missing or unexpected.");
   command->add_option("A", options->a, "First checkpoint directory or GGUF file (the reference)")->required();
   command->add_option("B", options->b, "Second checkpoint directory or GGUF file")->required();
   command->add_flag("--json", options->json, "Print the report as JSON");
@@ -67,7 +69,7 @@ CommandRegistrar diff_weights_command("diff-weights", [](CLI::App& app, Action& 
       } else {
         std::cout << compare::FormatWeightDiff(report, options->all);
       }
-      return static_cast<int>(report.identical() ? kExitOk : kExitDifferent);
+      return static_cast<int>(report.consistent() ? kExitOk : kExitDifferent);
     };
   });
 });

@@ -34,6 +34,13 @@ class Bytes {
 
 void PutScalar(Bytes& out, GgufType type, const nlohmann::json& value) {
   switch (type) {
+    case GgufType::kU8: out.Put<uint8_t>(value.get<uint8_t>()); return;
+    case GgufType::kI8: out.Put<int8_t>(value.get<int8_t>()); return;
+    case GgufType::kU16: out.Put<uint16_t>(value.get<uint16_t>()); return;
+    case GgufType::kI16: out.Put<int16_t>(value.get<int16_t>()); return;
+    case GgufType::kU64: out.Put<uint64_t>(value.get<uint64_t>()); return;
+    case GgufType::kI64: out.Put<int64_t>(value.get<int64_t>()); return;
+    case GgufType::kF64: out.Put<double>(value.get<double>()); return;
     case GgufType::kU32: out.Put<uint32_t>(value.get<uint32_t>()); return;
     case GgufType::kI32: out.Put<int32_t>(value.get<int32_t>()); return;
     case GgufType::kF32: out.Put<float>(value.get<float>()); return;
@@ -45,7 +52,10 @@ void PutScalar(Bytes& out, GgufType type, const nlohmann::json& value) {
 
 }  // namespace
 
-void GgufWriter::Add(const std::string& key, GgufValue value) {
+void GgufWriter::AddValue(const std::string& key, GgufValue value) {
+  if (value.type == GgufType::kArray && value.element_type == GgufType::kArray) {
+    throw std::logic_error("GgufWriter: nested arrays are not written: " + key);
+  }
   for (const auto& [existing, unused] : metadata_) {
     if (existing == key) throw std::logic_error("GgufWriter: metadata key added twice: " + key);
   }
@@ -53,28 +63,28 @@ void GgufWriter::Add(const std::string& key, GgufValue value) {
 }
 
 void GgufWriter::AddString(const std::string& key, const std::string& value) {
-  Add(key, {GgufType::kString, GgufType::kU8, value});
+  AddValue(key, {GgufType::kString, GgufType::kU8, value});
 }
 void GgufWriter::AddU32(const std::string& key, uint32_t value) {
-  Add(key, {GgufType::kU32, GgufType::kU8, value});
+  AddValue(key, {GgufType::kU32, GgufType::kU8, value});
 }
 void GgufWriter::AddI32(const std::string& key, int32_t value) {
-  Add(key, {GgufType::kI32, GgufType::kU8, value});
+  AddValue(key, {GgufType::kI32, GgufType::kU8, value});
 }
 void GgufWriter::AddF32(const std::string& key, float value) {
-  Add(key, {GgufType::kF32, GgufType::kU8, value});
+  AddValue(key, {GgufType::kF32, GgufType::kU8, value});
 }
 void GgufWriter::AddBool(const std::string& key, bool value) {
-  Add(key, {GgufType::kBool, GgufType::kU8, value});
+  AddValue(key, {GgufType::kBool, GgufType::kU8, value});
 }
 void GgufWriter::AddStringArray(const std::string& key, const std::vector<std::string>& values) {
-  Add(key, {GgufType::kArray, GgufType::kString, values});
+  AddValue(key, {GgufType::kArray, GgufType::kString, values});
 }
 void GgufWriter::AddF32Array(const std::string& key, const std::vector<float>& values) {
-  Add(key, {GgufType::kArray, GgufType::kF32, values});
+  AddValue(key, {GgufType::kArray, GgufType::kF32, values});
 }
 void GgufWriter::AddI32Array(const std::string& key, const std::vector<int32_t>& values) {
-  Add(key, {GgufType::kArray, GgufType::kI32, values});
+  AddValue(key, {GgufType::kArray, GgufType::kI32, values});
 }
 
 void GgufWriter::AddTensor(const std::string& name, const std::vector<int64_t>& torch_shape,

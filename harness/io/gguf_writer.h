@@ -24,6 +24,8 @@ class GgufWriter {
   void AddStringArray(const std::string& key, const std::vector<std::string>& values);
   void AddF32Array(const std::string& key, const std::vector<float>& values);
   void AddI32Array(const std::string& key, const std::vector<int32_t>& values);
+  // Any value as GgufFile reads it (copying another file's metadata); nested arrays are refused.
+  void AddValue(const std::string& key, GgufValue value);
 
   // A tensor of PyTorch shape `torch_shape` (outermost first; GGUF stores it reversed) already
   // encoded as `type` (QuantizeRow): bytes.size() must be numel / block_size * type_size.
@@ -42,8 +44,6 @@ class GgufWriter {
     const GgmlTypeInfo* type;
     std::vector<uint8_t> bytes;
   };
-  void Add(const std::string& key, GgufValue value);
-
   std::vector<std::pair<std::string, GgufValue>> metadata_;
   std::vector<Tensor> tensors_;
 };

@@ -1,5 +1,6 @@
 #include "harness/model/gguf_model.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <vector>
 

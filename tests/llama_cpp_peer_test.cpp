@@ -1,0 +1,103 @@
+// The real llama.cpp as a peer (issue 12): the trained fixture converted to Llama, then to GGUF by
+// `convert hf-to-gguf`, run greedily in llama.cpp through node-llama-cpp's prebuilt CPU libraries
+// (scripts/llama_cpp/run_gguf.sh, writing a Parity trace), against Parity's own forward on the HF
+// checkpoint at FP32. Needs `scripts/setup.sh` (npm); skipped, saying so, without it.
+#include <cmath>
+#include <filesystem>
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <gtest/gtest.h>
+
+#include "gguf_fixture.h"
+#include "harness/io/trace.h"
+
+namespace parity {
+namespace {
+
+constexpr int64_t kSteps = 64;
+
+std::string RunGguf() { return std::string(PARITY_SOURCE_DIR) + "/scripts/llama_cpp/run_gguf.sh"; }
+
+bool PeerInstalled() {
+  return std::filesystem::exists(std::string(PARITY_SOURCE_DIR) +
+                                 "/scripts/llama_cpp/node_modules/node-llama-cpp/package.json");
+}
+
+io::Trace LlamaCpp(const std::string& gguf, const std::string& out) {
+  std::string log;
+  const std::string command =
+      fmt::format("'{}' '{}' --prompt-tokens {} --max-new-tokens {} --out '{}'", RunGguf(), gguf,
+                  fmt::join(FixturePrompt(), ","), kSteps, out);
+  EXPECT_EQ(RunCommand(command, &log), 0) << command << "\n" << log;
+  return io::ReadTrace(out);
+}
+
+// Per-step KL(p_a || p_b) in FP64 over the full vocabulary.
+std::vector<double> StepKl(const at::Tensor& a, const at::Tensor& b) {
+  const at::Tensor la = at::log_softmax(a.to(at::kDouble), -1);
+  const at::Tensor lb = at::log_softmax(b.to(at::kDouble), -1);
+  const at::Tensor kl = (la.exp() * (la - lb)).sum(-1);
+  return std::vector<double>(kl.data_ptr<double>(), kl.data_ptr<double>() + kl.numel());
+}
+
+class LlamaCppPeer : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!PeerInstalled()) {
+      GTEST_SKIP() << "node-llama-cpp is not installed (scripts/setup.sh installs it from npm)";
+    }
+  }
+};
+
+TEST_F(LlamaCppPeer, F32GgufGivesParitysGreedyTokens) {
+  GgufFixture& fixture = GgufFixture::Get();
+  const GreedyRun parity = ParityGreedy(io::Checkpoint::Open(fixture.llama()), FixturePrompt(), kSteps);
+  const io::Trace trace = LlamaCpp(fixture.Gguf("f32"), fixture.dir() + "/trace-f32");
+  ASSERT_EQ(trace.prompts.size(), 1u);
+  EXPECT_EQ(trace.producer.engine, "llama.cpp");
+  EXPECT_EQ(trace.prompts[0].prompt_tokens, FixturePrompt());
+  EXPECT_EQ(trace.prompts[0].tokens, parity.tokens) << "llama.cpp: " << fmt::format("{}", fmt::join(trace.prompts[0].tokens, ","))
+                                                    << "\nParity:    " << fmt::format("{}", fmt::join(parity.tokens, ","));
+  const at::Tensor diff = (trace.prompts[0].logits - parity.logits).abs();
+  const std::vector<double> kl = StepKl(parity.logits, trace.prompts[0].logits);
+  const double max_kl = *std::max_element(kl.begin(), kl.end());
+  const double max_diff = diff.max().item<double>();
+  std::cout << fmt::format("llama.cpp F32 vs Parity FP32 over {} steps: max |logit diff| {:.3g} "
+                           "(logits up to {:.3g}), max KL {:.3g}\n",
+                           kSteps, max_diff, parity.logits.abs().max().item<double>(), max_kl);
+  // Different kernels, same FP32 function: agreement at FP32 rounding level (the logits are O(10)).
+  EXPECT_LT(max_diff, 1e-3);
+  EXPECT_LT(max_kl, 1e-8);
+}
+
+TEST_F(LlamaCppPeer, Q8_0GgufIsQuantizationNoiseOnly) {
+  GgufFixture& fixture = GgufFixture::Get();
+  const GreedyRun parity = ParityGreedy(io::Checkpoint::Open(fixture.llama()), FixturePrompt(), kSteps);
+  const io::Trace trace = LlamaCpp(fixture.Gguf("q8_0"), fixture.dir() + "/trace-q8");
+  const std::vector<int64_t>& tokens = trace.prompts[0].tokens;
+  int64_t same = 0;
+  while (same < kSteps && tokens[same] == parity.tokens[same]) ++same;
+  const std::vector<double> kl = StepKl(parity.logits.narrow(0, 0, std::max<int64_t>(same, 1)),
+                                        trace.prompts[0].logits.narrow(0, 0, std::max<int64_t>(same, 1)));
+  const double max_kl = *std::max_element(kl.begin(), kl.end());
+  std::cout << fmt::format("llama.cpp Q8_0 vs Parity FP32 (HF weights): {} of {} greedy tokens equal "
+                           "before the first difference, max KL over them {:.3g}\n",
+                           same, kSteps, max_kl);
+  EXPECT_GE(same, 8);
+  EXPECT_LT(max_kl, 1e-3);
+}
+
+TEST_F(LlamaCppPeer, UnpermutedGgufDivergesInLlamaCpp) {
+  GgufFixture& fixture = GgufFixture::Get();
+  const GreedyRun parity = ParityGreedy(io::Checkpoint::Open(fixture.llama()), FixturePrompt(), kSteps);
+  const std::string bad = UnpermutedGguf(fixture.Gguf("f32"), fixture.dir() + "/peer-unpermuted.gguf", 8, 2);
+  const io::Trace trace = LlamaCpp(bad, fixture.dir() + "/trace-bad");
+  const std::vector<double> kl = StepKl(parity.logits.narrow(0, 0, 1), trace.prompts[0].logits.narrow(0, 0, 1));
+  std::cout << fmt::format("llama.cpp on the un-permuted GGUF: KL at step 0 {:.3g}\n", kl[0]);
+  EXPECT_GT(kl[0], 1e-3);  // wrong from the first step, far beyond FP32 noise
+}
+
+}  // namespace
+}  // namespace parity
