@@ -13,7 +13,6 @@
 // Exit 2 on bad arguments or a model llama.cpp refuses, with the reason.
 import fs from "node:fs";
 import path from "node:path";
-import { createRequire } from "node:module";
 import { getLlama, LlamaLogLevel } from "node-llama-cpp";
 
 function fail(message) {
@@ -69,8 +68,8 @@ function writeSafetensors(file, tensors) {
 }
 
 function packageVersion(name) {
-  const require = createRequire(import.meta.url);
-  return JSON.parse(fs.readFileSync(require.resolve(`${name}/package.json`), "utf8")).version;
+  const file = path.join(path.dirname(new URL(import.meta.url).pathname), "node_modules", name, "package.json");
+  return JSON.parse(fs.readFileSync(file, "utf8")).version;
 }
 
 const args = parseArgs(process.argv.slice(2));
@@ -91,7 +90,7 @@ try {
 } catch (error) {
   fail(`llama.cpp refused ${args.model}: ${error.message}`);
 }
-const vocab = model.fileInsights.tensorInfo.find((t) => t.name === "token_embd.weight")?.dimensions[1];
+const vocab = (model.fileInfo.tensorInfo ?? []).find((t) => t.name === "token_embd.weight")?.dimensions[1];
 const vocabSize = Number(vocab ?? model.tokens.length ?? 0);
 if (!vocabSize) fail(`${args.model}: cannot tell the vocabulary size`);
 
@@ -135,12 +134,12 @@ const trace = {
   version: 1,
   producer: {
     engine: "llama.cpp",
-    engine_version: `node-llama-cpp ${packageVersion("node-llama-cpp")}, llama.cpp ${llama.llamaCppRelease?.release ?? "?"} (@node-llama-cpp/linux-x64 prebuilt, CPU)`,
+    engine_version: `node-llama-cpp ${packageVersion("node-llama-cpp")}, @node-llama-cpp/linux-x64 ${packageVersion("@node-llama-cpp/linux-x64")}, llama.cpp ${llama.llamaCppRelease.repo} ${llama.llamaCppRelease.release} (${llama.buildType}, CPU)`,
     model: path.resolve(args.model),
     dtype: "fp32",
     device: "cpu",
     settings: { kv_cache: "F32", flash_attention: false, threads: args.threads, sampling: "greedy (temperature 0)",
-                gpu: llama.gpu, cpu_build: llama.buildType ?? "prebuilt" },
+                gpu: llama.gpu, build: llama.buildType, system_info: llama.systemInfo },
   },
   vocab_size: vocabSize,
   content: "logits",
