@@ -549,7 +549,20 @@ ConfigDiff DiffConfigPaths(const std::string& a, const std::string& b) {
   };
   auto [json_a, source_a] = read(a);
   auto [json_b, source_b] = read(b);
-  return DiffConfigs(json_a, source_a, json_b, source_b);
+  ConfigDiff diff = DiffConfigs(json_a, source_a, json_b, source_b);
+  if (model::IsGgufFile(a) || model::IsGgufFile(b)) {
+    // GGUF has no storage dtype for the model: each tensor has its own ggml type.
+    for (FieldComparison& field : diff.fields) {
+      if ((field.field == "torch_dtype" || field.field == "dtype") &&
+          field.verdict == FieldVerdict::kMismatch && (!field.a || !field.b)) {
+        field.verdict = FieldVerdict::kIrrelevant;
+        field.note = "a GGUF file has no model dtype, only a ggml type per tensor (see `parity "
+                     "inspect FILE.gguf`, and `parity diff-weights` for what the types do to the "
+                     "weights)";
+      }
+    }
+  }
+  return diff;
 }
 
 }  // namespace parity::compare

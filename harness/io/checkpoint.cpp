@@ -229,7 +229,7 @@ Checkpoint Checkpoint::FromExternal(const std::string& path, nlohmann::json conf
 }
 
 std::string Checkpoint::config_source() const {
-  if (!external_.empty() || format_ != "safetensors") return dir_ + " (metadata)";
+  if (format_ != "safetensors") return dir_ + " (metadata)";
   return (fs::path(dir_) / "config.json").string();
 }
 
@@ -266,10 +266,14 @@ const SafetensorsFile& Checkpoint::shard(const std::string& file) const {
 }
 
 const TensorInfo& Checkpoint::Info(const std::string& name) const {
+  if (const ExternalTensor* external = External(name)) return external->info;
   return *shard(ShardOf(name)).Find(name);
 }
 
-at::Tensor Checkpoint::Get(const std::string& name) const { return shard(ShardOf(name)).Get(name); }
+at::Tensor Checkpoint::Get(const std::string& name) const {
+  if (const ExternalTensor* external = External(name)) return external->load();
+  return shard(ShardOf(name)).Get(name);
+}
 
 uint64_t Checkpoint::bytes_on_disk() const {
   uint64_t total = external_bytes_;
