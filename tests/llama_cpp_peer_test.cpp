@@ -12,6 +12,7 @@
 
 #include "gguf_fixture.h"
 #include "harness/io/trace.h"
+#include "harness/model/gguf_checkpoint.h"
 
 namespace parity {
 namespace {
@@ -72,21 +73,34 @@ TEST_F(LlamaCppPeer, F32GgufGivesParitysGreedyTokens) {
   EXPECT_LT(max_kl, 1e-8);
 }
 
+// Q8_0: llama.cpp's logits differ from the FP32 reference by what the quantization makes, measured
+// by Parity's own forward on the same file's dequantized weights. llama.cpp also rounds the
+// activations to Q8_0 for its dot products: a second rounding of the same width, which can double or
+// triple the variance of the logit error; a factor 8 on the KL leaves room for that and nothing
+// else (a wrong tensor is off by 100x and more, see below).
 TEST_F(LlamaCppPeer, Q8_0GgufIsQuantizationNoiseOnly) {
   GgufFixture& fixture = GgufFixture::Get();
   const GreedyRun parity = ParityGreedy(io::Checkpoint::Open(fixture.llama()), FixturePrompt(), kSteps);
+  const GreedyRun dequantized =
+      ParityGreedy(model::OpenGgufCheckpoint(fixture.Gguf("q8_0")), FixturePrompt(), kSteps);
   const io::Trace trace = LlamaCpp(fixture.Gguf("q8_0"), fixture.dir() + "/trace-q8");
   const std::vector<int64_t>& tokens = trace.prompts[0].tokens;
   int64_t same = 0;
-  while (same < kSteps && tokens[same] == parity.tokens[same]) ++same;
-  const std::vector<double> kl = StepKl(parity.logits.narrow(0, 0, std::max<int64_t>(same, 1)),
-                                        trace.prompts[0].logits.narrow(0, 0, std::max<int64_t>(same, 1)));
-  const double max_kl = *std::max_element(kl.begin(), kl.end());
-  std::cout << fmt::format("llama.cpp Q8_0 vs Parity FP32 (HF weights): {} of {} greedy tokens equal "
-                           "before the first difference, max KL over them {:.3g}\n",
-                           same, kSteps, max_kl);
-  EXPECT_GE(same, 8);
-  EXPECT_LT(max_kl, 1e-3);
+  while (same < kSteps && tokens[same] == parity.tokens[same] && dequantized.tokens[same] == parity.tokens[same]) {
+    ++same;
+  }
+  ASSERT_GE(same, 1);
+  const std::vector<double> kl_llama = StepKl(parity.logits.narrow(0, 0, same), trace.prompts[0].logits.narrow(0, 0, same));
+  const std::vector<double> kl_parity = StepKl(parity.logits.narrow(0, 0, same), dequantized.logits.narrow(0, 0, same));
+  const double max_llama = *std::max_element(kl_llama.begin(), kl_llama.end());
+  const double max_parity = *std::max_element(kl_parity.begin(), kl_parity.end());
+  std::cout << fmt::format("Q8_0 GGUF vs Parity FP32 on the HF weights, over the {} of {} steps where all "
+                           "three chose the same tokens: max KL llama.cpp {:.3g}, Parity's forward on the "
+                           "dequantized Q8_0 weights {:.3g}\n",
+                           same, kSteps, max_llama, max_parity);
+  EXPECT_EQ(same, kSteps);
+  EXPECT_LT(max_llama, 8 * max_parity);  // measured 3.4x here
+  EXPECT_GT(max_llama, 1e3 * 5.47e-12);  // not F32: the file really is quantized
 }
 
 TEST_F(LlamaCppPeer, UnpermutedGgufDivergesInLlamaCpp) {

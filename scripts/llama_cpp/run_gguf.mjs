@@ -4,7 +4,7 @@
 // raw next-token logits of every step (FP32, full vocabulary, as llama.cpp's sampler sees them).
 //
 //   node scripts/llama_cpp/run_gguf.mjs MODEL.gguf --prompt-tokens 1,2,3 [--prompt-tokens ...]
-//        --max-new-tokens 64 --out TRACE_DIR [--threads N]
+//        --max-new-tokens 64 --out TRACE_DIR [--threads N (default 1)]
 //
 // Settings that keep llama.cpp's arithmetic close to an FP32 reference: CPU only, KV cache in F32
 // (llama.cpp's default is F16), flash attention off, batch = whole prompt, one sequence. The chosen
@@ -21,7 +21,9 @@ function fail(message) {
 }
 
 function parseArgs(argv) {
-  const args = { prompts: [], maxNewTokens: 64, threads: 2, logits: true };
+  // One thread by default: ggml's worker threads spin while they wait, and on a busy machine (CI,
+  // two cores shared) two of them took 50 s for what one thread does in 3 s.
+  const args = { prompts: [], maxNewTokens: 64, threads: 1, logits: true };
   for (let i = 0; i < argv.length; ++i) {
     const a = argv[i];
     const next = () => {
