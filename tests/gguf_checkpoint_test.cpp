@@ -193,6 +193,14 @@ TEST(GgufCheckpoint, CliCompareDiffWeightsAndDiffConfigTakeGgufFiles) {
   EXPECT_NE(log.find("8 WRONG: blk.0.attn_q.weight, blk.0.attn_k.weight"), std::string::npos) << log;
   EXPECT_NE(log.find("Q/K rope permutation llama.cpp's converter applies for llama is missing"),
             std::string::npos) << log;
+  EXPECT_EQ(RunCommand(ParityCli() + " inspect " + fixture.Gguf("q8_0"), &log), 0) << log;
+  EXPECT_NE(log.find("as a checkpoint:"), std::string::npos) << log;
+  EXPECT_NE(log.find("llama"), std::string::npos) << log;
+  const std::string localize = ParityCli() + " localize " + fixture.llama() + " " + bad_gguf + " " + prompt +
+                               " --max-new-tokens 4";
+  const int localize_status = RunCommand(localize, &log);
+  EXPECT_TRUE(localize_status == 0 || localize_status == 1) << localize << "\n" << log;
+  EXPECT_NE(log.find("layer 0"), std::string::npos) << log;
   EXPECT_EQ(RunCommand(ParityCli() + " convert hf-to-gguf " + fixture.llama() + " " + fixture.dir() +
                            "/cli.gguf --type q8_0",
                        &log), 0) << log;

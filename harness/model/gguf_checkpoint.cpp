@@ -64,6 +64,11 @@ io::Checkpoint OpenGgufCheckpoint(const std::string& path) {
 
 io::Checkpoint OpenCheckpointPath(const std::string& path) {
   if (IsGgufFile(path)) return OpenGgufCheckpoint(path);
+  std::error_code ec;
+  if (std::filesystem::is_regular_file(path, ec)) {
+    throw InputError(fmt::format("{}: neither a checkpoint directory nor a GGUF file (it does not "
+                                 "start with the 'GGUF' magic)", path));
+  }
   return io::Checkpoint::Open(path);
 }
 
