@@ -209,6 +209,34 @@ TEST(GgufCheckpoint, CliCompareDiffWeightsAndDiffConfigTakeGgufFiles) {
                            "/cli.gguf --type q4_k", &log), 2) << log;
 }
 
+// llama.cpp's internlm2 GGUFs split wqkv into attn_q/k/v and permute q and k as for llama: read
+// as a Llama model, compared against the original InternLM2 checkpoint's packed wqkv part by part.
+TEST(GgufCheckpoint, InternLM2GgufReadsAsLlamaAgainstThePackedOriginal) {
+  GgufFixture& fixture = GgufFixture::Get();
+  const io::GgufFile llama = io::GgufFile::Open(fixture.Gguf("q8_0"));
+  io::GgufWriter writer;
+  for (const auto& [key, value] : llama.metadata()) {
+    if (key == "general.architecture") {
+      writer.AddString(key, "internlm2");
+    } else if (key.rfind("llama.", 0) == 0) {
+      writer.AddValue("internlm2." + key.substr(6), value);
+    } else {
+      writer.AddValue(key, value);
+    }
+  }
+  for (const io::GgufTensorInfo& info : llama.tensors()) {
+    writer.AddTensor(info.name, info.TorchShape(), *info.type, llama.ReadRaw(info));
+  }
+  const std::string path = fixture.dir() + "/internlm2.gguf";
+  writer.Write(path);
+  const model::CheckpointSummary summary = model::SummarizeCheckpoint(model::OpenGgufCheckpoint(path));
+  EXPECT_EQ(summary.config.arch, model::Architecture::kLlama);
+  EXPECT_TRUE(summary.table_agrees()) << summary.ToText();
+  const compare::WeightDiffReport report = compare::DiffWeights(TrainedFixtureDir(), path);
+  EXPECT_TRUE(report.consistent()) << compare::FormatWeightDiff(report);
+  EXPECT_EQ(report.compared.size(), 39u);  // wqkv compared as its q, k and v parts
+}
+
 TEST(GgufCheckpoint, BadMetadataIsNamed) {
   TempDir dir;
   GgufFixture& fixture = GgufFixture::Get();
