@@ -162,8 +162,9 @@ std::string WriteVocabulary(const fs::path& src, const model::ModelConfig& confi
     writer.AddString("tokenizer.ggml.pre", pre);
     kind = fmt::format("gpt2 (byte-level BPE, pre-tokenizer {})", pre);
   } else {
-    notes.push_back("no tokenizer.model or tokenizer.json: no vocabulary written (llama.cpp can "
-                    "then run token ids only)");
+    notes.push_back("no tokenizer.model or tokenizer.json: no vocabulary written (tokenizer.ggml.model "
+                    "\"none\"); Parity reads such a file, but llama.cpp as node-llama-cpp 3.22.1 drives it "
+                    "aborts on it (GGML_ASSERT \"Tokenizer not initialized\" in llama-vocab.cpp)");
     writer.AddString("tokenizer.ggml.model", "none");
     return "none";
   }

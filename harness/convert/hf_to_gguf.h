@@ -25,6 +25,8 @@
 //     entry has), merges as "a b";
 //   * bos / eos (the first of the config's eos ids) / unknown / padding ids, add_bos_token and
 //     add_eos_token from tokenizer_config.json when it says.
+//   * neither: tokenizer.ggml.model "none" and a note (node-llama-cpp's llama.cpp aborts on such a
+//     file, seen with the HF-made random Qwen checkpoints, which have no tokenizer).
 // Refuses (InputError, before writing): a family without a GGUF form (InternLM2: convert it to Llama
 // first), MoE, sliding window, mlp_bias, a source whose tensors disagree with its config, a DST that
 // is a directory. DST is written atomically.
