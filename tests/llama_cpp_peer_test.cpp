@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "gguf_fixture.h"
+#include "harness/io/safetensors.h"
 #include "harness/io/trace.h"
 #include "harness/model/gguf_checkpoint.h"
 
@@ -111,6 +112,51 @@ TEST_F(LlamaCppPeer, UnpermutedGgufDivergesInLlamaCpp) {
   const std::vector<double> kl = StepKl(parity.logits.narrow(0, 0, 1), trace.prompts[0].logits.narrow(0, 0, 1));
   std::cout << fmt::format("llama.cpp on the un-permuted GGUF: KL at step 0 {:.3g}\n", kl[0]);
   EXPECT_GT(kl[0], 1e-3);  // wrong from the first step, far beyond FP32 noise
+}
+
+// A NeoX-rope family with q/k norms and a byte-level BPE vocabulary: HF's random Qwen3 (made by
+// transformers itself) with its vocabulary widened to a small tokenizer.json's 967 ids (the new
+// embedding and LM head rows deterministic, small), converted to GGUF (no permutation, gpt2
+// tokenizer metadata, pre-tokenizer "qwen2"), run in llama.cpp against Parity's forward.
+TEST_F(LlamaCppPeer, Qwen3WithABpeVocabularyGivesParitysTokens) {
+  TempDir dir;
+  const std::string src = TestDataPath("golden/families/qwen3");
+  const io::Checkpoint original = io::Checkpoint::Open(src);
+  nlohmann::json config = original.config_json();
+  const int64_t vocab = 967, old_vocab = config["vocab_size"].get<int64_t>();
+  config["vocab_size"] = vocab;
+  std::vector<io::NamedTensor> tensors;
+  for (const std::string& name : original.names()) {
+    at::Tensor value = original.Get(name).clone();
+    if (name == "model.embed_tokens.weight" || name == "lm_head.weight") {
+      const int64_t extra = vocab - old_vocab;
+      at::Tensor rows = at::sin(at::arange(extra * value.size(1), at::kFloat)).reshape({extra, -1}) * 0.02;
+      value = at::cat({value, rows.to(value.scalar_type())});
+    }
+    tensors.push_back({name, value});
+  }
+  const std::string hf = dir.path() + "/qwen3-bpe";
+  std::filesystem::create_directories(hf);
+  io::WriteSafetensors(hf + "/model.safetensors", tensors);
+  WriteFileText(hf + "/config.json", config.dump(2));
+  WriteFileText(hf + "/tokenizer.json", ReadFileText(TestDataPath("tokenizers/gpt2_style/tokenizer.json")));
+  const convert::HfToGgufResult result = convert::ConvertHfToGguf(hf, dir.path() + "/qwen3.gguf", "f32");
+  EXPECT_EQ(result.tokenizer, "gpt2 (byte-level BPE, pre-tokenizer qwen2)");
+  const std::vector<int64_t> prompt = {126, 92, 126, 245, 182, 56};
+  const GreedyRun parity = ParityGreedy(io::Checkpoint::Open(hf), prompt, 32);
+  std::string log;
+  const std::string command = fmt::format("'{}' '{}' --prompt-tokens {} --max-new-tokens 32 --out '{}'",
+                                          RunGguf(), dir.path() + "/qwen3.gguf", fmt::join(prompt, ","),
+                                          dir.path() + "/trace");
+  ASSERT_EQ(RunCommand(command, &log), 0) << command << "\n" << log;
+  const io::Trace trace = io::ReadTrace(dir.path() + "/trace");
+  EXPECT_EQ(trace.prompts[0].tokens, parity.tokens);
+  const std::vector<double> kl = StepKl(parity.logits, trace.prompts[0].logits);
+  const double max_kl = *std::max_element(kl.begin(), kl.end());
+  std::cout << fmt::format("llama.cpp F32 vs Parity FP32, Qwen3 with a BPE vocabulary, 32 steps: max "
+                           "|logit diff| {:.3g}, max KL {:.3g}\n",
+                           (trace.prompts[0].logits - parity.logits).abs().max().item<double>(), max_kl);
+  EXPECT_LT(max_kl, 1e-8);
 }
 
 }  // namespace
