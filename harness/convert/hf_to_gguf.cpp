@@ -107,11 +107,23 @@ Vocabulary BpeVocabulary(const fs::path& json_path, int64_t vocab_size) {
     throw InputError(fmt::format("{}: expected a BPE model with a vocab object (model.type \"BPE\")",
                                  json_path.string()));
   }
+  // As the script's get_vocab_base: {**vocab, **added_vocab} reversed, so an added token whose text
+  // is also a vocabulary piece keeps only its added id (the piece's id becomes "[PAD<id>]"; llama.cpp
+  // refuses two ids with one text).
+  std::map<std::string, std::pair<int64_t, int32_t>> by_text;  // text -> (id, type)
+  for (const auto& [piece, id] : (*model)["vocab"].items()) by_text[piece] = {id.get<int64_t>(), kNormal};
+  if (tokenizer.contains("added_tokens") && tokenizer["added_tokens"].is_array()) {
+    for (const nlohmann::json& token : tokenizer["added_tokens"]) {
+      by_text[token.value("content", "")] = {token.value("id", int64_t{-1}),
+                                              token.value("special", false) ? kControl : kUserDefined};
+    }
+  }
   Vocabulary vocab;
   vocab.tokens.assign(vocab_size, "");
   vocab.types.assign(vocab_size, kUnused);
   std::vector<bool> present(vocab_size, false);
-  auto put = [&](int64_t id, const std::string& text, int32_t type) {
+  for (const auto& [text, entry] : by_text) {
+    const auto [id, type] = entry;
     if (id < 0 || id >= vocab_size) {
       throw InputError(fmt::format("{}: token '{}' has id {}, outside the config's vocab_size {}",
                                    json_path.string(), text, id, vocab_size));
@@ -119,13 +131,6 @@ Vocabulary BpeVocabulary(const fs::path& json_path, int64_t vocab_size) {
     vocab.tokens[id] = text;
     vocab.types[id] = type;
     present[id] = true;
-  };
-  for (const auto& [piece, id] : (*model)["vocab"].items()) put(id.get<int64_t>(), piece, kNormal);
-  if (tokenizer.contains("added_tokens") && tokenizer["added_tokens"].is_array()) {
-    for (const nlohmann::json& token : tokenizer["added_tokens"]) {
-      put(token.value("id", int64_t{-1}), token.value("content", ""),
-          token.value("special", false) ? kControl : kUserDefined);
-    }
   }
   for (int64_t id = 0; id < vocab_size; ++id) {
     if (!present[id]) vocab.tokens[id] = fmt::format("[PAD{}]", id);
