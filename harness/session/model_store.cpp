@@ -51,8 +51,10 @@ std::shared_ptr<const StoredModel> OpenCheckpoint(const std::string& dir) {
     problems.push_back(fmt::format("wrong shape {}", FirstFew(summary.shape_mismatches)));
   }
   if (!problems.empty()) {
-    throw InputError(fmt::format("{}: the tensors disagree with its config: {} (see `parity "
-                                 "inspect {}`)", dir, fmt::join(problems, "; "), dir));
+    throw InputError(fmt::format("{}: the tensors disagree with {}: {} (see `parity "
+                                 "inspect {}`)", dir,
+                                 model->checkpoint->format() == "gguf" ? "its GGUF metadata" : "config.json",
+                                 fmt::join(problems, "; "), dir));
   }
   return model;
 }
