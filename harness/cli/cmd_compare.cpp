@@ -26,6 +26,7 @@
 #include "harness/core/error.h"
 #include "harness/session/inputs.h"
 #include "harness/forward/numerics.h"
+#include "harness/model/gguf_checkpoint.h"
 
 namespace parity::cli {
 namespace {
@@ -101,9 +102,9 @@ int RunCompare(const CompareOptions& o) {
       }
       return compare::RecordedSide::Open(dir);
     }
-    if (!std::filesystem::is_directory(dir)) {
-      throw InputError(fmt::format("compare: '{}' is neither a checkpoint directory nor a "
-                                   "recording (trace directory or llama.cpp KLD-base file)", dir));
+    if (!std::filesystem::is_directory(dir) && !model::IsGgufFile(dir)) {
+      throw InputError(fmt::format("compare: '{}' is neither a checkpoint directory, a GGUF file nor "
+                                   "a recording (trace directory or llama.cpp KLD-base file)", dir));
     }
     return std::nullopt;
   };
