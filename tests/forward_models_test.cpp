@@ -213,7 +213,12 @@ TEST(ForwardModels, KvCacheDecodingEqualsFullForward) {
     }
     EXPECT_EQ(cache.length, 10);
     ASSERT_EQ(cache.keys.size(), 2u);
-    EXPECT_EQ(cache.keys[1].sizes(), (std::vector<int64_t>{1, 2, 10, 16}));
+    // The static layout: keys stored repeated to the 4 query heads, capacity 6 doubled to 12.
+    EXPECT_EQ(cache.keys[1].sizes(), (std::vector<int64_t>{1, 4, 12, 16}));
+    KVCache growing;
+    growing.layout = KVCache::Layout::kGrowing;
+    model->Forward(Tokens(kPrompt), growing);
+    EXPECT_EQ(growing.keys[1].sizes(), (std::vector<int64_t>{1, 2, 10, 16}));
   }
 }
 

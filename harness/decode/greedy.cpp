@@ -55,11 +55,17 @@ GreedyResult RunLockstepPipelined(forward::CausalLM& model_a, forward::CausalLM&
   const int64_t capacity = prompt_length + options.max_new_tokens;
   pipeline::DeviceSide side_a(model_a, capacity), side_b(model_b, capacity);
   pipeline::OrderedWorker issue_a(1);  // A's steps are issued from this thread, B's from the caller's
+  // One model object on both sides (a pair of identical sides): its Forward is not meant to run on
+  // two threads at once (the rotary table grows lazily), so both are issued from the caller's.
+  const bool shared_model = &model_a == &model_b;
   pipeline::OrderedWorker callbacks(4);
   // Issues A's and B's next steps at once (either may be skipped); returns when both are issued.
   auto launch = [&](const at::Tensor* input_a, const PendingStep* from_a, const at::Tensor* input_b,
                     const PendingStep* from_b, PendingStep* next_a, PendingStep* next_b) {
-    if (input_a != nullptr) issue_a.Submit([&] { *next_a = side_a.Launch(*input_a, from_a); });
+    if (input_a != nullptr && shared_model) *next_a = side_a.Launch(*input_a, from_a);
+    if (input_a != nullptr && !shared_model) {
+      issue_a.Submit([&] { *next_a = side_a.Launch(*input_a, from_a); });
+    }
     try {
       if (input_b != nullptr) *next_b = side_b.Launch(*input_b, from_b);
     } catch (...) {
