@@ -20,6 +20,7 @@
 #include "harness/diagnose/precision_bisect.h"
 #include "harness/forward/causal_lm.h"
 #include "tests/precision_models.h"
+#include "tests/test_util.h"
 
 namespace parity {
 namespace {
@@ -130,6 +131,39 @@ TEST(PrecisionBisect, Bf16DivergenceOfThe24LayerModelIsRemovedByTheAnswer) {
   // ... and is smaller than the whole model.
   EXPECT_NE(r.answer_text, "all");
   EXPECT_LT(static_cast<int64_t>(r.runs.size()), r.module_instances);
+}
+
+// The command line: a policy with a bad token is refused with exit 2 naming it; on the trained
+// fixture, @fp32 vs @bf16 runs the search and prints JSON whose claims name their runs.
+TEST(PrecisionBisectCli, RefusesBadPoliciesAndReportsTheSearch) {
+  const std::string fixture = TrainedFixtureDir();
+  std::string output;
+  EXPECT_EQ(RunCommand(ParityCli() + " bisect-precision " + fixture + " " + fixture +
+                           "@bf16+fp32:nrom --tokens 1,2,3", &output), 2) << output;
+  EXPECT_NE(output.find("unknown module 'nrom'"), std::string::npos) << output;
+  EXPECT_EQ(RunCommand(ParityCli() + " bisect-precision " + fixture + " " + fixture +
+                           " --tokens 1,2,3", &output), 2) << output;
+  EXPECT_NE(output.find("with itself"), std::string::npos) << output;
+  TempDir dir;
+  EXPECT_EQ(RunCommand(ParityCli() + " compare " + fixture + " '" + fixture +
+                           "@bf16+fp32:mlp[9]' --prompt-tokens 1,2,3 --max-new-tokens 2 --out " +
+                           dir.path() + "/out", &output), 2) << output;
+  EXPECT_NE(output.find("mlp[9] reaches past the model's 4 layers"), std::string::npos) << output;
+  const int rc = RunCommand(ParityCli() + " bisect-precision " + fixture + " " + fixture +
+                                "@bf16 --prompt 'Permission is hereby granted' --max-new-tokens 24 "
+                                "--json 2>/dev/null", &output);
+  ASSERT_EQ(rc, 0) << output;
+  const nlohmann::json json = nlohmann::json::parse(output);
+  EXPECT_EQ(json["b"]["precision"], "bf16");
+  ASSERT_GE(json["runs"].size(), 1u);
+  EXPECT_EQ(json["runs"][0]["phase"], "baseline");
+  EXPECT_EQ(json["runs_taken"], json["runs"].size());
+  if (json["status"] == "found") {
+    EXPECT_FALSE(json["answer"].empty());
+    EXPECT_FALSE(json["shown"].empty());
+  } else {
+    EXPECT_EQ(json["status"], "no_divergence");
+  }
 }
 
 }  // namespace

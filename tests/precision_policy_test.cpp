@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include "harness/compare/case.h"
+#include "harness/compare/verdict.h"
 #include "harness/core/error.h"
 #include "harness/forward/causal_lm.h"
 #include "harness/forward/numerics.h"
@@ -61,6 +62,10 @@ TEST(PrecisionPolicyText, ParsesAndPrintsCanonically) {
   EXPECT_EQ(ParsePrecisionPolicy("fp16+fp32:all[3]").Of(Module::kLmHead, -1), Precision::kFP16);
   EXPECT_EQ(ParsePrecisionPolicy("tf32").Text(), "tf32");
   EXPECT_TRUE(ParsePrecisionPolicy("tf32").tf32);
+  // TF32 rounds matmul inputs to FP16's significand: budgeted as FP16 by the verdicts.
+  EXPECT_EQ(compare::BudgetPrecision(ParsePrecisionPolicy("tf32")), Precision::kFP16);
+  EXPECT_EQ(compare::BudgetPrecision(ParsePrecisionPolicy("bf16+tf32")), Precision::kBF16);
+  EXPECT_EQ(compare::BudgetPrecision(ParsePrecisionPolicy("fp32")), Precision::kFP32);
   EXPECT_EQ(ParsePrecisionPolicy("bf16+fp32:experts+tf32").Text(), "bf16+fp32:mlp+tf32");
   EXPECT_TRUE(ParsePrecisionPolicy("half").Uniform());
   EXPECT_EQ(forward::SplitPolicyList("fp32,bf16+fp32:norm,router,fp16"),

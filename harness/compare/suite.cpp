@@ -665,8 +665,8 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
       request.chat = c.prompts[i].text && c.prompts[i].chat;
       request.prompt_tokens = prompt_tokens[i];
       request.pair = pair;
-      request.precision_a = case_pair.a.precision.Coarsest();
-      request.precision_b = case_pair.b.precision.Coarsest();
+      request.precision_a = BudgetPrecision(case_pair.a.precision);
+      request.precision_b = BudgetPrecision(case_pair.b.precision);
       request.greedy.mode = c.mode;
       request.greedy.max_new_tokens = c.max_new_tokens;
       request.greedy.eos_ids = eos_ids;

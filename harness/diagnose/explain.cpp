@@ -1,6 +1,7 @@
 #include "harness/diagnose/explain.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -75,7 +76,8 @@ PairStats RunPairStats(forward::CausalLM& a, forward::CausalLM& b,
   decode::RunLockstep(a, b, prompt, greedy, [&](const decode::GreedyStep& step) {
     const double kl = compare::CompareLogits(step.logits_a, step.logits_b, 1).kl;
     kl_sum += kl;
-    stats.max_kl = std::max(stats.max_kl, kl);
+    // NaN (non-finite logits) never vanishes from the maximum: it sticks.
+    if (!std::isnan(stats.max_kl) && (std::isnan(kl) || kl > stats.max_kl)) stats.max_kl = kl;
     ++stats.steps;
     if (!stats.first_divergence && step.token_a != step.token_b) stats.first_divergence = step.step;
   });

@@ -269,7 +269,7 @@ LocalizeResult LocalizeTokens(forward::CausalLM& a, forward::CausalLM& b, forwar
   std::vector<PointSequence> va64 = ObserveAllPositions(a64, tokens);
   std::vector<PointSequence> vb64 = ObserveAllPositions(b64, tokens);
   ComparePositions(va, vb, va64, vb64, nullptr, result);
-  ClassifyAtLogits(result, va, vb, va64, vb64, a.numerics().policy.Coarsest(),
+  ClassifyAtLogits(result, va, vb, va64, vb64, compare::BudgetPrecision(a.numerics().policy),
                    std::max(a.config().num_layers, b.config().num_layers));
   AddRangeWatch(result, va, vb, a.numerics().policy, b.numerics().policy);
   return result;
@@ -355,7 +355,7 @@ LocalizeResult Localize(const ModelSource& a, const ModelSource& b,
   result.divergence_token_a = token_a;
   result.divergence_token_b = token_b;
   ComparePositions(va, vb, va64, vb64, options.token_text, result);
-  ClassifyAtLogits(result, va, vb, va64, vb64, options.precision.Coarsest(), depth);
+  ClassifyAtLogits(result, va, vb, va64, vb64, compare::BudgetPrecision(options.precision), depth);
   AddRangeWatch(result, va, vb, options.precision);
   result.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -1,6 +1,7 @@
 #include "harness/diagnose/precision_bisect.h"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <memory>
 
@@ -113,7 +114,10 @@ class Searcher {
     run.first_divergence = stats.first_divergence;
     run.max_kl = stats.max_kl;
     run.mean_kl = stats.mean_kl;
-    run.suffices = !stats.first_divergence && (!options_.max_kl || stats.max_kl <= *options_.max_kl);
+    // Non-finite logits (NaN KL) never suffice.
+    run.suffices = !stats.first_divergence && std::isfinite(stats.max_kl) &&
+                   std::isfinite(stats.mean_kl) &&
+                   (!options_.max_kl || stats.max_kl <= *options_.max_kl);
     spdlog::info("bisect-precision run {} ({}): {}: first split {}, max KL {:.3g}", run.index,
                  phase, run.candidate, StepText(run.first_divergence), run.max_kl);
     memo_[key] = result_.runs.size();
@@ -238,6 +242,14 @@ BisectResult BisectPrecision(const ModelSource& a, const ModelSource& b,
                                  "the same depth", a.config.num_layers, b.config.num_layers));
   }
   if (options.max_new_tokens < 1) throw InputError("bisect-precision: max_new_tokens must be >= 1");
+  for (const forward::PrecisionPolicy* policy : {&options.precision_a, &options.precision_b}) {
+    if (policy->tf32) {
+      throw InputError(fmt::format(
+          "bisect-precision: '{}' runs every FP32 matmul as TF32 (a whole-model mode); bisection "
+          "raises modules to FP32 and cannot switch TF32 off per module: compare it with "
+          "`parity compare` instead", policy->Text()));
+    }
+  }
   BisectResult result;
   result.label_a = a.label;
   result.label_b = b.label;

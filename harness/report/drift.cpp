@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "harness/compare/verdict.h"
 #include "harness/core/error.h"
 #include "harness/forward/precision_policy.h"
 #include "harness/io/checkpoint.h"
@@ -46,7 +47,8 @@ std::string PairIdOfRun(const compare::Summary& summary, const compare::Run& run
 std::string CoarserPrecision(const compare::Run& run) {
   auto coarsest = [](const std::string& p) {
     const auto policy = forward::TryParsePrecisionPolicy(p);
-    return forward::PrecisionName(policy ? policy->Coarsest() : forward::Precision::kFP32);
+    return forward::PrecisionName(policy ? compare::BudgetPrecision(*policy)
+                                          : forward::Precision::kFP32);
   };
   auto bits = [](const std::string& p) {
     return p == "bf16" ? 8 : p == "fp16" ? 11 : p == "fp32" ? 24 : p == "fp64" ? 53 : 24;
