@@ -151,9 +151,11 @@ TEST(PrecisionBisectCli, RefusesBadPoliciesAndReportsTheSearch) {
   EXPECT_NE(output.find("mlp[9] reaches past the model's 4 layers"), std::string::npos) << output;
   const int rc = RunCommand(ParityCli() + " bisect-precision " + fixture + " " + fixture +
                                 "@bf16 --prompt 'Permission is hereby granted' --max-new-tokens 24 "
-                                "--json 2>/dev/null", &output);
+                                "--out " + dir.path() + "/bisect", &output);
   ASSERT_EQ(rc, 0) << output;
-  const nlohmann::json json = nlohmann::json::parse(output);
+  EXPECT_NE(output.find("run  phase"), std::string::npos) << output;  // the table
+  const nlohmann::json json =
+      nlohmann::json::parse(ReadFileText(dir.path() + "/bisect/bisect_precision.json"));
   EXPECT_EQ(json["b"]["precision"], "bf16");
   ASSERT_GE(json["runs"].size(), 1u);
   EXPECT_EQ(json["runs"][0]["phase"], "baseline");

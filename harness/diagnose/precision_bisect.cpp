@@ -348,8 +348,9 @@ BisectResult BisectPrecision(const ModelSource& a, const ModelSource& b,
         "that no smaller set exists: only the answer's one-step-smaller neighbours were run, and "
         "kinds by halving and elimination, not every subset");
   }
-  if (std::any_of(answer.begin(), answer.end(),
-                  [](const PrecisionOverride& o) { return o.layers.has_value(); })) {
+  if (std::any_of(answer.begin(), answer.end(), [](const PrecisionOverride& o) {
+        return o.layers && o.layers->first < o.layers->second;
+      })) {
     result.not_shown.push_back(
         "that the layers inside a range are each needed: only the range's ends were trimmed");
   }

@@ -69,8 +69,13 @@ std::string DescribeRangeWatch(const std::string& side, const RangeWatch& w) {
                        "{:.3g} of the range at {}", side, w.policy, *w.first_saturating,
                        w.largest_fraction, w.largest_fraction_point.value_or("-"));
   }
-  return fmt::format("{} {}: in range everywhere; largest magnitude {:.3g} of the range at {}",
-                     side, w.policy, w.largest_fraction, w.largest_fraction_point.value_or("-"));
+  double largest = 0;
+  for (const RangePoint& p : w.points) {
+    if (w.largest_fraction_point && p.name == *w.largest_fraction_point) largest = p.max_abs;
+  }
+  return fmt::format("{} {}: in range everywhere; closest at {}: |x| up to {:.3g}, {:.3g} of the "
+                     "range", side, w.policy, w.largest_fraction_point.value_or("-"), largest,
+                     w.largest_fraction);
 }
 
 }  // namespace parity::diagnose
