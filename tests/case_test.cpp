@@ -46,7 +46,7 @@ TEST(CaseTest, MinimalCaseGetsDefaults) {
   ASSERT_EQ(c.prompts.size(), 1u);
   EXPECT_EQ(c.prompts[0].text, "who are you");
   EXPECT_FALSE(c.prompts[0].chat);
-  EXPECT_EQ(c.dtypes, (std::vector<Precision>{Precision::kFP32}));
+  EXPECT_EQ(c.dtypes, (std::vector<forward::PrecisionPolicy>{Precision::kFP32}));
   ASSERT_EQ(c.pairs.size(), 1u);  // default: first model vs second, per dtype
   EXPECT_EQ(SideLabel(c.pairs[0].a), "original@fp32");
   EXPECT_EQ(SideLabel(c.pairs[0].b), "converted@fp32");

@@ -67,9 +67,8 @@ std::pair<std::string, std::optional<std::string>> SplitSide(const std::string& 
       compare::IsRecordedPath(text)) {
     return {text, std::nullopt};
   }
-  std::string precision = text.substr(at + 1);
-  forward::ParsePrecision(precision);  // InputError naming the text when it is not a precision
-  return {text.substr(0, at), forward::PrecisionName(forward::ParsePrecision(precision))};
+  // A precision or a policy ("bf16+fp32:norm"); InputError naming the bad token otherwise.
+  return {text.substr(0, at), forward::ParsePrecisionPolicy(text.substr(at + 1)).Text()};
 }
 
 // A stable case name for an ad hoc comparison, so that `baseline save` / `drift` of one pair of
@@ -151,7 +150,12 @@ int RunCompare(const CompareOptions& o) {
     }
   }
   json["chat"] = o.chat;
-  json["dtypes"] = o.dtypes;
+  // Precisions or policies; a policy's module list has commas of its own (SplitPolicyList).
+  std::vector<std::string> dtypes;
+  for (const std::string& item : o.dtypes) {
+    for (const std::string& one : forward::SplitPolicyList(item)) dtypes.push_back(one);
+  }
+  json["dtypes"] = dtypes;
   json["mode"] = mode;
   json["teacher"] = teacher;
   json["max_new_tokens"] = o.max_new_tokens;
@@ -169,7 +173,11 @@ int RunCompare(const CompareOptions& o) {
     thresholds["min_first_divergence_step"] = *o.min_first_divergence_step;
   }
   thresholds["fail_on_real_divergence"] = o.fail_on_real_divergence;
-  const bool oracle = o.oracle || std::find(o.dtypes.begin(), o.dtypes.end(), "fp64") != o.dtypes.end();
+  const bool oracle =
+      o.oracle || std::any_of(dtypes.begin(), dtypes.end(), [](const std::string& d) {
+        return forward::TryParsePrecisionPolicy(d) ==
+               std::optional<forward::PrecisionPolicy>(forward::Precision::kFP64);
+      });
   thresholds["require_oracle_acceptable"] = o.require_oracle_acceptable.value_or(oracle);
   json["thresholds"] = thresholds;
   if (o.oracle) json["oracle"] = true;
@@ -200,8 +208,8 @@ CommandRegistrar compare_command("compare", [](CLI::App& app, Action& action) {
   command->add_option("--prompt-tokens", o->prompt_tokens,
                       "Prompt as comma-separated token ids, fed as they are (repeatable)");
   command->add_option("--dtypes", o->dtypes, "Precisions, comma-separated: fp32, fp16, bf16, fp64 "
-                                              "(fp64 also runs the FP64 oracle)")
-      ->delimiter(',')
+                                              "(fp64 also runs the FP64 oracle), or precision "
+                                              "policies: bf16+fp32:norm,lm_head, tf32 (CUDA)")
       ->capture_default_str();
   command->add_option("--max-new-tokens", o->max_new_tokens, "Decode steps at most")
       ->check(AtLeastOne())

@@ -135,9 +135,10 @@ int RunExplain(const ExplainArgs& args) {
         prompts.push_back({spec, static_cast<int64_t>(i)});
       }
     }
-    auto wanted = [&dtypes](forward::Precision p) {
-      return dtypes.empty() ? p != forward::Precision::kFP64
-                            : std::find(dtypes.begin(), dtypes.end(), p) != dtypes.end();
+    auto wanted = [&dtypes](const forward::PrecisionPolicy& p) {
+      if (!p.Uniform()) return dtypes.empty();  // a policy pair: only when no --dtypes selects
+      return dtypes.empty() ? p.base != forward::Precision::kFP64
+                            : std::find(dtypes.begin(), dtypes.end(), p.base) != dtypes.end();
     };
     // Every prompt against every source model first: bad input costs no conversion.
     for (const compare::CasePair& pair : c.pairs) {
@@ -167,8 +168,8 @@ int RunExplain(const ExplainArgs& args) {
       throw InputError(args.inputs[0] + ": no pair of the case runs at the precisions given");
     }
   } else if (args.inputs.size() == 2) {
-    options.precisions = dtypes.empty() ? std::vector<forward::Precision>{forward::Precision::kFP32}
-                                        : dtypes;
+    options.precisions = {forward::Precision::kFP32};
+    if (!dtypes.empty()) options.precisions.assign(dtypes.begin(), dtypes.end());
     runs.push_back(ExplainOne(args.inputs[0] + " vs " + args.inputs[1], store.Open(args.inputs[0]),
                               store.Open(args.inputs[1]),
                               session::DistinctLabels(args.inputs[0], args.inputs[1]), args.prompt,

@@ -40,7 +40,7 @@ int RunLocalize(const LocalizeArgs& args) {
   if (!args.out.empty()) session::PrepareOutputDir(args.out, "--out");
   diagnose::ResolvedPrompt prompt = diagnose::ResolvePrompt(args.prompt, {args.a, args.b});
   diagnose::LocalizeOptions options;
-  options.precision = forward::ParsePrecision(args.dtype);
+  options.precision = forward::ParsePrecisionPolicy(args.dtype);
   options.device = c10::Device(args.device);
   options.step = args.step;
   options.max_new_tokens = args.max_new_tokens;
@@ -110,7 +110,9 @@ CommandRegistrar localize_command("localize", [](CLI::App& app, Action& action) 
   command->add_option("--step", o->step,
                       "Decode step to localize (default: the first divergence of a free greedy "
                       "run, or step 0 when they never diverge)");
-  command->add_option("--dtype", o->dtype, "fp32, fp16, bf16 or fp64")->capture_default_str();
+  command->add_option("--dtype", o->dtype,
+                      "fp32, fp16, bf16 or fp64, or a precision policy (bf16+fp32:norm,mlp[3-5])")
+      ->capture_default_str();
   command->add_option("--device", o->device, "cpu, cuda or cuda:N")->capture_default_str();
   command->add_option("--max-new-tokens", o->max_new_tokens,
                       "Length of the free run that looks for the first divergence")

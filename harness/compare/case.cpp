@@ -58,18 +58,34 @@ std::string Field(const std::string& where, const std::string& key) {
   return where.empty() ? key : where + "." + key;
 }
 
-std::optional<forward::Precision> PrecisionFromName(const std::string& name) {
-  return forward::TryParsePrecision(name);
+// A precision or a precision policy ("bf16+fp32:norm"); a problem naming the bad token otherwise.
+// `after` (" after '@'" or "") words the message for a plain name that is no precision.
+std::optional<forward::PrecisionPolicy> PolicyFromText(const std::string& text,
+                                                       const std::string& field,
+                                                       Problems& problems,
+                                                       const std::string& after = "") {
+  if (text.find('+') == std::string::npos && !forward::TryParsePrecisionPolicy(text)) {
+    problems.Add(field, fmt::format("expected {}{}, got \"{}\"", forward::kPrecisionNames, after,
+                                    text));
+    return std::nullopt;
+  }
+  try {
+    return forward::ParsePrecisionPolicy(text);
+  } catch (const InputError& error) {
+    problems.Add(field, error.what());
+    return std::nullopt;
+  }
 }
 
-std::optional<forward::Precision> ParsePrecisionField(const Json& value, const std::string& field,
-                                                      Problems& problems) {
-  std::optional<forward::Precision> precision;
-  if (value.is_string()) precision = PrecisionFromName(value.get<std::string>());
-  if (!precision) {
-    problems.Add(field, fmt::format("expected {}, got {}", forward::kPrecisionNames, Got(value)));
+std::optional<forward::PrecisionPolicy> ParsePrecisionField(const Json& value,
+                                                            const std::string& field,
+                                                            Problems& problems) {
+  if (!value.is_string()) {
+    problems.Add(field, fmt::format("expected {} (or a precision policy), got {}",
+                                    forward::kPrecisionNames, Got(value)));
+    return std::nullopt;
   }
-  return precision;
+  return PolicyFromText(value.get<std::string>(), field, problems);
 }
 
 // Typed optional getters: absent -> std::nullopt; wrong type -> a problem and std::nullopt.
@@ -286,7 +302,7 @@ void ParseDtypes(const Json& json, Case& c, Problems& problems) {
 }
 
 // "label" or "label@dtype".
-std::optional<std::pair<std::string, std::optional<forward::Precision>>> ParseSideText(
+std::optional<std::pair<std::string, std::optional<forward::PrecisionPolicy>>> ParseSideText(
     const Json& value, const std::string& where, const Case& c, Problems& problems) {
   if (!value.is_string()) {
     problems.Add(where, fmt::format("expected \"model\" or \"model@dtype\", got {}", Got(value)));
@@ -294,15 +310,11 @@ std::optional<std::pair<std::string, std::optional<forward::Precision>>> ParseSi
   }
   std::string text = value.get<std::string>();
   std::string label = text;
-  std::optional<forward::Precision> precision;
+  std::optional<forward::PrecisionPolicy> precision;
   if (size_t at = text.find('@'); at != std::string::npos) {
     label = text.substr(0, at);
-    precision = PrecisionFromName(text.substr(at + 1));
-    if (!precision) {
-      problems.Add(where, fmt::format("expected {} after '@', got \"{}\"", forward::kPrecisionNames,
-                                      text.substr(at + 1)));
-      return std::nullopt;
-    }
+    precision = PolicyFromText(text.substr(at + 1), where, problems, " after '@'");
+    if (!precision) return std::nullopt;
   }
   bool known = std::any_of(c.models.begin(), c.models.end(),
                            [&](const CaseModel& m) { return m.label == label; });
@@ -325,7 +337,7 @@ void ParsePairs(const Json& json, Case& c, Problems& problems) {
       }
       return;
     }
-    for (forward::Precision p : c.dtypes) {
+    for (const forward::PrecisionPolicy& p : c.dtypes) {
       c.pairs.push_back({{c.models[0].label, p}, {c.models[1].label, p}, c.thresholds});
     }
     return;
@@ -347,7 +359,7 @@ void ParsePairs(const Json& json, Case& c, Problems& problems) {
     if (!item.contains("a") || !item.contains("b")) continue;
     auto a = ParseSideText(item["a"], where + ".a", c, problems);
     auto b = ParseSideText(item["b"], where + ".b", c, problems);
-    std::optional<forward::Precision> dtype;
+    std::optional<forward::PrecisionPolicy> dtype;
     if (item.contains("dtype")) {
       dtype = ParsePrecisionField(item["dtype"], where + ".dtype", problems);
       if (!dtype) continue;
@@ -363,10 +375,10 @@ void ParsePairs(const Json& json, Case& c, Problems& problems) {
       continue;
     }
     // A side without '@' takes the pair's dtype, or each of the case's dtypes in turn.
-    std::vector<forward::Precision> expand = dtype ? std::vector<forward::Precision>{*dtype}
-                                                   : c.dtypes;
+    std::vector<forward::PrecisionPolicy> expand =
+        dtype ? std::vector<forward::PrecisionPolicy>{*dtype} : c.dtypes;
     if (a->second && b->second) expand = {*a->second};
-    for (forward::Precision p : expand) {
+    for (const forward::PrecisionPolicy& p : expand) {
       CasePair pair{{a->first, a->second.value_or(p)}, {b->first, b->second.value_or(p)},
                     thresholds};
       if (pair.a.model == pair.b.model && pair.a.precision == pair.b.precision) {
@@ -381,7 +393,7 @@ void ParsePairs(const Json& json, Case& c, Problems& problems) {
 }  // namespace
 
 std::string SideLabel(const CaseSide& side) {
-  return fmt::format("{}@{}", side.model, forward::PrecisionName(side.precision));
+  return fmt::format("{}@{}", side.model, side.precision.Text());
 }
 
 const CaseModel& Case::Model(const std::string& label) const {
@@ -464,8 +476,8 @@ Case ParseCase(const nlohmann::ordered_json& json, const std::string& path) {
   ParseModels(json, c, problems);
   ParsePrompts(json, c, problems);
   ParseDtypes(json, c, problems);
-  bool has_fp64 = std::find(c.dtypes.begin(), c.dtypes.end(), forward::Precision::kFP64) !=
-                  c.dtypes.end();
+  bool has_fp64 = std::find(c.dtypes.begin(), c.dtypes.end(),
+                            forward::PrecisionPolicy(forward::Precision::kFP64)) != c.dtypes.end();
   c.oracle = has_fp64;
   if (auto oracle = GetBool(json, "oracle", "", problems)) c.oracle = *oracle;
   ParsePairs(json, c, problems);

@@ -15,7 +15,8 @@
 //   "prompts": ["text", {"text": "...", "chat": true}, {"tokens": [1, 2, 3]}],   required, >= 1
 //   "chat": false,                                  default for text prompts
 //   "dtypes": ["fp32", "fp16", "bf16"],             default ["fp32"]; "fp64" adds FP64 pairs and
-//                                                   turns the oracle on
+//                                                   turns the oracle on; each may be a precision
+//                                                   policy, "bf16+fp32:norm,lm_head" (also after '@')
 //   "pairs": [{"a": "original", "b": "converted"},  expands over dtypes
 //             {"a": "original", "b": "converted", "dtype": "fp16"},
 //             {"a": "original@fp32", "b": "original@fp16", "thresholds": {...}}],
@@ -60,8 +61,8 @@ struct CasePrompt {
 };
 
 struct CaseSide {
-  std::string model;             // a CaseModel label
-  forward::Precision precision;
+  std::string model;                  // a CaseModel label
+  forward::PrecisionPolicy precision; // a plain precision or a policy ("bf16+fp32:norm")
 };
 
 struct CasePair {
@@ -75,7 +76,7 @@ struct Case {
   std::optional<std::string> path;  // the case file as given; null when built in memory
   std::vector<CaseModel> models;    // in file order
   std::vector<CasePrompt> prompts;
-  std::vector<forward::Precision> dtypes;
+  std::vector<forward::PrecisionPolicy> dtypes;  // precisions or policies
   std::vector<CasePair> pairs;      // expanded: one entry per (a, b) side pair
   decode::GreedyMode mode = decode::GreedyMode::kFree;
   bool teacher_is_a = true;

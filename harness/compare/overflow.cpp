@@ -15,13 +15,27 @@ double LargestFinite(forward::Precision precision) {
   return 3.4028234663852886e38;
 }
 
+forward::Precision PrecisionAt(const forward::PrecisionPolicy& policy,
+                               forward::ObservationPoint point, int64_t layer) {
+  using forward::Module;
+  switch (point) {
+    case forward::ObservationPoint::kEmbedding: return policy.Of(Module::kEmbedding, -1);
+    case forward::ObservationPoint::kAttentionBlock:
+    case forward::ObservationPoint::kMlpBlock: return policy.Of(Module::kResidual, layer);
+    case forward::ObservationPoint::kFinalNorm: return policy.Of(Module::kNorm, -1);
+    case forward::ObservationPoint::kLogits: return policy.Of(Module::kLmHead, -1);
+  }
+  return policy.base;
+}
+
 std::optional<std::string> FindOverflowPoint(forward::CausalLM& model,
                                              const std::vector<int64_t>& tokens) {
   if (tokens.empty()) return std::nullopt;
-  const double largest = LargestFinite(model.numerics().precision);
+  const forward::PrecisionPolicy& policy = model.numerics().policy;
   std::optional<std::string> first;
   forward::Observer observer = [&](const forward::Observation& o) {
     if (first) return;
+    const double largest = LargestFinite(PrecisionAt(policy, o.point, o.layer));
     at::Tensor v = o.value.detach().to(at::kDouble);
     const bool bad = !v.isfinite().all().item<bool>() || v.abs().max().item<double>() > largest;
     if (!bad) return;

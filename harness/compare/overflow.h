@@ -16,6 +16,11 @@ namespace parity::compare {
 
 // Largest finite value of `precision` (torch.finfo(dtype).max).
 double LargestFinite(forward::Precision precision);
+// The precision the values at an observed point are held in under `policy`: the module that wrote
+// them (embedding; the residual stream of that layer for the attention and MLP blocks; the final
+// norm; the LM head for the logits).
+forward::Precision PrecisionAt(const forward::PrecisionPolicy& policy,
+                               forward::ObservationPoint point, int64_t layer);
 
 // "layer 3 mlp", "embedding", ... for the first point out of range over the whole sequence; null
 // when every point stays in range.

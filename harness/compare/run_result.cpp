@@ -12,6 +12,7 @@
 #include "harness/compare/verdict.h"
 #include "harness/core/atomic_file.h"
 #include "harness/core/error.h"
+#include "harness/forward/precision_policy.h"
 
 namespace parity::compare {
 namespace {
@@ -31,8 +32,23 @@ json OrNull(const std::optional<T>& value) {
 // Writing
 
 json ToJson(const SideSpec& s) {
-  return {{"model", s.model}, {"precision", s.precision}, {"numerics", s.numerics},
-          {"emulated", s.emulated}};
+  json side = {{"model", s.model}, {"precision", s.precision}, {"numerics", s.numerics},
+               {"emulated", s.emulated}};
+  // A precision policy, spelled out: which precision each overridden module runs in.
+  if (auto policy = forward::TryParsePrecisionPolicy(s.precision); policy && !policy->Uniform()) {
+    json overrides = json::array();
+    for (const forward::PrecisionOverride& o : policy->overrides) {
+      json layers = nullptr;
+      if (o.layers) layers = {o.layers->first, o.layers->second};
+      overrides.push_back({{"module", forward::ModuleName(o.module)},
+                           {"layers", layers},
+                           {"precision", forward::PrecisionName(o.precision)}});
+    }
+    side["policy"] = {{"base", forward::PrecisionName(policy->base)},
+                      {"overrides", overrides},
+                      {"tf32", policy->tf32}};
+  }
+  return side;
 }
 json ToJson(const Pair& p) { return {{"a", ToJson(p.a)}, {"b", ToJson(p.b)}}; }
 

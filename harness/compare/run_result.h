@@ -73,7 +73,8 @@ struct StepRecord {
 // One side of a pair.
 struct SideSpec {
   std::string model;      // label of an entry in Summary::models
-  std::string precision;  // "fp32", "fp16", "bf16", "fp64"
+  std::string precision;  // "fp32", "fp16", "bf16", "fp64", or a precision policy in full,
+                          // "bf16+fp32:norm,mlp[20-23]" (written with a "policy" object beside it)
   std::string numerics;   // forward::Numerics::Describe(), e.g. "fp16 (emulated on cpu)"
   bool emulated = false;  // FP16 emulated by per-op rounding (libtorch CPU)
 };

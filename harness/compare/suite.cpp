@@ -487,10 +487,10 @@ class ModelPool {
   }
 
   // `device`: the case's device unless given (the FP64 oracle may run elsewhere).
-  forward::CausalLM& Get(const std::string& label, forward::Precision precision,
+  forward::CausalLM& Get(const std::string& label, const forward::PrecisionPolicy& precision,
                          std::optional<c10::Device> device = std::nullopt) {
     const c10::Device where = device.value_or(device_);
-    std::string key = fmt::format("{}@{}", label, forward::PrecisionName(precision));
+    std::string key = fmt::format("{}@{}", label, precision.Text());
     if (where != device_) key += "@" + where.str();
     const session::StoredModel& model = *models_.at(label);
     load_keys_[key] = session::ModelStore::LoadKey(model, precision, where);
@@ -514,10 +514,14 @@ class ModelPool {
   std::map<std::string, std::string> load_keys_;  // pool key -> store LoadKey
 };
 
+// A plain FP64 side (the oracle's own precision: no oracle beside it).
+bool IsFp64(const forward::PrecisionPolicy& precision) {
+  return precision == forward::PrecisionPolicy(forward::Precision::kFP64);
+}
+
 SideSpec MakeSide(const CaseSide& side, c10::Device device) {
   forward::Numerics numerics = forward::MakeNumerics(side.precision, device);
-  return {side.model, forward::PrecisionName(side.precision), numerics.Describe(),
-          numerics.emulated};
+  return {side.model, side.precision.Text(), numerics.Describe(), numerics.emulated};
 }
 
 }  // namespace
@@ -691,8 +695,9 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
 
   // Memory, planned before anything is loaded: a pair runs in lockstep when both its models fit
   // together, else one side after the other; each FP64 oracle model runs alone.
-  auto footprint = [&](const std::string& label, forward::Precision precision, c10::Device where) {
-    return forward::EstimateFootprint(pool.config(label), precision, where, sequence,
+  auto footprint = [&](const std::string& label, const forward::PrecisionPolicy& precision,
+                       c10::Device where) {
+    return forward::EstimateFootprint(pool.config(label), precision.Widest(), where, sequence,
                                       SideLabel({label, precision}));
   };
   std::vector<bool> lockstep(c.pairs.size(), true);
@@ -715,8 +720,7 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
                    what);
       lockstep[p] = false;
     }
-    if (c.oracle && cp.a.precision != forward::Precision::kFP64 &&
-        cp.b.precision != forward::Precision::kFP64) {
+    if (c.oracle && !IsFp64(cp.a.precision) && !IsFp64(cp.b.precision)) {
       for (const std::string& label : {cp.a.model, cp.b.model}) {
         forward::RequireFits({footprint(label, forward::Precision::kFP64, oracle_device)},
                              oracle_device, fmt::format("FP64 oracle of {} for {}", label, what),
@@ -728,8 +732,10 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
   int64_t done = 0;
   for (size_t p = 0; p < c.pairs.size() && !summary.interrupted; ++p) {
     const CasePair& case_pair = c.pairs[p];
-    const RecordedSide* recorded_a = recorded.count(case_pair.a.model) ? &recorded.at(case_pair.a.model) : nullptr;
-    const RecordedSide* recorded_b = recorded.count(case_pair.b.model) ? &recorded.at(case_pair.b.model) : nullptr;
+    const RecordedSide* recorded_a =
+        recorded.count(case_pair.a.model) ? &recorded.at(case_pair.a.model) : nullptr;
+    const RecordedSide* recorded_b =
+        recorded.count(case_pair.b.model) ? &recorded.at(case_pair.b.model) : nullptr;
     auto side_spec = [&](const CaseSide& side, const RecordedSide* rec) {
       return rec ? SideSpec{side.model, rec->precision_text(), rec->Describe(), false}
                  : MakeSide(side, device);
@@ -737,8 +743,7 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
     Pair pair{side_spec(case_pair.a, recorded_a), side_spec(case_pair.b, recorded_b)};
     // A recorded side has no FP64 run: no oracle for its pairs (the evidence says so).
     const bool oracle = c.oracle && !recorded_a && !recorded_b &&
-                        case_pair.a.precision != forward::Precision::kFP64 &&
-                        case_pair.b.precision != forward::Precision::kFP64;
+                        !IsFp64(case_pair.a.precision) && !IsFp64(case_pair.b.precision);
     const int64_t depth = std::max(recorded_a ? 0 : pool.config(case_pair.a.model).num_layers,
                                    recorded_b ? 0 : pool.config(case_pair.b.model).num_layers);
     std::vector<RunRequest> requests;
@@ -751,8 +756,8 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
       request.chat = c.prompts[i].text && c.prompts[i].chat;
       request.prompt_tokens = prompt_tokens[i];
       request.pair = pair;
-      request.precision_a = case_pair.a.precision;
-      request.precision_b = case_pair.b.precision;
+      request.precision_a = BudgetPrecision(case_pair.a.precision);
+      request.precision_b = BudgetPrecision(case_pair.b.precision);
       request.greedy.mode = c.mode;
       request.greedy.max_new_tokens = c.max_new_tokens;
       request.greedy.eos_ids = eos_ids;

@@ -23,6 +23,14 @@ const char* Side(bool a, bool b) { return a && b ? "both" : (a ? "a" : "b"); }
 
 }  // namespace
 
+forward::Precision BudgetPrecision(const forward::PrecisionPolicy& policy) {
+  const forward::Precision coarsest = policy.Coarsest();
+  if (policy.tf32 && (coarsest == forward::Precision::kFP32 || coarsest == forward::Precision::kFP64)) {
+    return forward::Precision::kFP16;
+  }
+  return coarsest;
+}
+
 double RoundingBudget(forward::Precision precision, int64_t depth) {
   const double unit_roundoff = std::ldexp(1.0, -SignificantBits(precision));
   const double budget =

@@ -57,6 +57,10 @@ inline constexpr double kRoundingBudgetFactor = 8;
 // failed numerically (the budget already holds a margin; 10x more is no longer rounding).
 inline constexpr double kPrecisionFailureFactor = 10;
 
+// The precision whose rounding budget a side gets: its policy's least precise module, except that
+// TF32 matmuls (10 explicit significand bits, as FP16) make an FP32 side count as FP16.
+forward::Precision BudgetPrecision(const forward::PrecisionPolicy& policy);
+
 // Relative difference (rel as above) that rounding at `precision` over `depth` layers can make:
 // kRoundingBudgetFactor * 2^-bits * sqrt(max(depth, 1)). FP64 gives kFp64Resolution at least.
 double RoundingBudget(forward::Precision precision, int64_t depth);

@@ -1,6 +1,7 @@
 #include "harness/diagnose/explain.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -75,7 +76,8 @@ PairStats RunPairStats(forward::CausalLM& a, forward::CausalLM& b,
   decode::RunLockstep(a, b, prompt, greedy, [&](const decode::GreedyStep& step) {
     const double kl = compare::CompareLogits(step.logits_a, step.logits_b, 1).kl;
     kl_sum += kl;
-    stats.max_kl = std::max(stats.max_kl, kl);
+    // NaN (non-finite logits) never vanishes from the maximum: it sticks.
+    if (!std::isnan(stats.max_kl) && (std::isnan(kl) || kl > stats.max_kl)) stats.max_kl = kl;
     ++stats.steps;
     if (!stats.first_divergence && step.token_a != step.token_b) stats.first_divergence = step.step;
   });
@@ -118,15 +120,15 @@ ExplainResult Explain(const ModelSource& a, const ModelSource& b,
   result.max_new_tokens = options.max_new_tokens;
 
   for (size_t pi = 0; pi < options.precisions.size(); ++pi) {
-    const forward::Precision precision = options.precisions[pi];
-    const forward::Precision precision_b =
+    const forward::PrecisionPolicy& precision = options.precisions[pi];
+    const forward::PrecisionPolicy& precision_b =
         options.precisions_b.empty() ? precision : options.precisions_b[pi];
     const forward::Numerics numerics = forward::MakeNumerics(precision, options.device);
     const forward::Numerics numerics_b = forward::MakeNumerics(precision_b, options.device);
     ExplainPrecision baseline;
-    baseline.precision = forward::PrecisionName(precision);
+    baseline.precision = precision.Text();
     if (precision_b != precision) {
-      baseline.precision += std::string("/") + forward::PrecisionName(precision_b);
+      baseline.precision += std::string("/") + precision_b.Text();
     }
     baseline.numerics = numerics.Describe();
     if (precision_b != precision) baseline.numerics += " / " + numerics_b.Describe();
@@ -135,11 +137,11 @@ ExplainResult Explain(const ModelSource& a, const ModelSource& b,
     {
       const int64_t length = static_cast<int64_t>(prompt.size()) + options.max_new_tokens;
       forward::ModelFootprint fa =
-          forward::EstimateFootprint(a.config, precision, options.device, length,
-                                     a.label + "@" + forward::PrecisionName(precision));
+          forward::EstimateFootprint(a.config, precision.Widest(), options.device, length,
+                                     a.label + "@" + precision.Text());
       forward::ModelFootprint fb =
-          forward::EstimateFootprint(b.config, precision_b, options.device, length,
-                                     b.label + "@" + forward::PrecisionName(precision_b));
+          forward::EstimateFootprint(b.config, precision_b.Widest(), options.device, length,
+                                     b.label + "@" + precision_b.Text());
       forward::ModelFootprint flipped = fa.total() >= fb.total() ? fa : fb;
       flipped.label += " (variant flipped)";
       forward::RequireFits({fa, fb, flipped}, options.device, "explain " + baseline.precision);

@@ -32,10 +32,10 @@ forward::Variants FlipVariant(const forward::Variants& variants, const std::stri
 bool VariantValue(const forward::Variants& variants, const std::string& name);
 
 struct ExplainOptions {
-  std::vector<forward::Precision> precisions = {forward::Precision::kFP32};
+  std::vector<forward::PrecisionPolicy> precisions = {forward::Precision::kFP32};
   // B's precision for each entry of `precisions` (a case pair such as original@fp32 vs
   // original@bf16); empty: B runs at A's precision.
-  std::vector<forward::Precision> precisions_b;
+  std::vector<forward::PrecisionPolicy> precisions_b;
   c10::Device device = c10::Device(c10::kCPU);
   int64_t max_new_tokens = 32;
   std::vector<int64_t> eos_ids;

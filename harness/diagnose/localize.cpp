@@ -16,6 +16,7 @@
 #include "harness/decode/greedy.h"
 #include "harness/forward/memory_plan.h"
 #include "harness/diagnose/greedy_stream.h"
+#include "harness/diagnose/range_watch.h"
 
 namespace parity::diagnose {
 
@@ -235,6 +236,29 @@ void ComparePositions(const std::vector<PointSequence>& a, const std::vector<Poi
   result.fp64_first_difference = Fp64FirstDifference(result.points);
 }
 
+namespace {
+
+// The range watch of both sides; a precision_failure verdict then names where values left the
+// range (B's first, as the candidate side, else A's).
+void AddRangeWatch(LocalizeResult& result, const std::vector<PointSequence>& a,
+                   const std::vector<PointSequence>& b, const forward::PrecisionPolicy& policy_a,
+                   const forward::PrecisionPolicy& policy_b) {
+  result.range_a = WatchRange(a, policy_a);
+  result.range_b = WatchRange(b, policy_b);
+  if (result.verdict_kind == std::string("precision_failure") &&
+      !result.verdict_evidence.overflow_point) {
+    result.verdict_evidence.overflow_point = result.range_b->first_out_of_range
+                                                 ? result.range_b->first_out_of_range
+                                                 : result.range_a->first_out_of_range;
+  }
+}
+void AddRangeWatch(LocalizeResult& result, const std::vector<PointSequence>& a,
+                   const std::vector<PointSequence>& b, const forward::PrecisionPolicy& policy) {
+  AddRangeWatch(result, a, b, policy, policy);
+}
+
+}  // namespace
+
 LocalizeResult LocalizeTokens(forward::CausalLM& a, forward::CausalLM& b, forward::CausalLM& a64,
                               forward::CausalLM& b64, const std::vector<int64_t>& tokens) {
   LocalizeResult result;
@@ -245,8 +269,9 @@ LocalizeResult LocalizeTokens(forward::CausalLM& a, forward::CausalLM& b, forwar
   std::vector<PointSequence> va64 = ObserveAllPositions(a64, tokens);
   std::vector<PointSequence> vb64 = ObserveAllPositions(b64, tokens);
   ComparePositions(va, vb, va64, vb64, nullptr, result);
-  ClassifyAtLogits(result, va, vb, va64, vb64, a.numerics().precision,
+  ClassifyAtLogits(result, va, vb, va64, vb64, compare::BudgetPrecision(a.numerics().policy),
                    std::max(a.config().num_layers, b.config().num_layers));
+  AddRangeWatch(result, va, vb, a.numerics().policy, b.numerics().policy);
   return result;
 }
 
@@ -330,7 +355,8 @@ LocalizeResult Localize(const ModelSource& a, const ModelSource& b,
   result.divergence_token_a = token_a;
   result.divergence_token_b = token_b;
   ComparePositions(va, vb, va64, vb64, options.token_text, result);
-  ClassifyAtLogits(result, va, vb, va64, vb64, options.precision, depth);
+  ClassifyAtLogits(result, va, vb, va64, vb64, compare::BudgetPrecision(options.precision), depth);
+  AddRangeWatch(result, va, vb, options.precision);
   result.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;

@@ -52,6 +52,7 @@
 
 #include "harness/compare/run_result.h"
 #include "harness/diagnose/model_source.h"
+#include "harness/diagnose/range_watch.h"
 #include "harness/forward/causal_lm.h"
 #include "harness/forward/numerics.h"
 
@@ -138,7 +139,7 @@ struct PositionSummary {
 };
 
 struct LocalizeOptions {
-  forward::Precision precision = forward::Precision::kFP32;
+  forward::PrecisionPolicy precision = forward::Precision::kFP32;  // both sides' (a policy)
   c10::Device device = c10::Device(c10::kCPU);
   std::optional<int64_t> step;   // null: the first divergence of a free greedy run (or step 0)
   int64_t max_new_tokens = 32;   // length of that free run
@@ -170,6 +171,9 @@ struct LocalizeResult {
   // logits point of both runs and both FP64 runs: null when A and B pick the same token there.
   std::optional<std::string> verdict_kind;  // "rounding" | "real" | "precision_failure" | ...
   compare::VerdictEvidence verdict_evidence;
+  // Overflow and saturation watch of each side's run over every position (range_watch.h); a
+  // precision_failure verdict names range_b's (else range_a's) first out-of-range point.
+  std::optional<RangeWatch> range_a, range_b;
   double seconds = 0;             // wall time of Localize
 };
 

@@ -98,6 +98,8 @@ nlohmann::ordered_json LocalizeToJson(const LocalizeResult& r) {
   } else {
     json["verdict"] = nullptr;
   }
+  json["range_a"] = r.range_a ? RangeWatchToJson(*r.range_a) : nlohmann::ordered_json(nullptr);
+  json["range_b"] = r.range_b ? RangeWatchToJson(*r.range_b) : nlohmann::ordered_json(nullptr);
   json["fp64_resolution"] = kFp64Resolution;
   json["seconds"] = r.seconds;
   json["points"] = nlohmann::ordered_json::array();
@@ -155,9 +157,14 @@ std::string FormatLocalize(const LocalizeResult& r) {
                        p.cosine ? fmt::format("{:.9f}", *p.cosine) : std::string("-"),
                        p.a_err_vs_fp64, p.b_err_vs_fp64, p.fp64_rel_diff, mark);
   }
+  if (r.range_a) out += "range: " + DescribeRangeWatch("A", *r.range_a) + "\n";
+  if (r.range_b) out += "range: " + DescribeRangeWatch("B", *r.range_b) + "\n";
   if (r.verdict_kind) {
-    out += fmt::format("verdict at step {}: {} ({}): {}\n", r.step, *r.verdict_kind,
-                       r.verdict_evidence.source, r.verdict_evidence.reason);
+    out += fmt::format("verdict at step {}: {} ({}): {}{}\n", r.step, *r.verdict_kind,
+                       r.verdict_evidence.source, r.verdict_evidence.reason,
+                       r.verdict_evidence.overflow_point
+                           ? " [values leave the range at " + *r.verdict_evidence.overflow_point + "]"
+                           : std::string());
   } else {
     out += fmt::format("verdict at step {}: no flip (A and B pick the same token)\n", r.step);
   }

@@ -79,22 +79,33 @@ Decoder::Decoder(const model::ModelConfig& config, const Weights& weights,
     : config_(Checked(config, weights)),
       spec_(&model::SpecOf(config_.arch)),
       numerics_(numerics),
+      embedding_n_(numerics.For(Module::kEmbedding)),
+      rotary_n_(numerics.For(Module::kRotary)),
+      final_norm_n_(numerics.For(Module::kNorm)),
+      lm_head_n_(numerics.For(Module::kLmHead)),
       variants_(variants),
-      rotary_(config_, numerics,
+      rotary_(config_, rotary_n_,
               variants.rotary_precomputed ? RotaryStyle::kPrecomputedTable
                                           : RotaryStyle::kPerStep) {
   using model::Role;
   if (variants_.sdpa_attention && !ops::SdpaAvailable()) {
     throw InputError("variant sdpa_attention: sdpa needs libtorch 2.x");
   }
-  embedding_ = numerics_.FromCheckpoint(weights.Get(Role::kEmbedding));
-  final_norm_ = numerics_.FromCheckpoint(weights.Get(Role::kFinalNorm));
-  lm_head_ = config_.tie_word_embeddings ? embedding_
-                                         : numerics_.FromCheckpoint(weights.Get(Role::kLmHead));
+  numerics_.policy.CheckLayers(config_.num_layers);
+  embedding_ = embedding_n_.FromCheckpoint(weights.Get(Role::kEmbedding));
+  final_norm_ = final_norm_n_.FromCheckpoint(weights.Get(Role::kFinalNorm));
+  const bool head_is_table = config_.tie_word_embeddings &&
+                             lm_head_n_.precision == embedding_n_.precision;
+  lm_head_ = head_is_table ? embedding_
+                           : lm_head_n_.FromCheckpoint(weights.Get(
+                                 config_.tie_word_embeddings ? Role::kEmbedding : Role::kLmHead));
   for (int64_t layer = 0; layer < config_.num_layers; ++layer) {
     Layer l;
-    l.attention_norm = numerics_.FromCheckpoint(weights.Get(Role::kAttentionNorm, layer));
-    l.mlp_norm = numerics_.FromCheckpoint(weights.Get(Role::kMlpNorm, layer));
+    l.n = {numerics_.For(Module::kNorm, layer), numerics_.For(Module::kAttentionProjections, layer),
+           numerics_.For(Module::kAttentionScores, layer), numerics_.For(Module::kMlp, layer),
+           numerics_.For(Module::kRouter, layer), numerics_.For(Module::kResidual, layer)};
+    l.attention_norm = l.n.norm.FromCheckpoint(weights.Get(Role::kAttentionNorm, layer));
+    l.mlp_norm = l.n.norm.FromCheckpoint(weights.Get(Role::kMlpNorm, layer));
     LoadAttention(weights, layer, l);
     LoadMlp(weights, layer, l);
     l.window = config_.WindowOf(layer);
@@ -104,10 +115,10 @@ Decoder::Decoder(const model::ModelConfig& config, const Weights& weights,
 }
 
 Decoder::Projection Decoder::Load(const Weights& weights, model::Role weight, model::Role bias,
-                                  int64_t layer) const {
+                                  int64_t layer, const Numerics& numerics) const {
   Projection p;
-  p.weight = numerics_.FromCheckpoint(weights.Get(weight, layer));
-  if (weights.Has(bias, layer)) p.bias = numerics_.FromCheckpoint(weights.Get(bias, layer));
+  p.weight = numerics.FromCheckpoint(weights.Get(weight, layer));
+  if (weights.Has(bias, layer)) p.bias = numerics.FromCheckpoint(weights.Get(bias, layer));
   return p;
 }
 
@@ -116,14 +127,14 @@ void Decoder::LoadAttention(const Weights& weights, int64_t layer, Layer& l) con
   const int64_t kv = config_.num_kv_heads, groups = config_.group_size(), d = config_.head_dim;
   if (spec_->features.packed_qkv) {
     if (variants_.fused_qkv) {
-      l.qkv = Load(weights, Role::kQkv, Role::kQkvBias, layer);
+      l.qkv = Load(weights, Role::kQkv, Role::kQkvBias, layer, l.n.projections);
     } else {
       // Rows are kv blocks of (G + 2) * d: G query heads, the group's K head, its V head.
       auto split = [&](const at::Tensor& packed, int part) {
         at::Tensor grouped = packed.reshape({kv, groups + 2, d, -1});
         at::Tensor rows = part == 0 ? grouped.slice(1, 0, groups) : grouped.select(1, groups + part - 1);
         at::Tensor flat = rows.reshape({-1, packed.dim() == 2 ? packed.size(1) : 1});
-        return numerics_.FromCheckpoint(packed.dim() == 2 ? flat : flat.reshape({-1}));
+        return l.n.projections.FromCheckpoint(packed.dim() == 2 ? flat : flat.reshape({-1}));
       };
       const at::Tensor& wqkv = weights.Get(Role::kQkv, layer);
       const bool biased = weights.Has(Role::kQkvBias, layer);
@@ -134,9 +145,9 @@ void Decoder::LoadAttention(const Weights& weights, int64_t layer, Layer& l) con
       }
     }
   } else {
-    l.q = Load(weights, Role::kQ, Role::kQBias, layer);
-    l.k = Load(weights, Role::kK, Role::kKBias, layer);
-    l.v = Load(weights, Role::kV, Role::kVBias, layer);
+    l.q = Load(weights, Role::kQ, Role::kQBias, layer, l.n.projections);
+    l.k = Load(weights, Role::kK, Role::kKBias, layer, l.n.projections);
+    l.v = Load(weights, Role::kV, Role::kVBias, layer, l.n.projections);
     if (variants_.fused_qkv) {
       l.qkv.weight = at::cat({l.q.weight, l.k.weight, l.v.weight}, 0);  // [(H + 2 kv) * d, D]
       if (l.q.bias.defined()) l.qkv.bias = at::cat({l.q.bias, l.k.bias, l.v.bias}, 0);
@@ -144,21 +155,21 @@ void Decoder::LoadAttention(const Weights& weights, int64_t layer, Layer& l) con
     }
   }
   if (spec_->features.qk_norm) {
-    l.q_norm = numerics_.FromCheckpoint(weights.Get(Role::kQNorm, layer));
-    l.k_norm = numerics_.FromCheckpoint(weights.Get(Role::kKNorm, layer));
+    l.q_norm = l.n.norm.FromCheckpoint(weights.Get(Role::kQNorm, layer));
+    l.k_norm = l.n.norm.FromCheckpoint(weights.Get(Role::kKNorm, layer));
   }
-  l.o = Load(weights, Role::kO, Role::kOBias, layer);
+  l.o = Load(weights, Role::kO, Role::kOBias, layer, l.n.projections);
 }
 
 void Decoder::LoadMlp(const Weights& weights, int64_t layer, Layer& l) const {
   using model::Role;
   if (!config_.IsMoeLayer(layer)) {
-    l.gate = Load(weights, Role::kGate, Role::kGateBias, layer);
-    l.up = Load(weights, Role::kUp, Role::kUpBias, layer);
-    l.down = Load(weights, Role::kDown, Role::kDownBias, layer);
+    l.gate = Load(weights, Role::kGate, Role::kGateBias, layer, l.n.mlp);
+    l.up = Load(weights, Role::kUp, Role::kUpBias, layer, l.n.mlp);
+    l.down = Load(weights, Role::kDown, Role::kDownBias, layer, l.n.mlp);
     return;
   }
-  l.router = numerics_.FromCheckpoint(weights.Get(Role::kRouter, layer));
+  l.router = l.n.router.FromCheckpoint(weights.Get(Role::kRouter, layer));
   const int64_t width = config_.moe_intermediate_size;
   for (int64_t e = 0; e < config_.num_experts; ++e) {
     ops::Expert expert;
@@ -175,8 +186,8 @@ void Decoder::LoadMlp(const Weights& weights, int64_t layer, Layer& l) const {
         expert = {gate_up.slice(1, 0, width).t(), gate_up.slice(1, width).t(), down.t()};
       }
     }
-    l.experts.push_back({numerics_.FromCheckpoint(expert.gate), numerics_.FromCheckpoint(expert.up),
-                         numerics_.FromCheckpoint(expert.down)});
+    l.experts.push_back({l.n.mlp.FromCheckpoint(expert.gate), l.n.mlp.FromCheckpoint(expert.up),
+                         l.n.mlp.FromCheckpoint(expert.down)});
   }
 }
 
@@ -187,7 +198,7 @@ at::Tensor Decoder::Attention(const Layer& l, const at::Tensor& x, KVCache& cach
                 heads = config_.num_heads, q_width = heads * d, kv_width = kv * d;
   at::Tensor q, k, v;  // [B, T, heads, d]
   if (variants_.fused_qkv) {
-    at::Tensor qkv = ops::Linear(numerics_, x, l.qkv.weight, l.qkv.bias);
+    at::Tensor qkv = ops::Linear(l.n.projections, x, l.qkv.weight, l.qkv.bias);
     if (spec_->features.packed_qkv) {
       // The remote code's view: [b, q, kv, G + 2, d]; q = [..., :G, :], k = [..., -2, :], v = [..., -1, :].
       qkv = qkv.view({batch, length, kv, groups + 2, d});
@@ -200,16 +211,23 @@ at::Tensor Decoder::Attention(const Layer& l, const at::Tensor& x, KVCache& cach
       v = qkv.slice(-1, q_width + kv_width).reshape({batch, length, -1, d});
     }
   } else {
-    q = ops::Linear(numerics_, x, l.q.weight, l.q.bias).view({batch, length, -1, d});
-    k = ops::Linear(numerics_, x, l.k.weight, l.k.bias).view({batch, length, -1, d});
-    v = ops::Linear(numerics_, x, l.v.weight, l.v.bias).view({batch, length, -1, d});
+    q = ops::Linear(l.n.projections, x, l.q.weight, l.q.bias).view({batch, length, -1, d});
+    k = ops::Linear(l.n.projections, x, l.k.weight, l.k.bias).view({batch, length, -1, d});
+    v = ops::Linear(l.n.projections, x, l.v.weight, l.v.bias).view({batch, length, -1, d});
   }
+  // Precision policy: each step in its module's numerics (no-ops in a uniform run).
+  const Numerics* qk = &l.n.projections;
   if (l.q_norm.defined()) {  // Qwen3: RMSNorm over each head's d values, before rope
-    q = ops::RmsNorm(numerics_, q, l.q_norm, config_.rms_norm_eps);
-    k = ops::RmsNorm(numerics_, k, l.k_norm, config_.rms_norm_eps);
+    q = ops::RmsNorm(l.n.norm, Cast(q, *qk, l.n.norm), l.q_norm, config_.rms_norm_eps);
+    k = ops::RmsNorm(l.n.norm, Cast(k, *qk, l.n.norm), l.k_norm, config_.rms_norm_eps);
+    qk = &l.n.norm;
   }
-  q = ops::ApplyRotary(numerics_, q.transpose(1, 2), rotary.cos, rotary.sin);
-  k = ops::ApplyRotary(numerics_, k.transpose(1, 2), rotary.cos, rotary.sin);
+  q = ops::ApplyRotary(rotary_n_, Cast(q, *qk, rotary_n_).transpose(1, 2), rotary.cos, rotary.sin);
+  k = ops::ApplyRotary(rotary_n_, Cast(k, *qk, rotary_n_).transpose(1, 2), rotary.cos, rotary.sin);
+  // The cache holds keys and values in the layer's attention-scores precision.
+  q = Cast(q, rotary_n_, l.n.scores);
+  k = Cast(k, rotary_n_, l.n.scores);
+  v = Cast(v, l.n.projections, l.n.scores);
   // The keys and values attention reads: [B, kv, S, d] (kGrowing; attention repeats them to the
   // query heads) or the static buffers' live views [B, H, S, d], already repeated (then attention's
   // repeat is the identity).
@@ -229,23 +247,26 @@ at::Tensor Decoder::Attention(const Layer& l, const at::Tensor& x, KVCache& cach
                                         ? ops::ScoreScaling::kDivideBySqrt
                                         : ops::ScoreScaling::kMultiplyByInverse;
   at::Tensor out = variants_.sdpa_attention
-                       ? ops::SdpaAttention(numerics_, q, keys, values, inputs)
-                       : ops::EagerAttention(numerics_, q, keys, values, inputs, scaling);
+                       ? ops::SdpaAttention(l.n.scores, q, keys, values, inputs)
+                       : ops::EagerAttention(l.n.scores, q, keys, values, inputs, scaling);
   // [B, H, T, d] -> [B, T, H, d] -> [B, T, H * d]
-  at::Tensor merged = out.transpose(1, 2).contiguous().reshape({batch, length, -1});
-  return ops::Linear(numerics_, merged, l.o.weight, l.o.bias);
+  at::Tensor merged = Cast(out, l.n.scores, l.n.projections).transpose(1, 2).contiguous()
+                          .reshape({batch, length, -1});
+  return ops::Linear(l.n.projections, merged, l.o.weight, l.o.bias);
 }
 
 at::Tensor Decoder::Mlp(const Layer& l, const at::Tensor& x) const {
+  // x and the result in the layer's MLP numerics (the router reads x in its own).
+  const Numerics& n = l.n.mlp;
   if (!l.experts.empty()) {
-    return ops::SparseMoe(numerics_, x, l.router, l.experts, config_.experts_per_token,
-                          config_.norm_topk_prob);
+    return ops::SparseMoe(n, x, l.router, l.experts, config_.experts_per_token,
+                          config_.norm_topk_prob, &l.n.router);
   }
-  if (!l.gate.bias.defined()) return ops::GatedMlp(numerics_, x, l.gate.weight, l.up.weight, l.down.weight);
+  if (!l.gate.bias.defined()) return ops::GatedMlp(n, x, l.gate.weight, l.up.weight, l.down.weight);
   // Llama mlp_bias: each projection with its bias.
-  at::Tensor activated = numerics_.Round(at::silu(ops::Linear(numerics_, x, l.gate.weight, l.gate.bias)));
-  at::Tensor product = numerics_.Round(activated * ops::Linear(numerics_, x, l.up.weight, l.up.bias));
-  return ops::Linear(numerics_, product, l.down.weight, l.down.bias);
+  at::Tensor activated = n.Round(at::silu(ops::Linear(n, x, l.gate.weight, l.gate.bias)));
+  at::Tensor product = n.Round(activated * ops::Linear(n, x, l.up.weight, l.up.bias));
+  return ops::Linear(n, product, l.down.weight, l.down.bias);
 }
 
 void Decoder::CheckTokens(const at::Tensor& tokens, const KVCache& cache) const {
@@ -262,6 +283,7 @@ at::Tensor Decoder::Forward(const at::Tensor& tokens, KVCache& cache,
                             const at::Tensor& attention_mask, const Observer* observer) {
   // No autograd bookkeeping: weights never require grad, and this skips the autograd dispatch.
   at::AutoDispatchBelowADInplaceOrView no_autograd;
+  const Tf32Scope tf32(numerics_);  // this model's TF32 setting while it runs (CUDA)
   if (!tokens.defined() || tokens.dim() != 2 || tokens.scalar_type() != at::kLong ||
       tokens.size(1) == 0) {
     throw InputError("Forward: tokens must be a non-empty int64 tensor [batch, tokens]");
@@ -299,23 +321,33 @@ at::Tensor Decoder::Forward(const at::Tensor& tokens, KVCache& cache,
 
   at::Tensor hidden = at::embedding(embedding_, tokens.to(numerics_.device));  // [B, T, D]
   Observe(observer, ObservationPoint::kEmbedding, -1, hidden);
+  // Precision policy: `stream` is the numerics `hidden` is in; Cast is a no-op in a uniform run.
+  const Numerics* stream = &embedding_n_;
   for (int64_t layer = 0; layer < config_.num_layers; ++layer) {
     const Layer& w = layers_[layer];
-    at::Tensor normed = ops::RmsNorm(numerics_, hidden, w.attention_norm, config_.rms_norm_eps);
-    at::Tensor attention =
-        Attention(w, normed, cache, layer, w.window > 0 ? windowed : inputs, rotary);
-    hidden = ops::Add(numerics_, hidden, attention);
+    const LayerNumerics& n = w.n;
+    hidden = Cast(hidden, *stream, n.residual);
+    stream = &n.residual;
+    at::Tensor normed = ops::RmsNorm(n.norm, Cast(hidden, n.residual, n.norm), w.attention_norm,
+                                     config_.rms_norm_eps);
+    at::Tensor attention = Attention(w, Cast(normed, n.norm, n.projections), cache, layer,
+                                     w.window > 0 ? windowed : inputs, rotary);
+    hidden = ops::Add(n.residual, hidden, Cast(attention, n.projections, n.residual));
     Observe(observer, ObservationPoint::kAttentionBlock, layer, hidden);
 
-    normed = ops::RmsNorm(numerics_, hidden, w.mlp_norm, config_.rms_norm_eps);
-    hidden = ops::Add(numerics_, hidden, Mlp(w, normed));
+    normed = ops::RmsNorm(n.norm, Cast(hidden, n.residual, n.norm), w.mlp_norm,
+                          config_.rms_norm_eps);
+    at::Tensor mlp = Mlp(w, Cast(normed, n.norm, n.mlp));
+    hidden = ops::Add(n.residual, hidden, Cast(mlp, n.mlp, n.residual));
     Observe(observer, ObservationPoint::kMlpBlock, layer, hidden);
   }
-  hidden = ops::RmsNorm(numerics_, hidden, final_norm_, config_.rms_norm_eps);
+  hidden = ops::RmsNorm(final_norm_n_, Cast(hidden, *stream, final_norm_n_), final_norm_,
+                        config_.rms_norm_eps);
   Observe(observer, ObservationPoint::kFinalNorm, -1, hidden);
   if (!variants_.lm_head_all_positions) hidden = hidden.slice(1, length - 1, length);
   // The LM head's output is a run-dtype tensor (rounded); the references then call .float().
-  at::Tensor logits = ops::Linear(numerics_, hidden, lm_head_).to(numerics_.logits_type);
+  at::Tensor logits = ops::Linear(lm_head_n_, Cast(hidden, final_norm_n_, lm_head_n_), lm_head_)
+                          .to(numerics_.logits_type);
   Observe(observer, ObservationPoint::kLogits, -1, logits);
   cache.length = past + length;
   return logits;

@@ -42,7 +42,13 @@ class Decoder final : public CausalLM {
     at::Tensor weight;  // [out, in]
     at::Tensor bias;    // [out] or undefined
   };
+  // The numerics each module of one layer computes in (precision_policy.h); all equal to the
+  // model's in a uniform run.
+  struct LayerNumerics {
+    Numerics norm, projections, scores, mlp, router, residual;
+  };
   struct Layer {
+    LayerNumerics n;
     at::Tensor attention_norm, mlp_norm;  // [D]
     Projection qkv;                       // fused_qkv: packed rows or cat(q, k, v) rows
     Projection q, k, v;                   // split: [H * d, D], [kv * d, D], [kv * d, D]
@@ -56,10 +62,12 @@ class Decoder final : public CausalLM {
 
   void LoadAttention(const Weights& weights, int64_t layer, Layer& l) const;
   void LoadMlp(const Weights& weights, int64_t layer, Layer& l) const;
-  Projection Load(const Weights& weights, model::Role weight, model::Role bias, int64_t layer) const;
+  Projection Load(const Weights& weights, model::Role weight, model::Role bias, int64_t layer,
+                  const Numerics& numerics) const;
   // Layer `layer`'s attention on the normed hidden x [B, T, D]: projections, q/k norm, rotary,
   // writing this step's keys and values into the cache (its layout: causal_lm.h), attention over
-  // the cached + new keys, output projection. Returns [B, T, D] (before the residual add).
+  // the cached + new keys, output projection. Returns [B, T, D] (before the residual add) in the
+  // layer's projection numerics.
   at::Tensor Attention(const Layer& l, const at::Tensor& x, KVCache& cache, int64_t layer,
                        const ops::AttentionInputs& inputs, const CosSin& rotary) const;
   // Throws InputError when a token id is outside the vocabulary: on the host for CPU ids, with one
@@ -69,7 +77,8 @@ class Decoder final : public CausalLM {
 
   model::ModelConfig config_;
   const model::ArchSpec* spec_;
-  Numerics numerics_;
+  Numerics numerics_;       // the base precision, with the policy
+  Numerics embedding_n_, rotary_n_, final_norm_n_, lm_head_n_;  // the global modules' numerics
   Variants variants_;
   at::Tensor embedding_;   // [V, D]
   at::Tensor final_norm_;  // [D]

@@ -68,9 +68,60 @@ double Numerics::Lowest() const {
 
 std::string Numerics::Describe() const {
   std::string where = device.is_cuda() ? "cuda" : "cpu";
-  if (emulated) return fmt::format("{} (emulated on {})", PrecisionName(precision), where);
-  return fmt::format("{} ({})", PrecisionName(precision), where);
+  if (tf32) where += ", tf32 matmuls";
+  const std::string text = policy.base == precision ? policy.Text() : PrecisionName(precision);
+  // FP16 on CPU is emulated in whichever module runs it.
+  bool any_emulated = emulated;
+  if (device.is_cpu()) {
+    for (const PrecisionOverride& o : policy.overrides) {
+      any_emulated = any_emulated || o.precision == Precision::kFP16;
+    }
+  }
+  if (any_emulated && text == "fp16") return fmt::format("fp16 (emulated on {})", where);
+  if (any_emulated) return fmt::format("{} ({}, fp16 emulated)", text, where);
+  return fmt::format("{} ({})", text, where);
 }
+
+Numerics Numerics::For(Module module, int64_t layer) const {
+  const Precision wanted = policy.Of(module, layer);
+  if (wanted == precision) return *this;
+  Numerics numerics = MakeNumerics(wanted, device);
+  numerics.policy = policy;
+  numerics.tf32 = tf32;
+  return numerics;
+}
+
+at::Tensor Cast(const at::Tensor& x, const Numerics& from, const Numerics& to) {
+  if (from.precision == to.precision) return x;
+  return to.ToRun(x);
+}
+
+Numerics MakeNumerics(const PrecisionPolicy& policy, c10::Device device) {
+  if (policy.tf32 && !device.is_cuda()) {
+    throw InputError(fmt::format(
+        "precision policy '{}': tf32 is a CUDA tensor-core matmul mode; on {} an FP32 matmul is "
+        "plain FP32 (use fp32, or --device cuda)", policy.Text(), device.str()));
+  }
+  Numerics numerics = MakeNumerics(policy.base, device);
+  numerics.policy = policy;
+  numerics.tf32 = policy.tf32;
+  return numerics;
+}
+
+Tf32Scope::Tf32Scope(const Numerics& numerics) {
+  if (!numerics.device.is_cuda()) return;
+  active_ = true;
+  previous_ = at::globalContext().allowTF32CuBLAS();
+  if (previous_ != numerics.tf32) at::globalContext().setAllowTF32CuBLAS(numerics.tf32);
+}
+
+Tf32Scope::~Tf32Scope() {
+  if (active_ && at::globalContext().allowTF32CuBLAS() != previous_) {
+    at::globalContext().setAllowTF32CuBLAS(previous_);
+  }
+}
+
+bool Tf32Enabled() { return at::globalContext().allowTF32CuBLAS(); }
 
 Numerics MakeNumerics(Precision precision, c10::Device device) {
   if (device.is_cuda() && !at::hasCUDA()) {
@@ -81,6 +132,7 @@ Numerics MakeNumerics(Precision precision, c10::Device device) {
   }
   Numerics numerics;
   numerics.precision = precision;
+  numerics.policy = PrecisionPolicy(precision);
   numerics.device = device;
   switch (precision) {
     case Precision::kFP32:

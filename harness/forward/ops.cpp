@@ -172,11 +172,13 @@ at::Tensor SdpaAttention(const Numerics& numerics, const at::Tensor& q, const at
 }
 
 at::Tensor SparseMoe(const Numerics& numerics, const at::Tensor& x, const at::Tensor& router,
-                     const std::vector<Expert>& experts, int64_t top_k, bool normalize) {
+                     const std::vector<Expert>& experts, int64_t top_k, bool normalize,
+                     const Numerics* router_numerics) {
+  const Numerics& routing = router_numerics != nullptr ? *router_numerics : numerics;
   const int64_t width = x.size(-1);
   const at::Tensor flat = x.reshape({-1, width});                           // [N, D]
-  const at::Tensor logits = Linear(numerics, flat, router);                 // [N, E] run dtype
-  const at::Tensor probabilities = at::softmax(logits, -1, numerics.upcast);
+  const at::Tensor logits = Linear(routing, Cast(flat, numerics, routing), router);  // [N, E]
+  const at::Tensor probabilities = at::softmax(logits, -1, routing.upcast);
   auto [weights, chosen] = at::topk(probabilities, top_k, -1);              // [N, k] each
   if (normalize) weights = weights / weights.sum(-1, /*keepdim=*/true);
   weights = numerics.ToRun(weights).reshape({-1});                          // [N * k]

@@ -106,9 +106,12 @@ struct Expert {
 // by their sum when `normalize`; cast to the run dtype (transformers 4 and the later 5.x router);
 // then, for each expert that any token chose, in increasing expert index: its SwiGLU on those
 // tokens, times the token's weight (rounded), added into the output with index_add_ (rounded).
-// x [..., D], router [E, D] -> [..., D].
+// x [..., D], router [E, D] -> [..., D]. `router_numerics` (null: `numerics`) is the router's own
+// precision under a precision policy: x is cast to it for the router logits, and the routing weights
+// are cast to `numerics` (the experts'), as the references cast them to the hidden dtype.
 at::Tensor SparseMoe(const Numerics& numerics, const at::Tensor& x, const at::Tensor& router,
-                     const std::vector<Expert>& experts, int64_t top_k, bool normalize);
+                     const std::vector<Expert>& experts, int64_t top_k, bool normalize,
+                     const Numerics* router_numerics = nullptr);
 
 // Appends `keys`/`values` [B, kv, T, d] to one layer's cache slots, which then hold [B, kv, S, d]
 // (at::cat along T, reallocating per step, as HF's DynamicCache does; cheap at these sizes next to

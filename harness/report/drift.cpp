@@ -8,7 +8,9 @@
 
 #include <fmt/format.h>
 
+#include "harness/compare/verdict.h"
 #include "harness/core/error.h"
+#include "harness/forward/precision_policy.h"
 #include "harness/io/checkpoint.h"
 #include "harness/report/run_view.h"
 #include "harness/report/text_util.h"
@@ -40,13 +42,19 @@ std::string PairIdOfRun(const compare::Summary& summary, const compare::Run& run
          run.pair.b.precision;
 }
 
-// The coarser precision of a run's pair (fewer significand bits), as its name.
+// The coarser precision of a run's pair (fewer significand bits), as its name; a side with a
+// precision policy counts as its least precise module.
 std::string CoarserPrecision(const compare::Run& run) {
+  auto coarsest = [](const std::string& p) {
+    const auto policy = forward::TryParsePrecisionPolicy(p);
+    return forward::PrecisionName(policy ? compare::BudgetPrecision(*policy)
+                                          : forward::Precision::kFP32);
+  };
   auto bits = [](const std::string& p) {
     return p == "bf16" ? 8 : p == "fp16" ? 11 : p == "fp32" ? 24 : p == "fp64" ? 53 : 24;
   };
-  return bits(run.pair.a.precision) <= bits(run.pair.b.precision) ? run.pair.a.precision
-                                                                  : run.pair.b.precision;
+  const std::string a = coarsest(run.pair.a.precision), b = coarsest(run.pair.b.precision);
+  return bits(a) <= bits(b) ? a : b;
 }
 
 void CompareKl(const char* metric, double base, double now, double floor, const DriftThresholds& t,

@@ -95,12 +95,13 @@ std::shared_ptr<const StoredModel> ModelStore::OpenConverted(const std::string& 
   return opened_.emplace(key, model).first->second;
 }
 
-std::string ModelStore::LoadKey(const StoredModel& model, forward::Precision precision,
+std::string ModelStore::LoadKey(const StoredModel& model, const forward::PrecisionPolicy& precision,
                                 c10::Device device) {
-  return fmt::format("{}@{}@{}", model.identity, forward::PrecisionName(precision), device.str());
+  return fmt::format("{}@{}@{}", model.identity, precision.Text(), device.str());
 }
 
-forward::CausalLM& ModelStore::Get(const StoredModel& model, forward::Precision precision,
+forward::CausalLM& ModelStore::Get(const StoredModel& model,
+                                   const forward::PrecisionPolicy& precision,
                                    c10::Device device) {
   const std::string key = LoadKey(model, precision, device);
   auto it = loaded_.find(key);

@@ -54,10 +54,11 @@ class ModelStore {
   std::shared_ptr<const StoredModel> OpenConverted(const std::string& source_dir,
                                                    const std::string& conversion);
 
-  // The forward pass of `model` at `precision` on `device`, built once per LoadKey and kept until
-  // KeepOnly releases it.
-  forward::CausalLM& Get(const StoredModel& model, forward::Precision precision, c10::Device device);
-  static std::string LoadKey(const StoredModel& model, forward::Precision precision,
+  // The forward pass of `model` at `precision` (a plain precision or a policy) on `device`, built
+  // once per LoadKey and kept until KeepOnly releases it.
+  forward::CausalLM& Get(const StoredModel& model, const forward::PrecisionPolicy& precision,
+                         c10::Device device);
+  static std::string LoadKey(const StoredModel& model, const forward::PrecisionPolicy& precision,
                              c10::Device device);
   // Releases every loaded forward pass whose LoadKey is not in `keep`.
   void KeepOnly(const std::set<std::string>& keep);
