@@ -11,11 +11,14 @@
 #include <fstream>
 #include <thread>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "harness/compare/run_result.h"
+#include "harness/forward/memory_plan.h"
 #include "harness/io/checkpoint.h"
+#include "harness/model/config.h"
 #include "tests/test_util.h"
 
 namespace parity {
@@ -347,6 +350,38 @@ TEST(CliSignals, SigintKeepsTheFinishedRunsAndExits130) {
   std::string save_log;
   EXPECT_EQ(RunCommand(Cli() + " baseline save " + out + " --store " + dir.path() + "/store",
                        &save_log), 2) << save_log;
+}
+
+// The same with the lockstep off: a --memory-limit that holds one FP32 model but not two makes
+// the FP32 pair decode one side after the other. A SIGINT once side b has finished its second
+// prompt keeps those runs (both sides decoded), writes the summary and the report marked
+// interrupted and exits 130.
+TEST(CliSignals, SigintWithSidesDecodedAloneKeepsTheFinishedRunsAndExits130) {
+  TempDir dir;
+  const std::string out = dir.path() + "/out", log = dir.path() + "/log.txt";
+  const model::ModelConfig config =
+      model::ParseConfig(io::ReadJsonFile(Fixture() + "/config.json"), Fixture());
+  const int64_t one = forward::EstimateFootprint(config, forward::Precision::kFP32, c10::kCPU,
+                                                 2 + 200, "original@fp32")
+                          .total();
+  const std::string limit_gb = fmt::format("{:.9f}", 1.5 * static_cast<double>(one) / 1e9);
+  pid_t pid = Spawn(LongCompare(out) + " --memory-limit " + limit_gb, log);
+  ASSERT_TRUE(WaitFor(
+      [&] { return ReadFileText(log).find("(side b) decoded alone: prompt 2/4") != std::string::npos; },
+      120))
+      << ReadFileText(log);
+  ::kill(pid, SIGINT);
+  EXPECT_EQ(WaitExit(pid), 130) << ReadFileText(log);
+  const std::string text = ReadFileText(log);
+  EXPECT_NE(text.find("one side after the other"), std::string::npos) << text;
+  EXPECT_NE(text.find("INTERRUPTED"), std::string::npos) << text;
+  compare::RunOutputs outputs = compare::ReadRunOutputs(out);
+  EXPECT_TRUE(outputs.summary.interrupted);
+  EXPECT_GE(outputs.summary.runs.size(), 2u) << text;
+  EXPECT_LT(outputs.summary.runs.size(), 12u) << text;
+  for (const compare::Run& run : outputs.summary.runs) EXPECT_EQ(run.metrics.steps, 200) << run.id;
+  EXPECT_NE(ReadFileText(out + "/report.md").find("INTERRUPTED"), std::string::npos);
+  EXPECT_EQ(nlohmann::json::parse(ReadFileText(out + "/run.json"))["state"], "interrupted");
 }
 
 TEST(CliSignals, AKilledRerunNeverLeavesThePreviousSummaryLookingCurrent) {

@@ -99,6 +99,14 @@ std::string JsonString(const nlohmann::json& j, const char* key, const std::stri
   return j[key].get<std::string>();
 }
 
+// An integer field (a float such as 1e300 would be undefined behaviour to convert).
+int64_t JsonInt(const nlohmann::json& j, const char* key, const std::string& where) {
+  if (!j.contains(key) || !j[key].is_number_integer()) {
+    throw InputError(fmt::format("{}: '{}' must be an integer", where, key));
+  }
+  return j[key].get<int64_t>();
+}
+
 }  // namespace
 
 void WriteTrace(const std::string& dir, const Trace& trace) {
@@ -169,14 +177,17 @@ Trace ReadTrace(const std::string& dir) {
     trace.producer.dtype = producer.value("dtype", "");
     trace.producer.device = producer.value("device", "");
     trace.producer.settings = producer.value("settings", nlohmann::json::object());
-    trace.vocab_size = j.at("vocab_size").get<int64_t>();
+    trace.vocab_size = JsonInt(j, "vocab_size", "trace");
     const std::string content = JsonString(j, "content", "trace");
     if (content != "logits" && content != "topk") {
       throw InputError(fmt::format("'content' is '{}' (expected \"logits\" or \"topk\")", content));
     }
     trace.full_logits = content == "logits";
-    if (!trace.full_logits) trace.top_k = j.at("top_k").get<int64_t>();
+    if (!trace.full_logits) trace.top_k = JsonInt(j, "top_k", "trace");
     trace.mode = JsonString(j, "mode", "trace");
+    if (!j.contains("prompts") || !j["prompts"].is_array()) {
+      throw InputError("'prompts' must be an array");
+    }
   } catch (const InputError& e) {
     throw InputError(fmt::format("{}: {}", json_path, e.what()));
   } catch (const nlohmann::json::exception& e) {
@@ -194,9 +205,15 @@ Trace ReadTrace(const std::string& dir) {
   for (size_t i = 0; i < prompts.size(); ++i) {
     const nlohmann::json& entry = prompts[i];
     const std::string prefix = fmt::format("p{}.", i);
+    const std::string where = fmt::format("{}: prompts[{}]", json_path, i);
+    if (!entry.is_object()) throw InputError(where + " must be an object");
     TracePrompt p;
-    p.name = entry.value("name", fmt::format("p{}", i));
+    p.name = fmt::format("p{}", i);
+    if (entry.contains("name")) p.name = JsonString(entry, "name", where);
     if (entry.contains("text") && entry["text"].is_string()) p.text = entry["text"].get<std::string>();
+    for (const char* key : {"prompt_tokens", "steps"}) {
+      if (entry.contains(key)) (void)JsonInt(entry, key, where);
+    }
     at::Tensor prompt_tokens = get(prefix + "prompt_tokens");
     at::Tensor tokens = get(prefix + "tokens");
     CheckArray(arrays_path, prefix + "prompt_tokens", prompt_tokens, at::kLong, {-1});
