@@ -353,9 +353,10 @@ TEST(CliSignals, SigintKeepsTheFinishedRunsAndExits130) {
 }
 
 // The same with the lockstep off: a --memory-limit that holds one FP32 model but not two makes
-// the FP32 pair decode one side after the other. A SIGINT once side b has finished its second
-// prompt keeps those runs (both sides decoded), writes the summary and the report marked
-// interrupted and exits 130.
+// the pair decode one side after the other (free-running, 4 prompts x 200 steps). A SIGINT once
+// side b has finished its second prompt keeps the runs whose two sides are decoded, writes the
+// summary and the report marked interrupted and exits 130. (Before: the signal went unnoticed
+// until the pair had finished, and the run exited 0 as if nothing had happened.)
 TEST(CliSignals, SigintWithSidesDecodedAloneKeepsTheFinishedRunsAndExits130) {
   TempDir dir;
   const std::string out = dir.path() + "/out", log = dir.path() + "/log.txt";
@@ -365,7 +366,11 @@ TEST(CliSignals, SigintWithSidesDecodedAloneKeepsTheFinishedRunsAndExits130) {
                                                  2 + 200, "original@fp32")
                           .total();
   const std::string limit_gb = fmt::format("{:.9f}", 1.5 * static_cast<double>(one) / 1e9);
-  pid_t pid = Spawn(LongCompare(out) + " --memory-limit " + limit_gb, log);
+  pid_t pid = Spawn(Cli() + " compare " + Fixture() + " " + Twin() +
+                        " --prompt-tokens 1,300 --prompt-tokens 1,301 --prompt-tokens 1,302 "
+                        "--prompt-tokens 1,303 --dtypes fp32 --max-new-tokens 200 --memory-limit " +
+                        limit_gb + " --out " + out,
+                    log);
   ASSERT_TRUE(WaitFor(
       [&] { return ReadFileText(log).find("(side b) decoded alone: prompt 2/4") != std::string::npos; },
       120))
@@ -378,8 +383,8 @@ TEST(CliSignals, SigintWithSidesDecodedAloneKeepsTheFinishedRunsAndExits130) {
   compare::RunOutputs outputs = compare::ReadRunOutputs(out);
   EXPECT_TRUE(outputs.summary.interrupted);
   EXPECT_GE(outputs.summary.runs.size(), 2u) << text;
-  EXPECT_LT(outputs.summary.runs.size(), 12u) << text;
-  for (const compare::Run& run : outputs.summary.runs) EXPECT_EQ(run.metrics.steps, 200) << run.id;
+  EXPECT_LT(outputs.summary.runs.size(), 4u) << text;
+  for (const compare::Run& run : outputs.summary.runs) EXPECT_GT(run.metrics.steps, 0) << run.id;
   EXPECT_NE(ReadFileText(out + "/report.md").find("INTERRUPTED"), std::string::npos);
   EXPECT_EQ(nlohmann::json::parse(ReadFileText(out + "/run.json"))["state"], "interrupted");
 }
