@@ -11,6 +11,7 @@ packages=(
   libsentencepiece-dev sentencepiece
   libpcre2-dev libutf8proc-dev                       # tokenizer.json: pre-tokenizer regexes, NFC
   python3-torch python3-sentencepiece python3-numpy   # fixture training and cross-checks
+  python3-yaml                                        # scripts/cluster/k8s_local.py
   chromium fonts-dejavu-core                          # the HTML report is tested in a real browser
 )
 

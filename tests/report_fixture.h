@@ -263,4 +263,14 @@ inline compare::RunOutputs MakeRunOutputs(const FixtureOptions& o) {
   return MakeRunOutputsForPrompts(o, prompts);
 }
 
+// A run's summary as JSON without what differs between two runs of the same work: the creation
+// time, the run id and the wall times.
+inline nlohmann::json WithoutWallTimes(compare::Summary summary) {
+  for (compare::Run& run : summary.runs) run.elapsed_s = 0;
+  nlohmann::json json = compare::ToJson(summary);
+  json.erase("created_utc");
+  json.erase("run_id");
+  return json;
+}
+
 }  // namespace parity::testing

@@ -23,6 +23,7 @@
 #include "harness/core/version.h"
 #include "harness/forward/memory_plan.h"
 #include "harness/decode/tokenizer.h"
+#include "harness/decode/pipeline.h"
 #include "harness/model/config.h"
 #include "harness/report/terminal.h"
 #include "harness/session/inputs.h"
@@ -516,11 +517,8 @@ void LogDecodedAlone(const CaseSide& side, bool side_a, size_t done, size_t tota
 
 RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
   c10::Device device(c.device);
-  // Deterministic kernels where libtorch has a choice; warn-only, so an op without a deterministic
-  // variant still runs. cuBLAS is deterministic only with a fixed workspace (set before its first
-  // use; an explicit setting by the user wins).
-  ::setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", 0);
-  at::globalContext().setDeterministicAlgorithms(true, true);
+  // Deterministic kernels, cuBLAS's fixed workspace, no NaN fill of new memory (decode/pipeline.h).
+  decode::pipeline::UseRunDeterminism();
 
   RunOutputs outputs;
   Summary& summary = outputs.summary;

@@ -7,13 +7,14 @@
 
 #include "harness/core/error.h"
 #include "harness/core/interrupt.h"
+#include "harness/decode/pipeline.h"
 
 namespace parity::decode {
 namespace {
 
-at::Tensor TokensTensor(const std::vector<int64_t>& ids, const forward::CausalLM& model) {
-  at::Tensor cpu = at::tensor(at::ArrayRef<int64_t>(ids), at::kLong).view({1, -1});
-  return cpu.to(model.numerics().device);
+// [1, T] int64 on the CPU: Forward checks CPU ids on the host and moves them to its device.
+at::Tensor TokensTensor(const std::vector<int64_t>& ids, const forward::CausalLM&) {
+  return at::tensor(at::ArrayRef<int64_t>(ids), at::kLong).view({1, -1});
 }
 
 // Next-token logits after feeding `ids`: the last position of Forward's [1, T, V] output, as a [V]
@@ -39,6 +40,126 @@ void CheckInputs(const forward::CausalLM& a, const forward::CausalLM& b,
     throw InputError(fmt::format("the two models have different vocabularies ({} and {} tokens)",
                                  a.config().vocab_size, b.config().vocab_size));
   }
+}
+
+// RunLockstep on an accelerator (decode/pipeline.h): the same decisions as the synchronous loop
+// below, made on the host from each step's token once the device finished it, while the device
+// already runs the next step (issued speculatively from the device argmax; discarded when the
+// token turns out to end the side).
+GreedyResult RunLockstepPipelined(forward::CausalLM& model_a, forward::CausalLM& model_b,
+                                  const std::vector<int64_t>& prompt, const GreedyOptions& options,
+                                  const GreedyCallback& on_step) {
+  using pipeline::PendingStep;
+  GreedyResult result;
+  const int64_t prompt_length = static_cast<int64_t>(prompt.size());
+  const int64_t capacity = prompt_length + options.max_new_tokens;
+  pipeline::DeviceSide side_a(model_a, capacity), side_b(model_b, capacity);
+  pipeline::OrderedWorker issue_a(1);  // A's steps are issued from this thread, B's from the caller's
+  pipeline::OrderedWorker callbacks(4);
+  // Issues A's and B's next steps at once (either may be skipped); returns when both are issued.
+  auto launch = [&](const at::Tensor* input_a, const PendingStep* from_a, const at::Tensor* input_b,
+                    const PendingStep* from_b, PendingStep* next_a, PendingStep* next_b) {
+    if (input_a != nullptr) issue_a.Submit([&] { *next_a = side_a.Launch(*input_a, from_a); });
+    try {
+      if (input_b != nullptr) *next_b = side_b.Launch(*input_b, from_b);
+    } catch (...) {
+      try {
+        issue_a.Drain();  // A's task refers to this frame: let it finish first
+      } catch (...) {
+      }
+      throw;
+    }
+    issue_a.Drain();
+  };
+  // The callback and the check that the device argmax is GreedyArgmax's, off the critical path.
+  auto report = [&](int64_t step, bool same, const PendingStep* a, const PendingStep* b) {
+    at::Tensor logits_a = a != nullptr ? a->host_logits : at::Tensor();
+    at::Tensor logits_b = b != nullptr ? b->host_logits : at::Tensor();
+    const int64_t token_a = a != nullptr ? a->token() : -1, token_b = b != nullptr ? b->token() : -1;
+    callbacks.Submit([=, &on_step] {
+      for (const auto& [logits, token] : {std::pair{logits_a, token_a}, std::pair{logits_b, token_b}}) {
+        if (!logits.defined()) continue;
+        const int64_t host = GreedyArgmax(logits);
+        TORCH_CHECK(host == token, "device argmax ", token, " differs from GreedyArgmax ", host);
+      }
+      if (on_step && logits_a.defined() && logits_b.defined()) {
+        on_step({step, prompt_length + step, same, logits_a, logits_b, token_a, token_b});
+      }
+    });
+  };
+
+  const at::Tensor prompt_ids = at::tensor(at::ArrayRef<int64_t>(prompt), at::kLong).view({1, -1});
+  PendingStep current_a, current_b;
+  launch(&prompt_ids, nullptr, &prompt_ids, nullptr, &current_a, &current_b);
+
+  if (options.mode == GreedyMode::kTeacherForced) {
+    for (int64_t step = 0; step < options.max_new_tokens; ++step) {
+      ThrowIfInterrupted();  // SIGINT: stop at this step boundary (core/interrupt.h)
+      const bool last_step = step + 1 == options.max_new_tokens;
+      const PendingStep& teacher = options.teacher_is_a ? current_a : current_b;
+      PendingStep next_a, next_b;
+      if (!last_step) {
+        launch(&teacher.device_token, &teacher, &teacher.device_token, &teacher, &next_a, &next_b);
+      }
+      current_a.Wait();
+      current_b.Wait();
+      const int64_t token_a = current_a.token(), token_b = current_b.token();
+      report(step, true, &current_a, &current_b);
+      ++result.compared_steps;
+      result.same_context.push_back(true);
+      result.tokens_a.push_back(token_a);
+      result.tokens_b.push_back(token_b);
+      const int64_t next = options.teacher_is_a ? token_a : token_b;
+      if (IsEos(next, options.eos_ids) || last_step) break;
+      result.input_a.push_back(next);
+      result.input_b.push_back(next);
+      current_a = std::move(next_a);
+      current_b = std::move(next_b);
+    }
+    callbacks.Drain();
+    return result;
+  }
+
+  bool live_a = true, live_b = true, same = true;
+  for (int64_t step = 0; step < options.max_new_tokens && (live_a || live_b); ++step) {
+    ThrowIfInterrupted();  // SIGINT: stop at this step boundary (core/interrupt.h)
+    const bool last_step = step + 1 == options.max_new_tokens;
+    PendingStep next_a, next_b;
+    if (!last_step) {
+      launch(live_a ? &current_a.device_token : nullptr, &current_a,
+             live_b ? &current_b.device_token : nullptr, &current_b, &next_a, &next_b);
+    }
+    if (live_a) current_a.Wait();
+    if (live_b) current_b.Wait();
+    const int64_t token_a = live_a ? current_a.token() : -1;
+    const int64_t token_b = live_b ? current_b.token() : -1;
+    if (live_a && live_b) {
+      report(step, same, &current_a, &current_b);
+      ++result.compared_steps;
+      result.same_context.push_back(same);
+      if (token_a != token_b) same = false;
+    } else {
+      report(step, same, live_a ? &current_a : nullptr, live_b ? &current_b : nullptr);
+    }
+    if (live_a) {
+      result.tokens_a.push_back(token_a);
+      live_a = !IsEos(token_a, options.eos_ids);
+      if (live_a && !last_step) {
+        result.input_a.push_back(token_a);
+        current_a = std::move(next_a);
+      }
+    }
+    if (live_b) {
+      result.tokens_b.push_back(token_b);
+      live_b = !IsEos(token_b, options.eos_ids);
+      if (live_b && !last_step) {
+        result.input_b.push_back(token_b);
+        current_b = std::move(next_b);
+      }
+    }
+  }
+  callbacks.Drain();
+  return result;
 }
 
 }  // namespace
@@ -71,7 +192,12 @@ GreedyResult RunLockstep(forward::CausalLM& model_a, forward::CausalLM& model_b,
   GreedyResult result;
   if (options.max_new_tokens == 0) return result;
   const int64_t prompt_length = static_cast<int64_t>(prompt.size());
+  if (options.pipelined && !model_a.numerics().device.is_cpu() &&
+      !model_b.numerics().device.is_cpu()) {
+    return RunLockstepPipelined(model_a, model_b, prompt, options, on_step);
+  }
   forward::KVCache cache_a, cache_b;
+  cache_a.capacity_hint = cache_b.capacity_hint = prompt_length + options.max_new_tokens;
   at::Tensor logits_a = Feed(model_a, prompt, cache_a);
   at::Tensor logits_b = Feed(model_b, prompt, cache_b);
 
@@ -135,6 +261,7 @@ SideRun DecodeAlone(forward::CausalLM& model, const std::vector<int64_t>& prompt
   if (prompt.empty()) throw InputError("greedy decoding needs a prompt of at least one token");
   SideRun run;
   forward::KVCache cache;
+  cache.capacity_hint = static_cast<int64_t>(prompt.size()) + options.max_new_tokens;
   at::Tensor logits;
   for (int64_t step = 0; step < options.max_new_tokens; ++step) {
     ThrowIfInterrupted();  // SIGINT: stop at this step boundary (core/interrupt.h)

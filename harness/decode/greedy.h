@@ -33,6 +33,10 @@ struct GreedyOptions {
   int64_t max_new_tokens = 32;  // upper bound on steps, >= 0
   std::vector<int64_t> eos_ids; // a side emitting any of these is finished; empty: never
   bool teacher_is_a = true;     // teacher-forced: whose greedy stream both read
+  // Both models on an accelerator: the pipelined loop of decode/pipeline.h (device argmax, async
+  // logits, two streams, callbacks on a worker thread). false, or on the CPU: the synchronous loop,
+  // the reference the pipelined one is tested against (same tokens, same logits bit for bit).
+  bool pipelined = true;
 };
 
 // What the callback sees at each compared step.
@@ -58,7 +62,9 @@ struct GreedyResult {
 };
 
 // Runs the two models in lockstep on `prompt` (non-empty). Throws InputError when the prompt is
-// empty or the vocabularies differ.
+// empty or the vocabularies differ. Pipelined (see GreedyOptions), `on_step` runs on a worker
+// thread, in step order, while the device computes the next step; RunLockstep returns after the
+// last callback. The callback must not touch the models.
 GreedyResult RunLockstep(forward::CausalLM& model_a, forward::CausalLM& model_b,
                          const std::vector<int64_t>& prompt, const GreedyOptions& options,
                          const GreedyCallback& on_step = nullptr);

@@ -67,13 +67,31 @@ Variants ReferenceVariants(model::Architecture arch);
 // "fused_qkv=1 sdpa=0 ..." for outputs.
 std::string DescribeVariants(const Variants& variants);
 
-// Keys and values of every layer: each [B, kv_heads, T_cached, d], rotated keys as the references
-// cache them. A default-constructed cache is empty; Forward sizes it on first use. Appending
-// reallocates per step (at::cat, as HF's DynamicCache does), which is cheap next to the GEMMs here.
+// Keys and values of every layer, rotated keys as the references cache them. A default-constructed
+// cache is empty; Forward sizes it on first use.
+//
+// kStatic (the default): per layer one preallocated buffer [B, H, capacity, d] holding the keys
+// already repeated to the H query heads (HF's repeat_kv, applied once when a position is written
+// instead of over the whole cache at every step), written in place at positions
+// length .. length + T - 1; attention reads the live slice [:, :, :length + T]. The values attention
+// reads are the same as kGrowing's, element for element and in the same GEMM shapes (only the batch
+// stride differs), so the logits are bitwise the same (tests/kv_cache_test.cpp; on CUDA,
+// `parity bench --check`). Capacity: `capacity_hint` positions at first use (prompt + new tokens,
+// set by the decode loops), doubling when exceeded.
+// kGrowing: the references' own scheme, kept as the reference the static layout is tested against:
+// [B, kv_heads, T_cached, d] per layer, appended with at::cat at every step (HF's DynamicCache) and
+// repeated to the query heads inside attention.
 struct KVCache {
-  std::vector<at::Tensor> keys;
+  enum class Layout { kStatic, kGrowing };
+  Layout layout = Layout::kStatic;
+  std::vector<at::Tensor> keys;   // kStatic: [B, H, capacity, d]; kGrowing: [B, kv, T_cached, d]
   std::vector<at::Tensor> values;
-  int64_t length = 0;  // T_cached
+  int64_t length = 0;             // T_cached
+  int64_t capacity_hint = 0;      // kStatic: positions to allocate at first use (0: exactly T)
+  // Token ids handed to Forward on the device come from the model's own argmax (decode/pipeline.h):
+  // they are in range by construction, and checking them would wait for the device at every step.
+  // Off: device token ids are checked with one host synchronisation (CPU ids never need one).
+  bool device_tokens_trusted = false;
 };
 
 class CausalLM {

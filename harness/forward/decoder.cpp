@@ -180,9 +180,8 @@ void Decoder::LoadMlp(const Weights& weights, int64_t layer, Layer& l) const {
   }
 }
 
-at::Tensor Decoder::Attention(const Layer& l, const at::Tensor& x, at::Tensor& cached_keys,
-                              at::Tensor& cached_values, const ops::AttentionInputs& inputs,
-                              const CosSin& rotary) const {
+at::Tensor Decoder::Attention(const Layer& l, const at::Tensor& x, KVCache& cache, int64_t layer,
+                              const ops::AttentionInputs& inputs, const CosSin& rotary) const {
   const int64_t batch = x.size(0), length = x.size(1);
   const int64_t kv = config_.num_kv_heads, groups = config_.group_size(), d = config_.head_dim,
                 heads = config_.num_heads, q_width = heads * d, kv_width = kv * d;
@@ -211,13 +210,27 @@ at::Tensor Decoder::Attention(const Layer& l, const at::Tensor& x, at::Tensor& c
   }
   q = ops::ApplyRotary(numerics_, q.transpose(1, 2), rotary.cos, rotary.sin);
   k = ops::ApplyRotary(numerics_, k.transpose(1, 2), rotary.cos, rotary.sin);
-  ops::AppendToCache(cached_keys, cached_values, k, v.transpose(1, 2));
+  // The keys and values attention reads: [B, kv, S, d] (kGrowing; attention repeats them to the
+  // query heads) or the static buffers' live views [B, H, S, d], already repeated (then attention's
+  // repeat is the identity).
+  at::Tensor keys, values;
+  if (cache.layout == KVCache::Layout::kGrowing) {
+    ops::AppendToCache(cache.keys[layer], cache.values[layer], k, v.transpose(1, 2));
+    keys = cache.keys[layer];
+    values = cache.values[layer];
+  } else {
+    const ops::CacheView live =
+        ops::WriteToStaticCache(cache.keys[layer], cache.values[layer], k, v.transpose(1, 2),
+                                inputs.past, groups, cache.capacity_hint);
+    keys = live.keys;
+    values = live.values;
+  }
   const ops::ScoreScaling scaling = variants_.divide_scores_by_sqrt
                                         ? ops::ScoreScaling::kDivideBySqrt
                                         : ops::ScoreScaling::kMultiplyByInverse;
   at::Tensor out = variants_.sdpa_attention
-                       ? ops::SdpaAttention(numerics_, q, cached_keys, cached_values, inputs)
-                       : ops::EagerAttention(numerics_, q, cached_keys, cached_values, inputs, scaling);
+                       ? ops::SdpaAttention(numerics_, q, keys, values, inputs)
+                       : ops::EagerAttention(numerics_, q, keys, values, inputs, scaling);
   // [B, H, T, d] -> [B, T, H, d] -> [B, T, H * d]
   at::Tensor merged = out.transpose(1, 2).contiguous().reshape({batch, length, -1});
   return ops::Linear(numerics_, merged, l.o.weight, l.o.bias);
@@ -235,6 +248,16 @@ at::Tensor Decoder::Mlp(const Layer& l, const at::Tensor& x) const {
   return ops::Linear(numerics_, product, l.down.weight, l.down.bias);
 }
 
+void Decoder::CheckTokens(const at::Tensor& tokens, const KVCache& cache) const {
+  if (!tokens.device().is_cpu() && cache.device_tokens_trusted) return;
+  // CPU ids: min/max on the host, no device involved; device ids: one synchronisation.
+  const int64_t low = tokens.min().item<int64_t>(), high = tokens.max().item<int64_t>();
+  if (low < 0 || high >= config_.vocab_size) {
+    throw InputError(fmt::format("Forward: token id {} is outside the vocabulary [0, {})",
+                                 low < 0 ? low : high, config_.vocab_size));
+  }
+}
+
 at::Tensor Decoder::Forward(const at::Tensor& tokens, KVCache& cache,
                             const at::Tensor& attention_mask, const Observer* observer) {
   // No autograd bookkeeping: weights never require grad, and this skips the autograd dispatch.
@@ -244,11 +267,7 @@ at::Tensor Decoder::Forward(const at::Tensor& tokens, KVCache& cache,
     throw InputError("Forward: tokens must be a non-empty int64 tensor [batch, tokens]");
   }
   const int64_t batch = tokens.size(0), length = tokens.size(1), past = cache.length;
-  const int64_t low = tokens.min().item<int64_t>(), high = tokens.max().item<int64_t>();
-  if (low < 0 || high >= config_.vocab_size) {
-    throw InputError(fmt::format("Forward: token id {} is outside the vocabulary [0, {})",
-                                 low < 0 ? low : high, config_.vocab_size));
-  }
+  CheckTokens(tokens, cache);
   if (cache.keys.empty()) {
     cache.keys.resize(config_.num_layers);
     cache.values.resize(config_.num_layers);
@@ -258,8 +277,10 @@ at::Tensor Decoder::Forward(const at::Tensor& tokens, KVCache& cache,
     throw InputError(fmt::format("Forward: the KV cache has {} layers, the model {}",
                                  cache.keys.size(), config_.num_layers));
   }
+  const bool growing = cache.layout == KVCache::Layout::kGrowing;
   if (cache.keys[0].defined() &&
-      (cache.keys[0].size(0) != batch || cache.keys[0].size(2) != past)) {
+      (cache.keys[0].size(0) != batch ||
+       (growing ? cache.keys[0].size(2) != past : cache.keys[0].size(2) < past))) {
     throw InputError(fmt::format(
         "Forward: the KV cache holds batch {} with {} positions, but length says {} and the "
         "tokens have batch {}", cache.keys[0].size(0), cache.keys[0].size(2), past, batch));
@@ -274,15 +295,15 @@ at::Tensor Decoder::Forward(const at::Tensor& tokens, KVCache& cache,
                                              !variants_.sdpa_attention, variants_.sdpa_attention,
                                              window_)
                   : inputs;
-  const CosSin rotary = rotary_.Compute(inputs.positions, past + length);
+  const CosSin rotary = rotary_.Compute(inputs.positions, past + length, inputs.max_position);
 
   at::Tensor hidden = at::embedding(embedding_, tokens.to(numerics_.device));  // [B, T, D]
   Observe(observer, ObservationPoint::kEmbedding, -1, hidden);
   for (int64_t layer = 0; layer < config_.num_layers; ++layer) {
     const Layer& w = layers_[layer];
     at::Tensor normed = ops::RmsNorm(numerics_, hidden, w.attention_norm, config_.rms_norm_eps);
-    at::Tensor attention = Attention(w, normed, cache.keys[layer], cache.values[layer],
-                                     w.window > 0 ? windowed : inputs, rotary);
+    at::Tensor attention =
+        Attention(w, normed, cache, layer, w.window > 0 ? windowed : inputs, rotary);
     hidden = ops::Add(numerics_, hidden, attention);
     Observe(observer, ObservationPoint::kAttentionBlock, layer, hidden);
 

@@ -58,11 +58,13 @@ class Decoder final : public CausalLM {
   void LoadMlp(const Weights& weights, int64_t layer, Layer& l) const;
   Projection Load(const Weights& weights, model::Role weight, model::Role bias, int64_t layer) const;
   // Layer `layer`'s attention on the normed hidden x [B, T, D]: projections, q/k norm, rotary,
-  // appending this step's keys and values to the cache slots, attention, output projection.
-  // Returns [B, T, D] (before the residual add).
-  at::Tensor Attention(const Layer& l, const at::Tensor& x, at::Tensor& cached_keys,
-                       at::Tensor& cached_values, const ops::AttentionInputs& inputs,
-                       const CosSin& rotary) const;
+  // writing this step's keys and values into the cache (its layout: causal_lm.h), attention over
+  // the cached + new keys, output projection. Returns [B, T, D] (before the residual add).
+  at::Tensor Attention(const Layer& l, const at::Tensor& x, KVCache& cache, int64_t layer,
+                       const ops::AttentionInputs& inputs, const CosSin& rotary) const;
+  // Throws InputError when a token id is outside the vocabulary: on the host for CPU ids, with one
+  // device synchronisation for device ids unless the cache says they are trusted.
+  void CheckTokens(const at::Tensor& tokens, const KVCache& cache) const;
   at::Tensor Mlp(const Layer& l, const at::Tensor& x) const;
 
   model::ModelConfig config_;

@@ -65,7 +65,7 @@ ModelFootprint EstimateFootprint(const model::ModelConfig& config, Precision pre
   const int64_t largest = std::max(config.vocab_size * config.hidden_size,
                                    config.intermediate_size * config.hidden_size);
   f.transient_bytes = largest * bytes;
-  const int64_t per_token = 2 * config.num_layers * config.num_kv_heads * config.head_dim +
+  const int64_t per_token = 2 * config.num_layers * config.num_heads * config.head_dim +
                             4 * std::max(config.hidden_size, 3 * config.intermediate_size) +
                             config.num_heads * t + 2 * config.vocab_size;
   f.work_bytes = bytes * t * per_token;

@@ -8,7 +8,7 @@
 // element as stored: FP16 emulated on CPU is stored as FP32), for a sequence of T tokens:
 //   weights    P * b
 //   transient  W * b          (one checkpoint tensor converted to the run dtype while loading)
-//   work       b * T * (2 * layers * kv_heads * head_dim      KV cache
+//   work       b * T * (2 * layers * heads * head_dim         KV cache (stored repeated)
 //                       + 4 * max(hidden, 3 * intermediate)    one layer's activations
 //                       + heads * T                             attention scores
 //                       + 2 * vocab)                            logits and their FP64 copy

@@ -1,5 +1,6 @@
 #include "harness/forward/ops.h"
 
+#include <algorithm>
 #include <cmath>
 #include <optional>
 #include <vector>
@@ -98,8 +99,10 @@ AttentionInputs MakeAttentionInputs(const Numerics& numerics, int64_t batch, int
     at::Tensor positions = real.to(at::kLong).cumsum(-1) - 1;
     positions.masked_fill_(real.logical_not(), 1);
     inputs.positions = positions.slice(1, past, total).contiguous();
+    inputs.max_position = inputs.positions.max().item<int64_t>();
   } else {
     inputs.positions = at::arange(past, total, long_options).unsqueeze(0).expand({batch, length});
+    inputs.max_position = total - 1;
   }
 
   const bool windowed = window > 0 && total > window;  // some key is outside some query's window
@@ -205,6 +208,39 @@ void AppendToCache(at::Tensor& cached_keys, at::Tensor& cached_values, const at:
   }
   cached_keys = at::cat({cached_keys, keys}, 2);
   cached_values = at::cat({cached_values, values}, 2);
+}
+
+namespace {
+
+// Makes sure `buffer` [B, H, C, d] holds at least `needed` positions, keeping the first `live`.
+void Reserve(at::Tensor& buffer, const at::Tensor& like, int64_t heads, int64_t needed,
+             int64_t live, int64_t capacity_hint) {
+  if (buffer.defined() && buffer.size(2) >= needed) return;
+  const int64_t capacity =
+      std::max({needed, capacity_hint, buffer.defined() ? 2 * buffer.size(2) : int64_t{0}});
+  at::Tensor grown = at::empty({like.size(0), heads, capacity, like.size(3)}, like.options());
+  if (buffer.defined() && live > 0) grown.slice(2, 0, live).copy_(buffer.slice(2, 0, live));
+  buffer = grown;
+}
+
+}  // namespace
+
+CacheView WriteToStaticCache(at::Tensor& key_buffer, at::Tensor& value_buffer,
+                             const at::Tensor& keys, const at::Tensor& values, int64_t past,
+                             int64_t groups, int64_t capacity_hint) {
+  const int64_t batch = keys.size(0), kv = keys.size(1), length = keys.size(2), dim = keys.size(3);
+  const int64_t total = past + length, heads = kv * groups;
+  Reserve(key_buffer, keys, heads, total, past, capacity_hint);
+  Reserve(value_buffer, values, heads, total, past, capacity_hint);
+  const int64_t capacity = key_buffer.size(2);
+  // [B, H, C, d] seen as [B, kv, G, C, d]: query head i = kv head i / G, as repeat_kv lays them out.
+  key_buffer.view({batch, kv, groups, capacity, dim})
+      .slice(3, past, total)
+      .copy_(keys.unsqueeze(2));
+  value_buffer.view({batch, kv, groups, capacity, dim})
+      .slice(3, past, total)
+      .copy_(values.unsqueeze(2));
+  return {key_buffer.slice(2, 0, total), value_buffer.slice(2, 0, total)};
 }
 
 }  // namespace parity::forward::ops

@@ -63,6 +63,8 @@ struct AttentionInputs {
   int64_t length = 0;   // T, new tokens
   bool padded = false;  // an attention mask with some padding was given
   at::Tensor positions; // [B, T] int64: past..past+T-1, or cumsum(mask) - 1 with left padding
+  int64_t max_position = 0;  // max(positions), known on the host (past + T - 1 without padding;
+                             // with padding read once from the device, which the mask needs anyway)
   // [B, 1, T, S] in the storage dtype: 0 where query t may read key s, Numerics::Lowest() elsewhere
   // (causal and padding). Undefined when nothing is masked (one new token, no padding): adding
   // zeros would change nothing. Query rows that are padding may read every key, so that no row is
@@ -113,5 +115,18 @@ at::Tensor SparseMoe(const Numerics& numerics, const at::Tensor& x, const at::Te
 // the GEMMs). The first call stores the tensors as they are.
 void AppendToCache(at::Tensor& cached_keys, at::Tensor& cached_values, const at::Tensor& keys,
                    const at::Tensor& values);
+
+// The static layout (forward/causal_lm.h KVCache::kStatic): writes `keys`/`values` [B, kv, T, d],
+// each KV head repeated to its `groups` query heads, into one layer's buffers [B, kv * groups, C, d]
+// at positions past .. past + T - 1, in place (one broadcasting copy each). Allocates the buffers
+// (capacity max(capacity_hint, past + T)) when undefined and reallocates them with doubled capacity
+// (copying the live part) when past + T exceeds it. Returns the live views [B, kv * groups,
+// past + T, d] of keys and values, which attention reads.
+struct CacheView {
+  at::Tensor keys, values;
+};
+CacheView WriteToStaticCache(at::Tensor& key_buffer, at::Tensor& value_buffer,
+                             const at::Tensor& keys, const at::Tensor& values, int64_t past,
+                             int64_t groups, int64_t capacity_hint);
 
 }  // namespace parity::forward::ops

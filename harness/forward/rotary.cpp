@@ -78,9 +78,9 @@ double Rotary::EffectiveBase(int64_t seq_len) const {
       .item<double>();
 }
 
-CosSin Rotary::Compute(const at::Tensor& positions, int64_t kv_length) {
+CosSin Rotary::Compute(const at::Tensor& positions, int64_t kv_length, int64_t max_position) {
   CosSin result = style_ == RotaryStyle::kPrecomputedTable ? FromTable(positions, kv_length)
-                                                           : PerStep(positions);
+                                                           : PerStep(positions, max_position);
   result.cos = result.cos.unsqueeze(1);  // [B, 1, T, d], broadcast over heads
   result.sin = result.sin.unsqueeze(1);
   return result;
@@ -120,10 +120,11 @@ CosSin Rotary::FromTable(const at::Tensor& positions, int64_t kv_length) {
           table_sin_.index_select(0, flat).view({batch, length, dim_})};
 }
 
-CosSin Rotary::PerStep(const at::Tensor& positions) {
+CosSin Rotary::PerStep(const at::Tensor& positions, int64_t max_position) {
   at::Tensor inv_freq = inv_freq_;
   if (scaling_.type == model::RopeScaling::Type::kDynamic) {
-    const int64_t seq_len = positions.max().item<int64_t>() + 1;
+    const int64_t seq_len =
+        (max_position >= 0 ? max_position : positions.max().item<int64_t>()) + 1;
     if (seq_len > max_positions_) {
       inv_freq = InverseFrequencies(HfDynamicBase(base_, scaling_.factor, seq_len, max_positions_,
                                                   dim_, numerics_.upcast, numerics_.device),

@@ -49,8 +49,10 @@ class Rotary {
   Rotary(const model::ModelConfig& config, const Numerics& numerics, RotaryStyle style);
 
   // cos/sin for `positions` [B, T] (int64). `kv_length` is the keys' length after this call
-  // (cached + new), the seq_len InternLM2's code passes to its rotary module.
-  CosSin Compute(const at::Tensor& positions, int64_t kv_length);
+  // (cached + new), the seq_len InternLM2's code passes to its rotary module. `max_position` is
+  // max(positions) when the caller knows it on the host (HF's dynamic NTK seq_len - 1); -1: read it
+  // from the device (a synchronisation, only with dynamic scaling in the per-step style).
+  CosSin Compute(const at::Tensor& positions, int64_t kv_length, int64_t max_position = -1);
 
   RotaryStyle style() const { return style_; }
   // The rotary base a call with this seq_len uses (base' above max_position_embeddings with dynamic
@@ -59,7 +61,7 @@ class Rotary {
 
  private:
   CosSin FromTable(const at::Tensor& positions, int64_t kv_length);
-  CosSin PerStep(const at::Tensor& positions);
+  CosSin PerStep(const at::Tensor& positions, int64_t max_position);
   // cos/sin of cat(freqs, freqs) with freqs = t[..., None] * inv_freq, cast to the run dtype.
   CosSin FromAngles(const at::Tensor& t, const at::Tensor& inv_freq) const;
   void GrowTable(int64_t rows);

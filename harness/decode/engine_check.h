@@ -1,0 +1,41 @@
+// The decode engine's promise, checked on the machine it runs on: the fast path gives the same
+// logits, bit for bit, as the reference computation it replaces. On small random models of each
+// family (InternLM2's packed wqkv, Llama, Qwen2's q/k/v biases, Qwen3's q/k norms; GQA 2:1, dynamic
+// rope past max_position_embeddings) at FP32 / BF16 / FP16, eager attention and, where libtorch has
+// it, SDPA:
+//   static_cache  KVCache::kStatic (in place, repeated once, capacity grown by doubling) vs
+//                 kGrowing (at::cat per step, repeat_kv per step): prompt logits at every position
+//                 and 12 greedy steps, bitwise;
+//   pipelined     RunLockstep pipelined (device argmax, async copies, two streams, callbacks on a
+//                 worker) vs synchronous, free and teacher-forced: tokens, streams and every step's
+//                 logits, bitwise (on the CPU both are the synchronous loop: reported, not tested);
+//   no_fill       the static-cache run with deterministic mode's uninitialized-memory fill on vs
+//                 off (libtorch >= 2.1), bitwise.
+// tests/engine_check_test.cpp runs it on the CPU; `parity bench --check` on the device.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <c10/core/Device.h>
+
+namespace parity::decode {
+
+struct EngineCheckRow {
+  std::string arch;       // "internlm2", "llama", "qwen2", "qwen3"
+  std::string precision;  // "fp32", "bf16", "fp16"
+  std::string attention;  // "eager", "sdpa"
+  std::string check;      // "static_cache", "pipelined", "no_fill"
+  bool tested = true;     // false: not applicable here (note says why); bitwise is then true
+  bool bitwise = true;
+  double max_abs_diff = 0;  // over every compared logit (0 when bitwise)
+  int64_t compared = 0;     // logit rows compared
+  std::string note;
+};
+
+std::vector<EngineCheckRow> CheckEngine(c10::Device device);
+
+// "internlm2 bf16 eager static_cache: bitwise (13 rows)" or "... DIFFERS max |a-b| 0.0312 (...)".
+std::string FormatEngineCheckRow(const EngineCheckRow& row);
+
+}  // namespace parity::decode

@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# Decode speed at 7B scale on the GPU machine, in one process tree (issue 11): Parity's lockstep
+# pipeline against the bandwidth limit and against HF transformers on the same model in the same run.
+#   1. build (scripts/gpu_build.sh, the parity target) unless BUILD=0; `parity bench --check` on CUDA
+#      (bitwise self-check of the decode engine, every family and dtype);
+#   2. writes a random BF16 InternLM2 checkpoint with internlm2_5-7b-chat's sizes (no download),
+#      converts it with `parity convert internlm2-to-llama`;
+#   3. `parity bench original converted` (lockstep, metrics on, deterministic settings, vocab 92544)
+#      at BF16 for PROMPTS (default 16,4096), then FP32 for prompt 16; ms per model-token and the
+#      ratio to weight bytes / copy bandwidth measured in the same process;
+#   4. HF `generate(output_logits=True, return_dict_in_generate=True)` greedy on the converted copy,
+#      attn_implementation eager and sdpa, BF16, prompt 16, NEW tokens: ms per token;
+#   5. the ratio table (results.md).
+# Results in $OUT. Knobs: NEW (128), PROMPTS (16,4096), FP32=1, HF=1, CHECK=1, BUILD=1,
+# MODES (pipelined; add synchronous for the reference loop), FILL (off; off,on times both).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-/tmp/parity-bench-out}
+work=${WORK:-/tmp/parity-bench}
+new=${NEW:-128}
+prompts=${PROMPTS:-16,4096}
+modes=${MODES:-pipelined}
+mkdir -p "$out" "$work"
+export PYTHONUNBUFFERED=1
+step() { echo "=== $* ($(date +%T))" | tee -a "$out/steps.log"; }
+
+if [[ "${BUILD:-1}" == 1 ]]; then
+  step build
+  PARITY_BUILD_TARGET=parity bash scripts/gpu_build.sh build-gpu -DPARITY_BUILD_TESTS=OFF \
+    -DPARITY_BUILD_BENCHMARKS=OFF > "$out/build.log" 2>&1
+  grep -E "error|FAILED" "$out/build.log" | head -20
+fi
+source build-gpu/env.sh
+parity=./build-gpu/parity
+[[ -x "$parity" ]] || { echo "no parity binary"; exit 3; }
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$out/gpu.txt"
+python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__, "cudnn", torch.backends.cudnn.version())' | tee -a "$out/gpu.txt"
+
+if [[ "${CHECK:-1}" == 1 ]]; then
+  step check
+  timeout 120 "$parity" bench --check --device cuda > "$out/check.txt" 2>&1
+  echo "exit $?" >> "$out/check.txt"
+  tail -2 "$out/check.txt"
+fi
+
+step write-checkpoint
+[[ -f "$work/original/config.json" ]] && echo "reusing $work" || python3 - "$work" <<'PY' > "$out/write.log" 2>&1
+# Random BF16 InternLM2, internlm2_5-7b-chat sizes, std 0.02 matrices, unit norms, 8 shards.
+import json, os, sys, time, torch
+from safetensors.torch import save_file
+work = sys.argv[1]
+t0 = time.time()
+V, D, L, H, KV, F, shards = 92544, 4096, 32, 32, 8, 14336, 8
+d, G = D // H, H // KV
+cfg = {"architectures": ["InternLM2ForCausalLM"], "model_type": "internlm2", "vocab_size": V,
+       "hidden_size": D, "intermediate_size": F, "num_hidden_layers": L,
+       "num_attention_heads": H, "num_key_value_heads": KV, "hidden_act": "silu",
+       "max_position_embeddings": 32768, "rms_norm_eps": 1e-5, "rope_theta": 1000000,
+       "rope_scaling": {"type": "dynamic", "factor": 2.0}, "bias": False,
+       "torch_dtype": "bfloat16", "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2,
+       "tie_word_embeddings": False, "attn_implementation": "eager"}
+g = torch.Generator(device="cuda").manual_seed(0)
+def rnd(*shape):
+    return (torch.randn(*shape, generator=g, device="cuda") * 0.02).to(torch.bfloat16).cpu()
+names = ["model.tok_embeddings.weight"]
+for i in range(L):
+    p = f"model.layers.{i}."
+    names += [p + "attention.wqkv.weight", p + "attention.wo.weight", p + "feed_forward.w1.weight",
+              p + "feed_forward.w3.weight", p + "feed_forward.w2.weight",
+              p + "attention_norm.weight", p + "ffn_norm.weight"]
+names += ["model.norm.weight", "output.weight"]
+def make(name):
+    if name.endswith("norm.weight"): return torch.ones(D, dtype=torch.bfloat16)
+    if "tok_embeddings" in name or name == "output.weight": return rnd(V, D)
+    if "wqkv" in name: return rnd(KV * (G + 2) * d, D)
+    if "wo" in name: return rnd(D, D)
+    if "w2" in name: return rnd(D, F)
+    return rnd(F, D)
+orig = os.path.join(work, "original")
+os.makedirs(orig, exist_ok=True)
+per = (len(names) + shards - 1) // shards
+weight_map, total = {}, 0
+for s in range(shards):
+    file = f"model-{s + 1:05d}-of-{shards:05d}.safetensors"
+    tensors = {n: make(n) for n in names[s * per:(s + 1) * per]}
+    save_file(tensors, os.path.join(orig, file), metadata={"format": "pt"})
+    for n, t in tensors.items():
+        weight_map[n] = file; total += t.numel() * 2
+json.dump(cfg, open(os.path.join(orig, "config.json"), "w"), indent=2)
+json.dump({"metadata": {"total_size": total}, "weight_map": weight_map},
+          open(os.path.join(orig, "model.safetensors.index.json"), "w"), indent=2)
+print(f"wrote {len(names)} tensors, {total / 1e9:.1f} GB, {time.time() - t0:.0f} s")
+PY
+tail -1 "$out/write.log"
+# convert2llama copies tokenizer.model: the trained fixture's SentencePiece model padded with
+# placeholder pieces up to the model's vocabulary (as scripts/gpu_verdicts.sh does).
+[[ -f "$work/original/tokenizer.model" ]] || python3 - "$work/original" \
+  cases/fixtures/internlm2-tiny/tokenizer.model <<'PY' >> "$out/write.log" 2>&1
+import json, os, sys
+from sentencepiece import sentencepiece_model_pb2 as pb
+dst, base = sys.argv[1], sys.argv[2]
+vocab = json.load(open(os.path.join(dst, "config.json")))["vocab_size"]
+m = pb.ModelProto()
+m.ParseFromString(open(base, "rb").read())
+while len(m.pieces) < vocab:
+    p = m.pieces.add()
+    p.piece = f"\u2581x{len(m.pieces)}"
+    p.score = -1000.0 - len(m.pieces)
+    p.type = pb.ModelProto.SentencePiece.NORMAL
+del m.pieces[vocab:]
+open(os.path.join(dst, "tokenizer.model"), "wb").write(m.SerializeToString())
+print("tokenizer.model with", len(m.pieces), "pieces")
+PY
+
+step convert
+[[ -f "$work/converted/config.json" ]] || "$parity" convert internlm2-to-llama "$work/original" \
+  "$work/converted" > "$out/convert.log" 2>&1
+tail -1 "$out/convert.log" 2>/dev/null
+
+step parity-bf16
+timeout 300 "$parity" bench "$work/original" "$work/converted" --device cuda --dtype bf16 \
+  --prompt-tokens "$prompts" --new-tokens "$new" --modes "$modes" --fill "${FILL:-off}" --json \
+  > "$out/parity_bf16.json" \
+  2> "$out/parity_bf16.err"
+echo "exit $?"; grep -E "ms_per_model_token|ratio_to_limit|prompt_tokens" "$out/parity_bf16.json"
+
+if [[ "${FP32:-1}" == 1 ]]; then
+  step parity-fp32
+  timeout 200 "$parity" bench "$work/original" "$work/converted" --device cuda --dtype fp32 \
+    --prompt-tokens 16 --new-tokens "$new" --json > "$out/parity_fp32.json" 2> "$out/parity_fp32.err"
+  echo "exit $?"; grep -E "ms_per_model_token|ratio_to_limit" "$out/parity_fp32.json"
+fi
+
+if [[ "${HF:-1}" == 1 ]]; then
+  step hf
+  timeout 240 python3 - "$work/converted" "$new" <<'PY' > "$out/hf.json" 2> "$out/hf.err"
+# HF greedy generate with per-step logits on the converted copy, eager and SDPA, BF16, prompt 16:
+# ms per token of the decode phase = (t(N) - t(1)) / (N - 1), as parity bench times it.
+import json, sys, time, torch
+from transformers import AutoModelForCausalLM
+path, new = sys.argv[1], int(sys.argv[2])
+torch.manual_seed(0)
+ids = torch.randint(3, 92544, (1, 16), device="cuda")
+results = {}
+for impl in ("eager", "sdpa"):
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16,
+                                                 attn_implementation=impl).cuda().eval()
+    def run(n):
+        torch.cuda.synchronize(); t = time.perf_counter()
+        with torch.no_grad():
+            out = model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                                 output_logits=True, return_dict_in_generate=True,
+                                 eos_token_id=None, pad_token_id=0)
+        torch.cuda.synchronize()
+        assert len(out.logits) == n
+        return time.perf_counter() - t
+    run(2)
+    t1, tn = min(run(1) for _ in range(2)), run(new)
+    results[impl] = {"ms_per_token": (tn - t1) * 1e3 / (new - 1), "prefill_ms": t1 * 1e3}
+    del model; torch.cuda.empty_cache()
+print(json.dumps(results, indent=2))
+PY
+  echo "exit $?"; cat "$out/hf.json"
+fi
+
+step table
+python3 - "$out" <<'PY' | tee "$out/results.md"
+import json, os, sys
+out = sys.argv[1]
+def load(name):
+    try: return json.load(open(os.path.join(out, name)))
+    except Exception: return None
+rows, bf16, fp32, hf = [], load("parity_bf16.json") or [], load("parity_fp32.json") or [], load("hf.json") or {}
+print("| what | prompt | ms per model-token | x limit | HF eager / this |")
+print("|---|---|---|---|---|")
+eager = hf.get("eager", {}).get("ms_per_token")
+for r in bf16 + fp32:
+    mode = "pipelined" if r["pipelined"] else "synchronous"
+    speed = f"{eager / r['ms_per_model_token']:.2f}" if eager and r["precision"] == "bf16" else ""
+    print(f"| Parity lockstep {r['precision']} {mode} ({'/'.join(r['attention'])}) | {r['prompt_tokens']} | "
+          f"{r['ms_per_model_token']:.2f} | {r['ratio_to_limit']:.2f} (limit {r['limit_ms_per_model_token']:.2f}) | {speed} |")
+limit = next((r["limit_ms_per_model_token"] for r in bf16), None)
+for impl, v in hf.items():
+    ratio = f"{v['ms_per_token'] / limit:.2f}" if limit else ""
+    print(f"| HF generate(output_logits) bf16 {impl} (one model) | 16 | {v['ms_per_token']:.2f} | {ratio} | |")
+if bf16:
+    print(f"\ncopy bandwidth {bf16[0]['copy_bandwidth_bytes_per_s'] / 1e12:.2f} TB/s (read + write), "
+          f"weights {bf16[0]['weight_bytes'][0] / 1e9:.2f} GB per model at bf16")
+PY
+step done
