@@ -1,6 +1,6 @@
 // SIGINT in the parts of a case run that do not decode in lockstep: a pair decoded one side after
-// the other (its models do not fit in memory together) and the FP64 oracle. The stop request is made
-// at an exact point of the run, from a log sink that sees the progress line of that point (the
+// the other (its models do not fit in memory together) and the FP64 oracle. The stop request is
+// made at an exact point of the run, from a log sink that sees the progress line of that point (the
 // signal handler does nothing else than SetInterruptRequested(true)), so the tests are
 // deterministic; cli_hardening_test.cpp delivers a real SIGINT to a child process.
 #include <algorithm>
@@ -134,7 +134,9 @@ TEST_F(InterruptSuiteTest, AnUninterruptedOracleRunHasItsOracle) {
   compare::RunOutputs outputs = compare::RunCase(MakeCase(/*oracle=*/true), Options());
   EXPECT_FALSE(outputs.summary.interrupted);
   ASSERT_EQ(outputs.summary.runs.size(), 4u);
-  for (const compare::Run& run : outputs.summary.runs) EXPECT_TRUE(run.oracle.has_value()) << run.id;
+  for (const compare::Run& run : outputs.summary.runs) {
+    EXPECT_TRUE(run.oracle.has_value()) << run.id;
+  }
 }
 
 }  // namespace
