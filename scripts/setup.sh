@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Installs everything Parity needs to build and test, from Debian bookworm packages only.
+# Installs everything Parity needs to build and test: Debian bookworm packages, then llama.cpp's
+# prebuilt CPU libraries from the npm registry (scripts/llama_cpp/setup_npm.sh: node-llama-cpp and
+# @node-llama-cpp/linux-x64 at the versions pinned in scripts/llama_cpp/package-lock.json, into
+# scripts/llama_cpp/node_modules, which git ignores), the peer engine of tests/llama_cpp_peer_test.cpp.
 # Idempotent: packages already present are left alone, and nothing is installed when all are there.
 set -euo pipefail
 
@@ -20,14 +23,18 @@ for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 
+# npm itself, from Debian when there is none (a machine with another Node.js keeps its own).
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
+
 if [ ${#missing[@]} -eq 0 ]; then
   echo "setup: all ${#packages[@]} packages already installed"
-  exit 0
+else
+  echo "setup: installing ${missing[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo_cmd apt-get update -qq
+  $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-echo "setup: installing ${missing[*]}"
-sudo_cmd=""
-[ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
-export DEBIAN_FRONTEND=noninteractive
-$sudo_cmd apt-get update -qq
-$sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
+bash "$(dirname "$0")/llama_cpp/setup_npm.sh"

@@ -36,6 +36,9 @@ ArchSpec MakeLlama() {
       {Role::kFinalNorm, "model.norm.weight"},
       {Role::kLmHead, "lm_head.weight", Presence::kUntiedLmHead},
   };
+  // llama.cpp's internlm2 GGUF splits wqkv into attn_q/k/v and permutes q and k as for llama
+  // (InternLM2Model.modify_tensors): it reads as a Llama model.
+  spec.gguf = {{"llama", "internlm2"}, /*permuted_qk=*/true};
   spec.converted_from = "internlm2";  // InternLM's convert2llama
   return spec;
 }

@@ -33,6 +33,7 @@ ArchSpec MakeQwen2() {
       {Role::kFinalNorm, "model.norm.weight"},
       {Role::kLmHead, "lm_head.weight", Presence::kUntiedLmHead},
   };
+  spec.gguf = {{"qwen2"}, /*permuted_qk=*/false};
   return spec;
 }
 

@@ -40,6 +40,7 @@ ArchSpec MakeQwen3() {
       {Role::kFinalNorm, "model.norm.weight"},
       {Role::kLmHead, "lm_head.weight", Presence::kUntiedLmHead},
   };
+  spec.gguf = {{"qwen3"}, /*permuted_qk=*/false};
   return spec;
 }
 

@@ -62,7 +62,7 @@ CommandRegistrar check_command("check", [](CLI::App& app, Action& action) {
   command->add_option("CHECK", o->check, "batch, kv-cache or device")
       ->required()
       ->check(CLI::IsMember({"batch", "kv-cache", "device"}));
-  command->add_option("MODEL", o->model, "Checkpoint directory")->required()->check(CLI::ExistingDirectory);
+  command->add_option("MODEL", o->model, "Checkpoint directory or GGUF file")->required()->check(CLI::ExistingPath);
   command->add_option("--prompt", o->prompt.text, "Prompt text");
   command->add_flag("--chat", o->prompt.chat, "Wrap the prompt in the ChatML template");
   command->add_option("--tokens", o->prompt.token_ids, "Prompt as comma-separated token ids");

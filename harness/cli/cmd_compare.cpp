@@ -22,6 +22,7 @@
 #include "harness/core/error.h"
 #include "harness/session/inputs.h"
 #include "harness/forward/numerics.h"
+#include "harness/model/gguf_checkpoint.h"
 
 namespace parity::cli {
 namespace {
@@ -84,8 +85,8 @@ int RunCompare(const CompareOptions& o) {
   auto [dir_a, precision_a] = SplitSide(o.a);
   auto [dir_b, precision_b] = SplitSide(o.b);
   for (const std::string& dir : {dir_a, dir_b}) {
-    if (!std::filesystem::is_directory(dir)) {
-      throw InputError(fmt::format("compare: '{}' is not a checkpoint directory", dir));
+    if (!std::filesystem::is_directory(dir) && !model::IsGgufFile(dir)) {
+      throw InputError(fmt::format("compare: '{}' is neither a checkpoint directory nor a GGUF file", dir));
     }
   }
   if (precision_a && precision_b && o.dtypes_given) {

@@ -1,9 +1,11 @@
 // `parity convert internlm2-to-llama SRC DST`: what InternLM's tools/convert2llama.py produces.
+// `parity convert hf-to-gguf SRC DST.gguf --type T`: what llama.cpp's convert_hf_to_gguf.py writes.
 #include <iostream>
 #include <memory>
 #include <string>
 
 #include "harness/cli/command.h"
+#include "harness/convert/hf_to_gguf.h"
 #include "harness/convert/internlm2_to_llama.h"
 #include "harness/core/error.h"
 
@@ -14,6 +16,7 @@ struct ConvertOptions {
   std::string src;
   std::string dst;
   bool json = false;
+  std::string type = "f32";
 };
 
 CommandRegistrar convert_command("convert", [](CLI::App& app, Action& action) {
@@ -35,6 +38,28 @@ CommandRegistrar convert_command("convert", [](CLI::App& app, Action& action) {
         PrintJson(convert::ConversionResultToJson(result).dump(2));
       } else {
         std::cout << convert::FormatConversionResult(result);
+      }
+      return static_cast<int>(kExitOk);
+    };
+  });
+  CLI::App* to_gguf = convert->add_subcommand(
+      "hf-to-gguf",
+      "HF checkpoint (llama, qwen2, qwen3) -> one GGUF file as llama.cpp's convert_hf_to_gguf.py "
+      "writes it: llama.cpp tensor names, Q/K rows permuted for llama-family rope, hyper-parameters "
+      "and vocabulary metadata; 2-D tensors as --type (Q8_0 bit-identical to ggml's reference "
+      "quantizer), 1-D tensors F32. Written atomically.");
+  to_gguf->add_option("SRC", options->src, "HF checkpoint directory")->required();
+  to_gguf->add_option("DST", options->dst, "Output .gguf file")->required();
+  to_gguf->add_option("--type", options->type, "f32 (default), f16, bf16 or q8_0");
+  to_gguf->add_flag("--json", options->json, "Print the result as JSON");
+  to_gguf->callback([options, &action] {
+    action = [options] {
+      const convert::HfToGgufResult result =
+          convert::ConvertHfToGguf(options->src, options->dst, options->type);
+      if (options->json) {
+        PrintJson(convert::HfToGgufResultToJson(result).dump(2));
+      } else {
+        std::cout << convert::FormatHfToGgufResult(result);
       }
       return static_cast<int>(kExitOk);
     };

@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -10,6 +11,7 @@
 #include "harness/core/error.h"
 #include "harness/io/checkpoint.h"
 #include "harness/io/gguf.h"
+#include "harness/model/gguf_checkpoint.h"
 #include "harness/model/inspect.h"
 
 namespace parity::cli {
@@ -20,13 +22,32 @@ struct InspectOptions {
   bool json = false;
 };
 
-// A GGUF file (llama.cpp's format): header, metadata, tensor types, block sizes, bits per weight.
+// A GGUF file (llama.cpp's format): header, metadata, tensor types, block sizes, bits per weight;
+// then, for an architecture Parity reads, the file as a checkpoint (the config its metadata
+// describes, parameter counts, the tensors against the architecture's table).
 int InspectGguf(const InspectOptions& options) {
   io::GgufFile file = io::GgufFile::Open(options.dir);
+  nlohmann::json json = io::SummarizeGguf(file);
+  std::string text = io::GgufSummaryText(file);
+  std::optional<model::CheckpointSummary> summary;
+  try {
+    summary = model::SummarizeCheckpoint(model::OpenGgufCheckpoint(options.dir));
+    json["checkpoint"] = summary->ToJson();
+    text += "as a checkpoint:\n" + summary->ToText();
+  } catch (const InputError& e) {
+    json["checkpoint_error"] = e.what();
+    text += fmt::format("as a checkpoint: not readable by Parity: {}\n", e.what());
+  }
   if (options.json) {
-    PrintJson(io::SummarizeGguf(file).dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
+    PrintJson(json.dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
   } else {
-    std::cout << io::GgufSummaryText(file);
+    std::cout << text;
+  }
+  if (summary && !summary->table_agrees()) {
+    fmt::print(stderr, "parity: {}: the tensors disagree with the architecture's table ({} missing, "
+                       "{} unexpected, {} wrong shape)\n", options.dir, summary->missing.size(),
+               summary->unexpected.size(), summary->shape_mismatches.size());
+    return kExitDifferent;
   }
   return kExitOk;
 }

@@ -102,8 +102,8 @@ CommandRegistrar localize_command("localize", [](CLI::App& app, Action& action) 
       "Find the first layer / sub-block where two models' computations part at one decode step "
       "(default: their first greedy divergence), with each model's FP64 run as the oracle: real "
       "difference or rounding");
-  command->add_option("A", o->a, "Reference checkpoint directory")->required()->check(CLI::ExistingDirectory);
-  command->add_option("B", o->b, "Candidate checkpoint directory")->required()->check(CLI::ExistingDirectory);
+  command->add_option("A", o->a, "Reference checkpoint directory or GGUF file")->required()->check(CLI::ExistingPath);
+  command->add_option("B", o->b, "Candidate checkpoint directory or GGUF file")->required()->check(CLI::ExistingPath);
   command->add_option("--prompt", o->prompt.text, "Prompt text (tokenized with A's or B's tokenizer.model)");
   command->add_flag("--chat", o->prompt.chat, "Wrap the prompt in the ChatML template");
   command->add_option("--tokens", o->prompt.token_ids, "Prompt as comma-separated token ids");

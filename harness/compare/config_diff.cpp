@@ -12,6 +12,9 @@
 #include <fmt/ranges.h>
 
 #include "harness/io/checkpoint.h"
+#include "harness/io/gguf.h"
+#include "harness/model/gguf_checkpoint.h"
+#include "harness/model/gguf_model.h"
 #include "harness/model/arch_spec.h"
 
 namespace parity::compare {
@@ -536,9 +539,30 @@ std::string ConfigPathOf(const std::string& dir_or_file) {
 }
 
 ConfigDiff DiffConfigPaths(const std::string& a, const std::string& b) {
-  std::string path_a = ConfigPathOf(a);
-  std::string path_b = ConfigPathOf(b);
-  return DiffConfigs(io::ReadJsonFile(path_a), path_a, io::ReadJsonFile(path_b), path_b);
+  // A GGUF file's config is the config.json its metadata describes (model/gguf_model.h).
+  auto read = [](const std::string& path) -> std::pair<nlohmann::json, std::string> {
+    if (model::IsGgufFile(path)) {
+      return {model::GgufConfigJson(io::GgufFile::Open(path)), path + " (GGUF metadata)"};
+    }
+    const std::string config_path = ConfigPathOf(path);
+    return {io::ReadJsonFile(config_path), config_path};
+  };
+  auto [json_a, source_a] = read(a);
+  auto [json_b, source_b] = read(b);
+  ConfigDiff diff = DiffConfigs(json_a, source_a, json_b, source_b);
+  if (model::IsGgufFile(a) || model::IsGgufFile(b)) {
+    // GGUF has no storage dtype for the model: each tensor has its own ggml type.
+    for (FieldComparison& field : diff.fields) {
+      if ((field.field == "torch_dtype" || field.field == "dtype") &&
+          field.verdict == FieldVerdict::kMismatch && (!field.a || !field.b)) {
+        field.verdict = FieldVerdict::kIrrelevant;
+        field.note = "a GGUF file has no model dtype, only a ggml type per tensor (see `parity "
+                     "inspect FILE.gguf`, and `parity diff-weights` for what the types do to the "
+                     "weights)";
+      }
+    }
+  }
+  return diff;
 }
 
 }  // namespace parity::compare

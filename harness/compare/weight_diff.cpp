@@ -15,10 +15,13 @@
 #include <fmt/ranges.h>
 
 #include "harness/convert/qkv_split.h"
+#include "harness/io/gguf_tensor.h"
+#include "harness/model/arch_spec.h"
 #include "harness/core/error.h"
 #include "harness/io/checkpoint.h"
 #include "harness/model/arch.h"
 #include "harness/model/config.h"
+#include "harness/model/gguf_checkpoint.h"
 
 namespace parity::compare {
 namespace {
@@ -98,7 +101,11 @@ std::pair<int64_t, int> Order(const Key& key) {
 void AddTensor(Side& side, Architecture other_arch, const std::string& name) {
   const io::Checkpoint& ckpt = side.checkpoint;
   const io::TensorInfo& info = ckpt.Info(name);
-  WeightSide base{name, ckpt.ShardOf(name), std::string(io::DTypeName(info.dtype)), info.shape};
+  WeightSide base{name, ckpt.ShardOf(name), std::string(io::DTypeName(info.dtype)), info.shape, ""};
+  if (const io::ExternalTensor* external = ckpt.External(name)) {
+    base.name = external->source_name;  // as the GGUF file names and stores it
+    base.stored_type = external->stored_type;
+  }
   const Architecture arch = side.config.arch;
   const auto parsed = model::ParseTensorName(side.config, name);
   if (!parsed) {
@@ -142,9 +149,8 @@ void AddTensor(Side& side, Architecture other_arch, const std::string& name) {
 }
 
 Side OpenSide(const std::string& dir) {
-  io::Checkpoint checkpoint = io::Checkpoint::Open(dir);
-  const std::string config_path = (fs::path(dir) / "config.json").string();
-  model::ModelConfig config = model::ParseConfig(checkpoint.config_json(), config_path);
+  io::Checkpoint checkpoint = model::OpenCheckpointPath(dir);
+  model::ModelConfig config = model::ParseConfig(checkpoint.config_json(), checkpoint.config_source());
   return Side{dir, std::move(checkpoint), std::move(config), {}, {}};
 }
 
@@ -230,7 +236,58 @@ TensorContext ContextFor(const Key& key, const Side& a) {
   return context;
 }
 
-WeightComparison Compare(const Key& key, const Entry& a, const Entry& b, const Side& side_a) {
+// What a GGUF tensor (B) may be instead of A's tensor when it is not A quantized: the rope
+// permutation of a llama-family Q/K left out, applied twice, applied to K with n_head; for a family
+// without the permutation, applied anyway; another tensor of the layer with the same shape.
+std::vector<QuantizationHypothesis> GgufHypotheses(const Key& key, const at::Tensor& a,
+                                                   const Side& gguf, const TensorContext& context,
+                                                   const std::string& gguf_name) {
+  std::vector<QuantizationHypothesis> hypotheses;
+  const model::ModelConfig& config = gguf.config;
+  const bool permuted = model::SpecOf(config.arch).gguf.permuted_qk;
+  const bool is_q = key.role == Role::kQ || key.role == Role::kQBias;
+  const bool is_k = key.role == Role::kK || key.role == Role::kKBias;
+  if (is_q || is_k) {
+    const int64_t heads = is_q ? config.num_heads : config.num_kv_heads;
+    if (a.dim() >= 1 && a.size(0) % (2 * heads) == 0) {
+      if (permuted) {
+        hypotheses.push_back(
+            {"rope_permutation_missing",
+             fmt::format("{} is stored in HF's row order: the Q/K rope permutation llama.cpp's "
+                         "converter applies for {} is missing",
+                         gguf_name, model::ArchitectureName(config.arch)),
+             [a, heads] { return io::UnpermuteLlamaQK(a, heads); }});
+        hypotheses.push_back({"rope_permuted_twice",
+                              fmt::format("{} has the Q/K rope permutation applied twice", gguf_name),
+                              [a, heads] { return io::PermuteLlamaQK(a, heads); }});
+        if (is_k && config.num_heads != config.num_kv_heads &&
+            a.size(0) % (2 * config.num_heads) == 0) {
+          const int64_t h = config.num_heads, kv = config.num_kv_heads;
+          hypotheses.push_back(
+              {"rope_permuted_with_n_head",
+               fmt::format("{} was permuted with n_head {} instead of n_kv_head {}", gguf_name, h, kv),
+               [a, h, kv] { return io::UnpermuteLlamaQK(io::PermuteLlamaQK(a, h), kv); }});
+        }
+      } else {
+        hypotheses.push_back(
+            {"rope_permutation_applied",
+             fmt::format("{} has llama's Q/K rope permutation, which {} (NeoX rope) does not use",
+                         gguf_name, model::ArchitectureName(config.arch)),
+             [a, heads] { return io::PermuteLlamaQK(a, heads); }});
+      }
+    }
+  }
+  for (const TensorContext::Partner& partner : context.partners) {
+    hypotheses.push_back({"swapped",
+                          fmt::format("{} holds A's {} instead of its {}", gguf_name, partner.label,
+                                      context.label),
+                          partner.load});
+  }
+  return hypotheses;
+}
+
+WeightComparison Compare(const Key& key, const Entry& a, const Entry& b, const Side& side_a,
+                         const Side& side_b) {
   WeightComparison result;
   result.key = KeyLabel(key);
   result.a = a.side;
@@ -260,6 +317,16 @@ WeightComparison Compare(const Key& key, const Entry& a, const Entry& b, const S
     return result;
   }
   ComputeStatistics(ta, tb, result);
+  // A GGUF side: is the difference its stored type's quantization, or a fault (named)?
+  const bool gguf_b = !b.side.stored_type.empty();
+  if (gguf_b || !a.side.stored_type.empty()) {
+    const TensorContext context = ContextFor(key, side_a);
+    const WeightSide& gguf_side = gguf_b ? b.side : a.side;
+    result.gguf = CheckQuantization(
+        gguf_b ? ta : tb, gguf_b ? tb : ta, gguf_side.stored_type,
+        GgufHypotheses(key, gguf_b ? ta : tb, gguf_b ? side_b : side_a, context, gguf_side.name));
+    if (result.gguf->as_expected) return result;
+  }
   if (!result.values_equal) result.explanation = ExplainWeightDifference(ta, tb, ContextFor(key, side_a));
   return result;
 }
@@ -269,7 +336,10 @@ std::string ShapeText(const std::vector<int64_t>& shape) {
 }
 
 nlohmann::json SideJson(const WeightSide& side) {
-  return {{"name", side.name}, {"shard", side.shard}, {"dtype", side.dtype}, {"shape", side.shape}};
+  nlohmann::json json = {
+      {"name", side.name}, {"shard", side.shard}, {"dtype", side.dtype}, {"shape", side.shape}};
+  if (!side.stored_type.empty()) json["stored_type"] = side.stored_type;
+  return json;
 }
 
 // "    -> B = A x 1.01 (uniform scale); residual 2.1e-08 (screened on 1024 of 14336 rows, confirmed
@@ -305,6 +375,47 @@ const char* WeightStatusName(WeightStatus status) {
 int64_t WeightDiffReport::Count(WeightStatus status) const {
   return std::count_if(compared.begin(), compared.end(),
                        [status](const WeightComparison& c) { return c.status == status; });
+}
+
+bool WeightDiffReport::consistent() const {
+  if (!missing.empty() || !unexpected.empty()) return false;
+  for (const WeightComparison& c : compared) {
+    if (c.status == WeightStatus::kBitwiseEqual) continue;
+    if (!c.gguf || !c.gguf->as_expected) return false;
+  }
+  return true;
+}
+
+std::vector<const WeightComparison*> WeightDiffReport::GgufWrong() const {
+  std::vector<const WeightComparison*> wrong;
+  for (const WeightComparison& c : compared) {
+    if (c.gguf && !c.gguf->as_expected) wrong.push_back(&c);
+  }
+  return wrong;
+}
+
+std::string WeightDiffReport::GgufLine() const {
+  int64_t checked = 0, as_expected = 0;
+  std::map<std::string, int64_t> by_type;
+  std::vector<std::string> wrong;
+  for (const WeightComparison& c : compared) {
+    const WeightSide& side = !c.b.stored_type.empty() ? c.b : c.a;
+    if (side.stored_type.empty()) continue;
+    ++checked;
+    ++by_type[side.stored_type];
+    if (!c.gguf || c.gguf->as_expected) {
+      ++as_expected;
+    } else {
+      wrong.push_back(side.name);
+    }
+  }
+  if (checked == 0) return "";
+  std::vector<std::string> types;
+  for (const auto& [name, count] : by_type) types.push_back(fmt::format("{} {}", count, name));
+  std::string line = fmt::format("GGUF: {}/{} tensors as expected for their stored types ({})",
+                                 as_expected, checked, fmt::join(types, ", "));
+  if (!wrong.empty()) line += fmt::format("; {} WRONG: {}", wrong.size(), fmt::join(wrong, ", "));
+  return line;
 }
 
 bool WeightDiffReport::identical() const {
@@ -346,7 +457,7 @@ WeightDiffReport DiffWeights(const std::string& dir_a, const std::string& dir_b)
                                                          NameIn(b.config, key))});
       continue;
     }
-    report.compared.push_back(Compare(key, *entry, found->second, a));
+    report.compared.push_back(Compare(key, *entry, found->second, a, b));
   }
   for (const auto& [key, entry] : b.entries) {
     if (!a.entries.count(key)) {
@@ -386,6 +497,7 @@ nlohmann::json WeightDiffToJson(const WeightDiffReport& report) {
       item["rms_diff"] = c.rms_diff;
       item["values_equal"] = c.values_equal;
       item["explanation"] = c.explanation ? WeightExplanationToJson(*c.explanation) : nlohmann::json();
+      if (c.gguf) item["gguf"] = QuantizationCheckToJson(*c.gguf);
     }
     compared.push_back(std::move(item));
   }
@@ -413,6 +525,8 @@ nlohmann::json WeightDiffToJson(const WeightDiffReport& report) {
             {"missing", report.missing.size()},
             {"unexpected", report.unexpected.size()}}},
           {"identical", report.identical()},
+          {"consistent", report.consistent()},
+          {"gguf", report.GgufLine()},
           {"summary", report.SummaryLine()},
           {"explained", report.ExplainedLine()}};
 }
@@ -438,6 +552,16 @@ std::string FormatWeightDiff(const WeightDiffReport& report, bool all) {
         break;
       case WeightStatus::kValuesDiffer:
       case WeightStatus::kDtypeDiffers: {
+        if (c.gguf) {
+          const std::string type = !c.b.stored_type.empty() ? c.b.stored_type : c.a.stored_type;
+          if (c.gguf->as_expected && !all) break;
+          text += fmt::format("  {:<10} {} {} {}: {}\n", c.gguf->as_expected ? "EXPECTED" : "WRONG",
+                              pair, ShapeText(c.a.shape), type, c.gguf->sentence);
+          if (c.explanation && !c.gguf->as_expected && c.gguf->finding == "unexplained") {
+            text += ExplanationLine(*c.explanation);
+          }
+          break;
+        }
         const bool dtype = c.status == WeightStatus::kDtypeDiffers;
         text += fmt::format("  {:<10} {} {} {}: ", dtype ? "DTYPE" : "DIFFER", pair,
                             ShapeText(c.a.shape),
@@ -459,6 +583,7 @@ std::string FormatWeightDiff(const WeightDiffReport& report, bool all) {
   for (const UnmatchedTensor& t : report.missing) text += UnmatchedLine("MISSING", t);
   for (const UnmatchedTensor& t : report.unexpected) text += UnmatchedLine("UNEXPECTED", t);
   text += report.SummaryLine() + "\n";
+  if (!report.GgufLine().empty()) text += report.GgufLine() + "\n";
   if (report.Count(WeightStatus::kValuesDiffer) + report.Count(WeightStatus::kDtypeDiffers) > 0) {
     text += report.ExplainedLine() + "\n";
   }

@@ -18,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "harness/compare/quantization_check.h"
 #include "harness/compare/weight_explain.h"
 
 namespace parity::compare {
@@ -28,6 +29,8 @@ struct WeightSide {
   std::string shard;  // file holding it
   std::string dtype;  // safetensors dtype name, e.g. "BF16"
   std::vector<int64_t> shape;
+  std::string stored_type;  // a GGUF tensor's ggml type ("Q8_0"; dtype is then its FP32
+                            // dequantization); empty for safetensors tensors
 };
 
 enum class WeightStatus {
@@ -53,6 +56,10 @@ struct WeightComparison {
   bool values_equal = false;       // every FP64 value equal (possible with different dtypes)
   // Why the values differ (A is the reference): set when values differ and both dtypes decode.
   std::optional<WeightExplanation> explanation;
+  // When one side is a GGUF tensor (its stored_type set): the difference against the quantization
+  // error its type makes, and what is wrong when it is not that (compare/quantization_check.h).
+  // A tensor found as expected gets no `explanation`.
+  std::optional<QuantizationCheck> gguf;
 };
 
 // A tensor present on one side with no counterpart on the other.
@@ -72,6 +79,14 @@ struct WeightDiffReport {
   int64_t Count(WeightStatus status) const;
   // True only when every compared tensor is bitwise equal and nothing is missing or unexpected.
   bool identical() const;
+  // identical(), except that GGUF tensors may differ by what their stored type's quantization makes
+  // (as_expected): what diff-weights' exit status says.
+  bool consistent() const;
+  // The comparisons whose GGUF check failed, in table order.
+  std::vector<const WeightComparison*> GgufWrong() const;
+  // "GGUF: 20/22 tensors as expected for their stored types (9 F32, 13 Q8_0); 2 WRONG:
+  // blk.0.attn_q.weight, blk.0.attn_k.weight"; empty without a GGUF side.
+  std::string GgufLine() const;
   // "24/24 tensors bitwise equal; 0 differ, 0 dtype differences, 0 shape mismatches, 0 missing,
   // 0 unexpected".
   std::string SummaryLine() const;

@@ -1,6 +1,7 @@
 #include "harness/convert/spm_model_bytes.h"
 
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include <fmt/format.h>
@@ -13,6 +14,8 @@ namespace {
 constexpr int kWireVarint = 0, kWireFixed64 = 1, kWireLengthDelimited = 2, kWireFixed32 = 5;
 constexpr uint64_t kModelPieces = 1;        // ModelProto.pieces (repeated SentencePiece)
 constexpr uint64_t kPieceText = 1;          // SentencePiece.piece
+constexpr uint64_t kPieceScore = 2;         // SentencePiece.score (float)
+constexpr uint64_t kPieceType = 3;          // SentencePiece.type (enum)
 
 // One field of a message: its number, wire type and the byte ranges of the whole field and of its
 // payload (for length-delimited fields, the bytes after the length).
@@ -89,6 +92,29 @@ std::vector<std::string> ModelPieces(const std::string& model_bytes, const std::
     pieces.push_back(std::move(text));
   }
   return pieces;
+}
+
+std::vector<PieceEntry> ModelPieceEntries(const std::string& model_bytes, const std::string& source) {
+  std::vector<PieceEntry> entries;
+  for (const Field& field : ParseFields(model_bytes, 0, model_bytes.size(), source)) {
+    if (field.number != kModelPieces || field.wire_type != kWireLengthDelimited) continue;
+    PieceEntry entry;
+    for (const Field& inner : ParseFields(model_bytes, field.payload_begin, field.end, source)) {
+      if (inner.number == kPieceText && inner.wire_type == kWireLengthDelimited) {
+        entry.piece.assign(model_bytes, inner.payload_begin, inner.end - inner.payload_begin);
+      } else if (inner.number == kPieceScore && inner.wire_type == kWireFixed32) {
+        std::memcpy(&entry.score, model_bytes.data() + inner.end - 4, 4);
+      } else if (inner.number == kPieceType && inner.wire_type == kWireVarint) {
+        size_t pos = inner.begin;
+        uint64_t key = 0, value = 0;
+        ReadVarint(model_bytes, pos, inner.end, key);
+        ReadVarint(model_bytes, pos, inner.end, value);
+        entry.type = static_cast<int32_t>(value);
+      }
+    }
+    entries.push_back(std::move(entry));
+  }
+  return entries;
 }
 
 }  // namespace parity::convert

@@ -85,7 +85,7 @@ Weights LoadWeights(const io::Checkpoint& checkpoint, const model::ModelConfig& 
 std::unique_ptr<CausalLM> LoadCausalLM(const io::Checkpoint& checkpoint, const Numerics& numerics,
                                        const Variants* variants) {
   const model::ModelConfig config =
-      model::ParseConfig(checkpoint.config_json(), checkpoint.dir() + "/config.json");
+      model::ParseConfig(checkpoint.config_json(), checkpoint.config_source());
   const Weights weights = LoadWeights(checkpoint, config);
   return MakeCausalLM(config, weights, numerics, variants);
 }

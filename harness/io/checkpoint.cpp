@@ -210,6 +210,34 @@ Checkpoint Checkpoint::Open(const std::string& dir) {
   return ckpt;
 }
 
+Checkpoint Checkpoint::FromExternal(const std::string& path, nlohmann::json config_json,
+                                    std::vector<ExternalTensor> tensors, uint64_t bytes_on_disk) {
+  Checkpoint ckpt;
+  ckpt.dir_ = path;
+  ckpt.format_ = "gguf";
+  ckpt.config_json_ = std::move(config_json);
+  ckpt.external_bytes_ = bytes_on_disk;
+  for (ExternalTensor& tensor : tensors) {
+    const std::string name = tensor.info.name;
+    if (!ckpt.external_.emplace(name, std::move(tensor)).second) {
+      throw InputError(fmt::format("{}: two tensors map to '{}'", path, name));
+    }
+    ckpt.tensor_to_shard_.emplace(name, ckpt.external_.at(name).file);
+  }
+  ckpt.shard_files_ = {fs::path(path).filename().string()};
+  return ckpt;
+}
+
+std::string Checkpoint::config_source() const {
+  if (format_ != "safetensors") return dir_ + " (metadata)";
+  return (fs::path(dir_) / "config.json").string();
+}
+
+const ExternalTensor* Checkpoint::External(const std::string& name) const {
+  auto it = external_.find(name);
+  return it == external_.end() ? nullptr : &it->second;
+}
+
 std::vector<std::string> Checkpoint::names() const {
   std::vector<std::string> result;
   result.reserve(tensor_to_shard_.size());
@@ -238,13 +266,17 @@ const SafetensorsFile& Checkpoint::shard(const std::string& file) const {
 }
 
 const TensorInfo& Checkpoint::Info(const std::string& name) const {
+  if (const ExternalTensor* external = External(name)) return external->info;
   return *shard(ShardOf(name)).Find(name);
 }
 
-at::Tensor Checkpoint::Get(const std::string& name) const { return shard(ShardOf(name)).Get(name); }
+at::Tensor Checkpoint::Get(const std::string& name) const {
+  if (const ExternalTensor* external = External(name)) return external->load();
+  return shard(ShardOf(name)).Get(name);
+}
 
 uint64_t Checkpoint::bytes_on_disk() const {
-  uint64_t total = 0;
+  uint64_t total = external_bytes_;
   for (const auto& [file, shard] : shards_) total += shard->file_size();
   return total;
 }

@@ -1,5 +1,8 @@
 #include "harness/io/ggml_quants.h"
 
+#include <algorithm>
+#include <cctype>
+#include <cmath>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -125,6 +128,89 @@ float HalfToFloat(uint16_t half) {
   float out;
   std::memcpy(&out, &bits, 4);
   return out;
+}
+
+uint16_t FloatToHalf(float value) {
+  uint32_t bits;
+  std::memcpy(&bits, &value, 4);
+  const uint16_t sign = static_cast<uint16_t>((bits >> 16) & 0x8000);
+  const uint32_t magnitude = bits & 0x7FFFFFFF;
+  if (magnitude > 0x7F800000) {  // NaN: quiet, top mantissa bits kept
+    return static_cast<uint16_t>(sign | 0x7E00 | ((magnitude >> 13) & 0x3FF));
+  }
+  if (magnitude >= 0x477FF000) return static_cast<uint16_t>(sign | 0x7C00);  // rounds to >= 65520
+  const int32_t exponent = static_cast<int32_t>(magnitude >> 23) - 127;
+  if (exponent >= -14) {  // normal half: drop 13 mantissa bits, round to nearest even
+    const uint32_t rebased = magnitude - (112u << 23);  // exponent bias 127 -> 15
+    const uint32_t round = 0xFFF + ((rebased >> 13) & 1);
+    return static_cast<uint16_t>(sign | ((rebased + round) >> 13));
+  }
+  if (exponent < -25) return sign;  // below half the smallest subnormal: zero
+  // Subnormal half: value = m * 2^-24 with m = mantissa (implicit bit set) >> (-exponent - 1).
+  const uint32_t mantissa = (magnitude & 0x7FFFFF) | 0x800000;
+  const int shift = -exponent - 1;  // 14 .. 24
+  const uint32_t half_ulp = 1u << (shift - 1);
+  uint32_t result = mantissa >> shift;
+  const uint32_t rest = mantissa & ((1u << shift) - 1);
+  if (rest > half_ulp || (rest == half_ulp && (result & 1))) ++result;
+  return static_cast<uint16_t>(sign | result);
+}
+
+uint16_t FloatToBFloat16(float value) {
+  uint32_t bits;
+  std::memcpy(&bits, &value, 4);
+  if ((bits & 0x7FFFFFFF) > 0x7F800000) return static_cast<uint16_t>(((bits & 0xFFFF0000) | (64u << 16)) >> 16);
+  return static_cast<uint16_t>((bits + (0x7FFF + ((bits >> 16) & 1))) >> 16);
+}
+
+bool Quantizable(const GgmlTypeInfo& type) {
+  return type.id == 0 || type.id == 1 || type.id == 8 || type.id == 30;
+}
+
+void QuantizeRow(const GgmlTypeInfo& type, const float* values, int64_t count, uint8_t* out) {
+  if (count % type.block_size != 0) {
+    throw InputError(fmt::format("{} values is not a whole number of {} blocks of {}", count,
+                                 type.name, type.block_size));
+  }
+  switch (type.id) {
+    case 0:
+      std::memcpy(out, values, static_cast<size_t>(count) * 4);
+      return;
+    case 1:
+    case 30:
+      for (int64_t i = 0; i < count; ++i) {
+        const uint16_t h = type.id == 1 ? FloatToHalf(values[i]) : FloatToBFloat16(values[i]);
+        std::memcpy(out + 2 * i, &h, 2);
+      }
+      return;
+    case 8:
+      for (int64_t b = 0; b < count / 32; ++b) {
+        const float* x = values + b * 32;
+        uint8_t* block = out + b * 34;
+        float amax = 0.0f;
+        for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[j]));
+        const float d = amax / 127.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        const uint16_t d16 = FloatToHalf(d);
+        std::memcpy(block, &d16, 2);
+        for (int j = 0; j < 32; ++j) {
+          block[2 + j] = static_cast<uint8_t>(static_cast<int8_t>(std::roundf(x[j] * id)));
+        }
+      }
+      return;
+    default:
+      throw InputError(fmt::format("Parity cannot write ggml type {} (it writes F32, F16, BF16, Q8_0)",
+                                   type.name));
+  }
+}
+
+const GgmlTypeInfo* FindGgmlTypeByName(const std::string& name) {
+  std::string upper;
+  for (char c : name) upper += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  for (const GgmlTypeInfo& type : kTypes) {
+    if (upper == type.name) return &type;
+  }
+  return nullptr;
 }
 
 const GgmlTypeInfo* FindGgmlType(uint32_t id) {

@@ -38,5 +38,23 @@ void DequantizeRow(const GgmlTypeInfo& type, const uint8_t* data, int64_t count,
 
 // IEEE half to float, exactly (as ggml's GGML_FP16_TO_FP32).
 float HalfToFloat(uint16_t half);
+// Float to IEEE half, rounded to nearest even (ggml's GGML_FP32_TO_FP16, numpy's astype(float16)):
+// overflow to infinity, subnormals kept, NaN stays a quiet NaN with its sign.
+uint16_t FloatToHalf(float value);
+// Float to bfloat16 as gguf-py writes it (quants.py __compute_fp32_to_bf16): round to nearest even
+// on the upper 16 bits; a NaN keeps its sign and upper bits with the quiet bit set.
+uint16_t FloatToBFloat16(float value);
+
+// Types Parity can write: F32, F16, BF16, Q8_0 (the `--outtype` choices of convert_hf_to_gguf.py
+// apart from the ternary ones).
+bool Quantizable(const GgmlTypeInfo& type);
+// Encodes `count` FP32 values (a multiple of the block size) into count / block_size * type_size
+// bytes at `out`, exactly as ggml's reference quantize_row_*_ref / gguf-py's quantize do:
+//   Q8_0: per block of 32, amax = max|x|, d = amax / 127, id = d ? 1 / d : 0 (FP32),
+//         q = roundf(x * id) (half away from zero), d stored as FloatToHalf(d).
+// Throws InputError for a type Parity cannot write.
+void QuantizeRow(const GgmlTypeInfo& type, const float* values, int64_t count, uint8_t* out);
+// The ggml type named `name` ("Q8_0", "f16", case-insensitive); nullptr when unknown.
+const GgmlTypeInfo* FindGgmlTypeByName(const std::string& name);
 
 }  // namespace parity::io

@@ -71,6 +71,17 @@ struct FieldAlias {
   const char* name;       // e.g. "bias" (InternLM2)
 };
 
+// How llama.cpp's convert_hf_to_gguf.py stores the family in a GGUF file. The tensor names are
+// llama.cpp's, shared by every family (model/gguf_model.h); what differs is the architecture name
+// and whether attn_q / attn_k rows are interleaved for llama.cpp's rope ("normal" rope type: llama,
+// internlm2) or kept in HF's order (NeoX rope type: qwen2, qwen3).
+struct GgufNaming {
+  // general.architecture values read as this family; the first is what `convert hf-to-gguf`
+  // writes. Empty: Parity neither reads nor writes this family as GGUF.
+  std::vector<std::string> architectures;
+  bool permuted_qk = false;  // LlamaModel.permute applied to q_proj (n_head) and k_proj (n_kv_head)
+};
+
 struct ArchSpec {
   const char* id;                               // Architecture id, e.g. "qwen2"
   std::vector<std::string> model_types;         // HF model_type values, e.g. {"qwen2"}
@@ -83,6 +94,7 @@ struct ArchSpec {
   std::vector<TensorSpec> tensors;
   ReferenceStack reference;
   std::vector<FieldAlias> field_aliases;
+  GgufNaming gguf;
   const char* converted_from = nullptr;         // id of the family converted into this one by a
                                                 // known tool (llama: "internlm2" by convert2llama):
                                                 // config fields that tool drops are expected drops

@@ -125,8 +125,7 @@ std::string FormatShape(const std::vector<int64_t>& shape) { return fmt::format(
 CheckpointSummary SummarizeCheckpoint(const io::Checkpoint& checkpoint) {
   CheckpointSummary summary;
   summary.dir = checkpoint.dir();
-  std::string config_path = (std::filesystem::path(checkpoint.dir()) / "config.json").string();
-  summary.config = ParseConfig(checkpoint.config_json(), config_path);
+  summary.config = ParseConfig(checkpoint.config_json(), checkpoint.config_source());
   auto architectures = checkpoint.config_json().find("architectures");
   if (architectures != checkpoint.config_json().end() && architectures->is_array()) {
     for (const auto& name : *architectures) {

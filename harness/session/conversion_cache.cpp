@@ -68,8 +68,12 @@ std::string ResolveCacheDir(const std::string& flag) {
 std::string FingerprintDirectory(const std::string& dir) {
   std::vector<fs::path> files;
   std::error_code ec;
-  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    if (it->is_regular_file(ec)) files.push_back(it->path());
+  if (fs::is_regular_file(dir, ec)) {
+    files.push_back(dir);  // a single-file checkpoint (GGUF)
+  } else {
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+      if (it->is_regular_file(ec)) files.push_back(it->path());
+    }
   }
   if (ec) throw InputError(fmt::format("cannot list '{}': {}", dir, ec.message()));
   std::sort(files.begin(), files.end());

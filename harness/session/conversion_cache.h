@@ -26,7 +26,8 @@ namespace parity::session {
 // $XDG_CACHE_HOME/parity, else $HOME/.cache/parity, else <temp dir>/parity-cache.
 std::string ResolveCacheDir(const std::string& flag);
 
-// 16 hex digits identifying the content of directory `dir` (see above). Throws InputError naming the
+// 16 hex digits identifying the content of directory `dir` (see above), or of the one file `dir`
+// when it is a regular file (a GGUF checkpoint). Throws InputError naming the
 // directory when it cannot be listed or a file cannot be read.
 std::string FingerprintDirectory(const std::string& dir);
 

@@ -8,6 +8,7 @@
 
 #include "harness/convert/internlm2_to_llama.h"
 #include "harness/core/error.h"
+#include "harness/model/gguf_checkpoint.h"
 #include "harness/model/inspect.h"
 
 namespace parity::session {
@@ -39,7 +40,7 @@ std::shared_ptr<const StoredModel> OpenCheckpoint(const std::string& dir) {
   model->path = dir;
   model->source_path = dir;
   model->identity = Canonical(dir) + "#" + FingerprintDirectory(dir);
-  model->checkpoint = std::make_shared<io::Checkpoint>(io::Checkpoint::Open(dir));
+  model->checkpoint = std::make_shared<io::Checkpoint>(model::OpenCheckpointPath(dir));
   model::CheckpointSummary summary = model::SummarizeCheckpoint(*model->checkpoint);
   model->config = summary.config;
   std::vector<std::string> problems;
@@ -50,8 +51,10 @@ std::shared_ptr<const StoredModel> OpenCheckpoint(const std::string& dir) {
     problems.push_back(fmt::format("wrong shape {}", FirstFew(summary.shape_mismatches)));
   }
   if (!problems.empty()) {
-    throw InputError(fmt::format("{}: the tensors disagree with config.json: {} (see `parity "
-                                 "inspect {}`)", dir, fmt::join(problems, "; "), dir));
+    throw InputError(fmt::format("{}: the tensors disagree with {}: {} (see `parity "
+                                 "inspect {}`)", dir,
+                                 model->checkpoint->format() == "gguf" ? "its GGUF metadata" : "config.json",
+                                 fmt::join(problems, "; "), dir));
   }
   return model;
 }
