@@ -28,6 +28,7 @@
 #include "harness/io/safetensors.h"
 #include "harness/io/trace.h"
 #include "harness/model/config.h"
+#include "harness/model/gguf_model.h"
 #include "harness/tokenizer/tokenizer_json.h"
 
 namespace parity::fuzz {
@@ -103,8 +104,9 @@ inline void TargetCase(const std::string& input, const std::string&) {
   (void)compare::ParseCase(json, "fuzz/case.json").pairs.size();
 }
 
-// A GGUF file: header, metadata, tensor infos (GgufFile::Open), the inspect summary, and every
-// tensor dequantized (Open's checks bound each tensor by the file's size, so all are small here).
+// A GGUF file: header, metadata, tensor infos (GgufFile::Open), the inspect summary, every tensor
+// dequantized (Open's checks bound each tensor by the file's size, so all are small here), and what
+// it says as a checkpoint (tensor roles, the metadata's config.json).
 inline void TargetGguf(const std::string& input, const std::string& scratch) {
   const std::string path = scratch + "/input.gguf";
   WriteInput(path, input);
@@ -116,6 +118,10 @@ inline void TargetGguf(const std::string& input, const std::string& scratch) {
     at::Tensor values = io::GgufTensorToTorch(file, tensor);
     if (values.numel() != tensor.n_elements) throw FuzzInvariant("dequantized element count");
   }
+  // The file as a checkpoint: tensor names to roles, the metadata as a config.json, parsed.
+  for (const io::GgufTensorInfo& tensor : file.tensors())
+    (void)model::ParseGgufTensorName(tensor.name);
+  (void)model::ParseConfig(model::GgufConfigJson(file), path);
 }
 
 // A trace directory: the input up to its first NUL byte is trace.json, the rest trace.safetensors
