@@ -11,11 +11,14 @@
 #include <fstream>
 #include <thread>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "harness/compare/run_result.h"
+#include "harness/forward/memory_plan.h"
 #include "harness/io/checkpoint.h"
+#include "harness/model/config.h"
 #include "tests/test_util.h"
 
 namespace parity {
@@ -324,29 +327,67 @@ std::string LongCompare(const std::string& out) {
          "1,303 --dtypes fp32,bf16,fp16 --mode teacher_forced --max-new-tokens 200 --out " + out;
 }
 
-TEST(CliSignals, SigintKeepsTheFinishedRunsAndExits130) {
-  TempDir dir;
-  const std::string out = dir.path() + "/out", log = dir.path() + "/log.txt";
-  pid_t pid = Spawn(LongCompare(out), log);
-  ASSERT_TRUE(WaitFor([&] { return ReadFileText(log).find("[1/12]") != std::string::npos; },
-                      120))
+// Starts `command` (writing into `out`), sends SIGINT once its log shows `marker`, and checks what
+// every interrupted run leaves: exit 130, "INTERRUPTED" in the log and the report, the summary and
+// run.json marked interrupted. Returns the outputs and, in `text`, the log.
+compare::RunOutputs Interrupt(const std::string& command, const std::string& out,
+                              const std::string& log, const std::string& marker,
+                              std::string* text) {
+  pid_t pid = Spawn(command, log);
+  EXPECT_TRUE(WaitFor([&] { return ReadFileText(log).find(marker) != std::string::npos; }, 120))
       << ReadFileText(log);
   ::kill(pid, SIGINT);
   EXPECT_EQ(WaitExit(pid), 130) << ReadFileText(log);
-  const std::string text = ReadFileText(log);
-  EXPECT_NE(text.find("interrupted"), std::string::npos) << text;
-  EXPECT_NE(text.find("INTERRUPTED"), std::string::npos) << text;
+  *text = ReadFileText(log);
+  EXPECT_NE(text->find("INTERRUPTED"), std::string::npos) << *text;
+  EXPECT_NE(ReadFileText(out + "/report.md").find("INTERRUPTED"), std::string::npos);
+  EXPECT_EQ(nlohmann::json::parse(ReadFileText(out + "/run.json"))["state"], "interrupted");
   compare::RunOutputs outputs = compare::ReadRunOutputs(out);
   EXPECT_TRUE(outputs.summary.interrupted);
+  return outputs;
+}
+
+TEST(CliSignals, SigintKeepsTheFinishedRunsAndExits130) {
+  TempDir dir;
+  const std::string out = dir.path() + "/out";
+  std::string text;
+  compare::RunOutputs outputs =
+      Interrupt(LongCompare(out), out, dir.path() + "/log.txt", "[1/12]", &text);
+  EXPECT_NE(text.find("interrupted"), std::string::npos) << text;
   EXPECT_GE(outputs.summary.runs.size(), 1u);
   EXPECT_LT(outputs.summary.runs.size(), 12u);
   for (const compare::Run& run : outputs.summary.runs) EXPECT_EQ(run.metrics.steps, 200) << run.id;
-  EXPECT_NE(ReadFileText(out + "/report.md").find("INTERRUPTED"), std::string::npos);
-  EXPECT_EQ(nlohmann::json::parse(ReadFileText(out + "/run.json"))["state"], "interrupted");
   // An interrupted run is no baseline.
   std::string save_log;
   EXPECT_EQ(RunCommand(Cli() + " baseline save " + out + " --store " + dir.path() + "/store",
                        &save_log), 2) << save_log;
+}
+
+// The same with the lockstep off: a --memory-limit that holds one FP32 model but not two makes
+// the pair decode one side after the other (free-running, 4 prompts x 200 steps). A SIGINT once
+// side b has finished its second prompt keeps the runs whose two sides are decoded, writes the
+// summary and the report marked interrupted and exits 130. (Before: the signal went unnoticed
+// until the pair had finished, and the run exited 0 as if nothing had happened.)
+TEST(CliSignals, SigintWithSidesDecodedAloneKeepsTheFinishedRunsAndExits130) {
+  TempDir dir;
+  const std::string out = dir.path() + "/out";
+  const model::ModelConfig config =
+      model::ParseConfig(io::ReadJsonFile(Fixture() + "/config.json"), Fixture());
+  const int64_t one = forward::EstimateFootprint(config, forward::Precision::kFP32, c10::kCPU,
+                                                 2 + 200, "original@fp32")
+                          .total();
+  const std::string limit_gb = fmt::format("{:.9f}", 1.5 * static_cast<double>(one) / 1e9);
+  const std::string command = Cli() + " compare " + Fixture() + " " + Twin() +
+                              " --prompt-tokens 1,300 --prompt-tokens 1,301 --prompt-tokens 1,302 "
+                              "--prompt-tokens 1,303 --dtypes fp32 --max-new-tokens 200 "
+                              "--memory-limit " + limit_gb + " --out " + out;
+  std::string text;
+  compare::RunOutputs outputs = Interrupt(command, out, dir.path() + "/log.txt",
+                                          "(side b) decoded alone: prompt 2/4", &text);
+  EXPECT_NE(text.find("one side after the other"), std::string::npos) << text;
+  EXPECT_GE(outputs.summary.runs.size(), 2u) << text;
+  EXPECT_LT(outputs.summary.runs.size(), 4u) << text;
+  for (const compare::Run& run : outputs.summary.runs) EXPECT_GT(run.metrics.steps, 0) << run.id;
 }
 
 TEST(CliSignals, AKilledRerunNeverLeavesThePreviousSummaryLookingCurrent) {

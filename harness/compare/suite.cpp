@@ -524,6 +524,13 @@ SideSpec MakeSide(const CaseSide& side, c10::Device device) {
   return {side.model, side.precision.Text(), numerics.Describe(), numerics.emulated};
 }
 
+// Progress of a pair decoded one side after the other (nothing else is logged until both sides
+// are done): "original@fp32 (side a) decoded alone: prompt 2/4".
+void LogDecodedAlone(const CaseSide& side, bool side_a, size_t done, size_t total) {
+  spdlog::info("{} (side {}) decoded alone: prompt {}/{}", SideLabel(side), side_a ? "a" : "b", done,
+               total);
+}
+
 }  // namespace
 
 
@@ -808,17 +815,26 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
       for (const RunRequest& request : requests) {
         at::manual_seed(c.seed);
         first_runs.push_back(decode::DecodeAlone(first_model, request.prompt_tokens, request.greedy));
+        LogDecodedAlone(first, first_is_a, first_runs.size(), requests.size());
       }
       pool.KeepOnly({});
       forward::CausalLM& second_model = pool.Get(second.model, second.precision);
       for (size_t r = 0; r < requests.size(); ++r) {
         at::manual_seed(c.seed);
-        second_runs.push_back(
-            forced ? decode::FollowAlone(second_model, requests[r].prompt_tokens, first_runs[r])
-                   : decode::DecodeAlone(second_model, requests[r].prompt_tokens, requests[r].greedy));
+        try {
+          const RunRequest& request = requests[r];
+          second_runs.push_back(
+              forced ? decode::FollowAlone(second_model, request.prompt_tokens, first_runs[r])
+                     : decode::DecodeAlone(second_model, request.prompt_tokens, request.greedy));
+        } catch (const Interrupted&) {
+          // SIGINT: the runs whose two sides are both decoded are finished; measure and keep them.
+          summary.interrupted = true;
+          break;
+        }
+        LogDecodedAlone(second, !first_is_a, second_runs.size(), requests.size());
       }
       pool.KeepOnly({});
-      for (size_t r = 0; r < requests.size(); ++r) {
+      for (size_t r = 0; r < second_runs.size(); ++r) {
         const decode::SideRun& a = first_is_a ? first_runs[r] : second_runs[r];
         const decode::SideRun& b = first_is_a ? second_runs[r] : first_runs[r];
         outcomes.push_back(RunDecodedPair(a, b, depth, requests[r], text));
@@ -840,6 +856,7 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
         started = std::chrono::steady_clock::now();
         for (size_t r = 0; r < outcomes.size(); ++r) {
           if (outcomes[r].steps.empty()) continue;
+          ThrowIfInterrupted();  // SIGINT: between two teacher-forced FP64 forwards
           if (a_side || same_model) a64[r] = OracleLogits(model64, outcomes[r], requests[r], true);
           if (!a_side || same_model) {
             b64[r] = same_model && outcomes[r].input_a == outcomes[r].input_b
@@ -857,10 +874,10 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
       }
     }
     } catch (const Interrupted&) {
-      // SIGINT while decoding one side alone or running the oracle: this pair's runs are
-      // unfinished; the earlier pairs' are kept.
+      // SIGINT while decoding the first side alone (no run of this pair is finished: `outcomes` is
+      // empty) or running the oracle (every run is decoded and measured: kept without its oracle,
+      // as in lockstep; ApplyOracle runs only once all FP64 logits are in).
       summary.interrupted = true;
-      outcomes.clear();
     }
     if (summary.interrupted) {
       spdlog::warn("interrupted: keeping the {} finished run(s)", done + outcomes.size());

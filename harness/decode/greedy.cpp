@@ -270,6 +270,7 @@ SideRun DecodeAlone(forward::CausalLM& model, const std::vector<int64_t>& prompt
   cache.capacity_hint = static_cast<int64_t>(prompt.size()) + options.max_new_tokens;
   at::Tensor logits;
   for (int64_t step = 0; step < options.max_new_tokens; ++step) {
+    ThrowIfInterrupted();  // SIGINT: stop at this step boundary (core/interrupt.h)
     logits = Feed(model, step == 0 ? prompt : std::vector<int64_t>{run.tokens.back()}, cache);
     run.logits.push_back(logits);
     run.tokens.push_back(GreedyArgmax(logits));

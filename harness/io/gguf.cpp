@@ -209,8 +209,15 @@ GgufFile GgufFile::Open(const std::string& path) {
                                    path, tensor.name, tensor.dims[0], tensor.type->name,
                                    tensor.type->block_size));
     }
-    tensor.n_bytes = static_cast<uint64_t>(tensor.n_elements / tensor.type->block_size) *
-                     static_cast<uint64_t>(tensor.type->type_size);
+    // Bounded by the file before multiplying: 2^62 F32 values would wrap around to 0 bytes.
+    const uint64_t blocks = static_cast<uint64_t>(tensor.n_elements / tensor.type->block_size);
+    if (blocks > file.file_size_ / static_cast<uint64_t>(tensor.type->type_size)) {
+      throw InputError(fmt::format("{}: tensor '{}': {} {} values need more bytes than the whole "
+                                   "file has ({})",
+                                   path, tensor.name, tensor.n_elements, tensor.type->name,
+                                   file.file_size_));
+    }
+    tensor.n_bytes = blocks * static_cast<uint64_t>(tensor.type->type_size);
     tensor.offset = cursor.Get<uint64_t>("tensor offset");
     file.tensor_index_[tensor.name] = file.tensors_.size();
     file.tensors_.push_back(std::move(tensor));

@@ -109,15 +109,19 @@ KldBaseFile KldBaseFile::Read(const std::string& path) {
                                  "positive n_vocab and n_chunk",
                                  path, file.n_ctx, file.n_vocab, file.n_chunk));
   }
-  const uint64_t n_tokens = uint64_t(file.n_chunk) * uint64_t(file.n_ctx);
+  const uint64_t n_tokens = uint64_t(file.n_chunk) * uint64_t(file.n_ctx);  // < 2^62
   const uint64_t n_records = uint64_t(file.n_chunk) * uint64_t(file.scored_per_chunk());
-  const uint64_t expected =
-      20 + 4 * n_tokens + 2 * n_records * uint64_t(file.record_size());  // no overflow: < 2^31^2
-  if (size != expected) {
+  // Up to 2^94 bytes: in 128 bits, so that huge sizes cannot wrap around to the file's length
+  // (n_ctx 32, n_vocab 1145324604, n_chunk 2^30 wrap to exactly 20 in 64 bits).
+  const unsigned __int128 expected = 20 + static_cast<unsigned __int128>(4) * n_tokens +
+                                     static_cast<unsigned __int128>(2) * n_records *
+                                         static_cast<uint64_t>(file.record_size());
+  if (expected != size) {
+    const double expected_bytes = static_cast<double>(expected);
     throw InputError(fmt::format(
-        "{}: {} bytes, but n_ctx {}, n_vocab {}, n_chunk {} mean {} bytes ({} tokens, {} records of "
-        "{} uint16)",
-        path, size, file.n_ctx, file.n_vocab, file.n_chunk, expected, n_tokens, n_records,
+        "{}: {} bytes, but n_ctx {}, n_vocab {}, n_chunk {} mean {:.0f} bytes ({} tokens, {} records "
+        "of {} uint16)",
+        path, size, file.n_ctx, file.n_vocab, file.n_chunk, expected_bytes, n_tokens, n_records,
         file.record_size()));
   }
   file.tokens.resize(n_tokens);

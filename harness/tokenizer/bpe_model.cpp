@@ -11,6 +11,9 @@
 namespace parity::tokenizer {
 namespace {
 
+// Unused ids tolerated below the largest vocabulary id (see FromJson).
+constexpr int64_t kMaxUnusedIds = 65536;
+
 std::string OptionalString(const nlohmann::json& model, const char* key) {
   auto it = model.find(key);
   if (it == model.end() || it->is_null()) return "";
@@ -67,6 +70,14 @@ BpeModel BpeModel::FromJson(const nlohmann::json& model, const std::string& wher
       }
       bpe.vocab_[token] = id.get<int64_t>();
       max_id = std::max(max_id, id.get<int64_t>());
+    }
+    // Ids index a dense table (id_to_token_): tokenizer.json files number their entries 0..N-1, and
+    // an id far past the entry count would allocate (or overflow) for nothing.
+    const int64_t max_allowed = static_cast<int64_t>(vocab.size()) + kMaxUnusedIds;
+    if (max_id >= max_allowed) {
+      throw InputError(fmt::format("model.vocab: id {} is too large for {} entries (ids must be "
+                                   "below {}: the entries plus {} unused ids)",
+                                   max_id, vocab.size(), max_allowed, kMaxUnusedIds));
     }
     bpe.id_to_token_.assign(static_cast<size_t>(max_id + 1), std::string());
     bpe.id_used_.assign(static_cast<size_t>(max_id + 1), false);

@@ -54,6 +54,15 @@ bool BoolField(const nlohmann::json& object, const char* key, bool fallback) {
   return it->get<bool>();
 }
 
+// An integer id (get<int64_t> of a float such as 1e300 would be undefined behaviour).
+int64_t IdField(const nlohmann::json& value, const std::string& what) {
+  if (!value.is_number_integer()) {
+    throw InputError(fmt::format("{} must be an integer, got {}", what,
+                                 value.is_number() ? value.dump() : value.type_name()));
+  }
+  return value.get<int64_t>();
+}
+
 class TokenizerJson : public Backend {
  public:
   TokenizerJson(const nlohmann::json& file, const std::string& path);
@@ -141,7 +150,7 @@ void TokenizerJson::ReadAddedTokens(const nlohmann::json& list) {
   for (const auto& entry : list) {
     AddedToken token;
     token.content = entry.at("content").get<std::string>();
-    const int64_t declared_id = entry.at("id").get<int64_t>();
+    const int64_t declared_id = IdField(entry.at("id"), "added token id");
     token.special = BoolField(entry, "special", false);
     token.lstrip = BoolField(entry, "lstrip", false);
     token.rstrip = BoolField(entry, "rstrip", false);
@@ -253,7 +262,7 @@ void TokenizerJson::ReadPostProcessor(const nlohmann::json& post_processor) {
       const std::string name = piece.at("SpecialToken").at("id").get<std::string>();
       const nlohmann::json& special = post_processor.at("special_tokens").at(name);
       for (const auto& id : special.at("ids")) {
-        (after_text ? suffix_ : prefix_).push_back(id.get<int64_t>());
+        (after_text ? suffix_ : prefix_).push_back(IdField(id, "special_tokens." + name + ".ids"));
       }
     }
   } else {

@@ -1,40 +1,47 @@
 // Shared by the libFuzzer harnesses (tests/fuzz/fuzz_*.cpp, built with -DPARITY_FUZZ=ON, run by
 // scripts/fuzz.sh). Every parser of user files must either accept an input or throw InputError
 // naming what is wrong; any other exception, a crash, a leak or undefined behaviour (ASan + UBSan)
-// is a finding.
+// is a finding. What each harness does with an input is in fuzz_targets.h, which the normal suite
+// replays the kept inputs through.
 #pragma once
 
 #include <unistd.h>
 
 #include <cstdint>
-#include <cstdio>
+#include <cstdlib>
 #include <string>
 
-#include <nlohmann/json.hpp>
+#include "tests/fuzz/fuzz_targets.h"
 
 namespace parity::fuzz {
 
 // A scratch directory private to this process (tmpfs when available), created once.
 inline const std::string& ScratchDir() {
   static const std::string dir = [] {
-    std::string pattern = (access("/dev/shm", W_OK) == 0 ? std::string("/dev/shm")
-                                                          : std::string("/tmp")) +
-                          "/parity-fuzz-XXXXXX";
-    return std::string(mkdtemp(pattern.data()));
+    std::string pattern =
+        (access("/dev/shm", W_OK) == 0 ? std::string("/dev/shm") : std::string("/tmp")) +
+        "/parity-fuzz-XXXXXX";
+    if (mkdtemp(pattern.data()) == nullptr) std::abort();
+    return pattern;
   }();
   return dir;
 }
 
-inline void WriteBytes(const std::string& path, const uint8_t* data, size_t size) {
-  std::FILE* file = std::fopen(path.c_str(), "wb");
-  if (file == nullptr) std::abort();
-  if (size > 0) std::fwrite(data, 1, size, file);
-  std::fclose(file);
-}
-
-// The input as JSON, or a discarded value when it is not JSON (no exception).
-inline nlohmann::json ParseJson(const uint8_t* data, size_t size) {
-  return nlohmann::json::parse(data, data + size, nullptr, /*allow_exceptions=*/false);
+// One input through the named target; an InputError is an accepted outcome, anything else escapes
+// (std::terminate: libFuzzer reports it as a crash with the exception's message).
+inline int RunTarget(const char* name, const uint8_t* data, size_t size) {
+  static const auto& target = Targets().at(name);
+  try {
+    target(std::string(reinterpret_cast<const char*>(data), size), ScratchDir());
+  } catch (const InputError&) {
+  }
+  return 0;
 }
 
 }  // namespace parity::fuzz
+
+// Defines the libFuzzer entry point of harness NAME (a key of Targets()).
+#define PARITY_FUZZ_HARNESS(NAME)                                           \
+  extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) { \
+    return parity::fuzz::RunTarget(NAME, data, size);                       \
+  }
