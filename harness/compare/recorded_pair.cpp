@@ -362,20 +362,7 @@ RunOutcome MeasureTopkPair(const SideSteps& a, const SideSteps& b, int64_t depth
     r.position = static_cast<int64_t>(request.prompt_tokens.size() + step);
     r.same_context = forced || same;
     if (!r.top1_agree && !run.first_divergence) {
-      FirstDivergence d;
-      d.step = r.step;
-      d.position = r.position;
-      d.token_a = r.token_a;
-      d.token_b = r.token_b;
-      d.text_a = text.token_text(r.token_a);
-      d.text_b = text.token_text(r.token_b);
-      d.context = text.decode(context);
-      d.margin_a = r.margin_a;
-      d.margin_b = r.margin_b;
-      d.noise = r.noise;
-      int64_t previous = context.empty() ? request.prompt_tokens.back() : context.back();
-      d.after_newline = text.token_text(previous).find('\n') != std::string::npos;
-      run.first_divergence = d;
+      run.first_divergence = MakeFirstDivergence(r, request.prompt_tokens, context, text);
       div_a = std::move(va);
       div_b = std::move(vb);
     }

@@ -69,6 +69,24 @@ std::string FormatValue(double value) { return fmt::format("{:.4g}", value); }
 
 }  // namespace
 
+FirstDivergence MakeFirstDivergence(const StepRecord& record, const std::vector<int64_t>& prompt,
+                                    const std::vector<int64_t>& context, const TextDecoder& text) {
+  FirstDivergence d;
+  d.step = record.step;
+  d.position = record.position;
+  d.token_a = record.token_a;
+  d.token_b = record.token_b;
+  d.text_a = text.token_text(record.token_a);
+  d.text_b = text.token_text(record.token_b);
+  d.context = text.decode(context);
+  d.margin_a = record.margin_a;
+  d.margin_b = record.margin_b;
+  d.noise = record.noise;
+  const int64_t previous = context.empty() ? prompt.back() : context.back();
+  d.after_newline = text.token_text(previous).find('\n') != std::string::npos;
+  return d;
+}
+
 TextDecoder IdTextDecoder() {
   TextDecoder decoder;
   decoder.token_text = [](int64_t id) { return fmt::format("<{}>", id); };
@@ -176,20 +194,7 @@ RunOutcome MeasurePair(const PairDecoder& decode, int64_t depth, const OverflowF
     record.position = step.position;
     record.same_context = step.same_context;
     if (!record.top1_agree && !run.first_divergence) {
-      FirstDivergence d;
-      d.step = step.step;
-      d.position = step.position;
-      d.token_a = record.token_a;
-      d.token_b = record.token_b;
-      d.text_a = text.token_text(record.token_a);
-      d.text_b = text.token_text(record.token_b);
-      d.context = text.decode(context);
-      d.margin_a = record.margin_a;
-      d.margin_b = record.margin_b;
-      d.noise = record.noise;
-      int64_t previous = context.empty() ? request.prompt_tokens.back() : context.back();
-      d.after_newline = text.token_text(previous).find('\n') != std::string::npos;
-      run.first_divergence = d;
+      run.first_divergence = MakeFirstDivergence(record, request.prompt_tokens, context, text);
       outcome.divergence_a = std::move(a);
       outcome.divergence_b = std::move(b);
     }

@@ -23,6 +23,11 @@ struct TextDecoder {
 // "<17>" for a token, ids joined for a stream: used when no tokenizer.model exists.
 TextDecoder IdTextDecoder();
 
+// The first divergence at `record` (its tokens, texts, margins, noise) after the tokens `context`
+// that both sides read after `prompt` (non-empty), and whether the token before it holds a newline.
+FirstDivergence MakeFirstDivergence(const StepRecord& record, const std::vector<int64_t>& prompt,
+                                    const std::vector<int64_t>& context, const TextDecoder& text);
+
 // Everything RunPair needs besides the models.
 struct RunRequest {
   std::string id;
