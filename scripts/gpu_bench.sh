@@ -94,23 +94,8 @@ PY
 tail -1 "$out/write.log"
 # convert2llama copies tokenizer.model: the trained fixture's SentencePiece model padded with
 # placeholder pieces up to the model's vocabulary (as scripts/gpu_verdicts.sh does).
-[[ -f "$work/original/tokenizer.model" ]] || python3 - "$work/original" \
-  cases/fixtures/internlm2-tiny/tokenizer.model <<'PY' >> "$out/write.log" 2>&1
-import json, os, sys
-from sentencepiece import sentencepiece_model_pb2 as pb
-dst, base = sys.argv[1], sys.argv[2]
-vocab = json.load(open(os.path.join(dst, "config.json")))["vocab_size"]
-m = pb.ModelProto()
-m.ParseFromString(open(base, "rb").read())
-while len(m.pieces) < vocab:
-    p = m.pieces.add()
-    p.piece = f"\u2581x{len(m.pieces)}"
-    p.score = -1000.0 - len(m.pieces)
-    p.type = pb.ModelProto.SentencePiece.NORMAL
-del m.pieces[vocab:]
-open(os.path.join(dst, "tokenizer.model"), "wb").write(m.SerializeToString())
-print("tokenizer.model with", len(m.pieces), "pieces")
-PY
+[[ -f "$work/original/tokenizer.model" ]] || python3 scripts/pad_spm_tokenizer.py "$work/original" \
+  cases/fixtures/internlm2-tiny/tokenizer.model >> "$out/write.log" 2>&1
 
 step convert
 [[ -f "$work/converted/config.json" ]] || "$parity" convert internlm2-to-llama "$work/original" \
