@@ -337,18 +337,10 @@ SideSteps ReplaySide(const io::Trace& trace, const io::TracePrompt& prompt, int6
 RunOutcome MeasureTopkPair(const SideSteps& a, const SideSteps& b, int64_t depth,
                            const RunRequest& request, const TextDecoder& text) {
   auto start = std::chrono::steady_clock::now();
-  RunOutcome outcome;
+  RunOutcome outcome = StartOutcome(request, depth);
   Run& run = outcome.run;
-  run.id = request.id;
-  run.prompt_index = request.prompt_index;
-  run.prompt = request.prompt_text;
-  run.chat = request.chat;
-  run.prompt_tokens = request.prompt_tokens;
-  run.pair = request.pair;
-  run.thresholds = request.thresholds;
   run.tokens_a = a.tokens;
   run.tokens_b = b.tokens;
-  outcome.depth = depth;
   const bool forced = request.greedy.mode == decode::GreedyMode::kTeacherForced;
   const size_t compared = std::min(a.tokens.size(), b.tokens.size());
   std::vector<int64_t> context;

@@ -69,6 +69,20 @@ std::string FormatValue(double value) { return fmt::format("{:.4g}", value); }
 
 }  // namespace
 
+RunOutcome StartOutcome(const RunRequest& request, int64_t depth) {
+  RunOutcome outcome;
+  Run& run = outcome.run;
+  run.id = request.id;
+  run.prompt_index = request.prompt_index;
+  run.prompt = request.prompt_text;
+  run.chat = request.chat;
+  run.prompt_tokens = request.prompt_tokens;
+  run.pair = request.pair;
+  run.thresholds = request.thresholds;
+  outcome.depth = depth;
+  return outcome;
+}
+
 FirstDivergence MakeFirstDivergence(const StepRecord& record, const std::vector<int64_t>& prompt,
                                     const std::vector<int64_t>& context, const TextDecoder& text) {
   FirstDivergence d;
@@ -170,16 +184,8 @@ using OverflowFinder =
 // own evidence.
 RunOutcome MeasurePair(const PairDecoder& decode, int64_t depth, const OverflowFinder& overflow,
                        const RunRequest& request, const TextDecoder& text, bool keep_logits) {
-  RunOutcome outcome;
+  RunOutcome outcome = StartOutcome(request, depth);
   Run& run = outcome.run;
-  run.id = request.id;
-  run.prompt_index = request.prompt_index;
-  run.prompt = request.prompt_text;
-  run.chat = request.chat;
-  run.prompt_tokens = request.prompt_tokens;
-  run.pair = request.pair;
-  run.thresholds = request.thresholds;
-  outcome.depth = depth;
 
   const bool teacher_forced = request.greedy.mode == decode::GreedyMode::kTeacherForced;
   std::vector<at::Tensor> rows_a, rows_b;

@@ -64,6 +64,10 @@ struct RunOutcome {
   std::optional<std::string> overflow_point_a, overflow_point_b;  // compare/overflow.h
 };
 
+// An outcome whose run carries the request's identity (id, prompt, pair, thresholds) and `depth`,
+// before any step is measured.
+RunOutcome StartOutcome(const RunRequest& request, int64_t depth);
+
 // Decodes the pair in lockstep, measures it and classifies its first divergence (compare/verdict.h)
 // from the evidence of the run itself. With `oracle` (both FP64 models already loaded), also runs
 // the FP64 oracle right away (ApplyOracle). Gates are applied (run.pass) but failures are returned
