@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <numeric>
 #include <stdexcept>
+#include <string>
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
@@ -277,6 +279,43 @@ double RmsDiff(const at::Tensor& x, const at::Tensor& y) {
   at::Tensor d = x.detach().to(at::kCPU).to(at::kDouble) - y.detach().to(at::kCPU).to(at::kDouble);
   if (d.numel() == 0) return 0;
   return std::sqrt(d.pow(2).mean().item<double>());
+}
+
+PairSummary SummarizePair(const PairSummary& identity, const std::vector<const Run*>& runs,
+                          const std::vector<StepRecord>& steps, int64_t max_new_tokens) {
+  PairSummary pair;
+  pair.id = identity.id;
+  pair.pair = identity.pair;
+  double kl_sum = 0;
+  int64_t count = 0, agree = 0;
+  std::map<std::string, std::vector<const StepRecord*>> steps_of_run;
+  for (const StepRecord& step : steps) steps_of_run[step.run].push_back(&step);
+  for (const Run* run : runs) {
+    pair.runs.push_back(run->id);
+    pair.pass = pair.pass && run->pass;
+    // Each run's steps summed first, then the runs: a merge of shards sums in the same order as
+    // the unsharded run, so its mean is bit-identical.
+    double run_kl_sum = 0;
+    for (const StepRecord* step : steps_of_run[run->id]) {
+      if (!step->same_context) continue;  // like with like: after-split steps stay per run
+      run_kl_sum += step->kl;
+      pair.max_kl = MaxPropagatingNan(pair.max_kl, step->kl);
+      agree += step->top1_agree ? 1 : 0;
+      ++count;
+    }
+    kl_sum += run_kl_sum;
+  }
+  pair.mean_kl = count > 0 ? kl_sum / static_cast<double>(count) : 0;
+  pair.top1_agreement = count > 0 ? static_cast<double>(agree) / static_cast<double>(count) : 1;
+  for (int64_t t = 0; t < max_new_tokens; ++t) {
+    int64_t identical = 0;
+    for (const Run* run : runs) {
+      identical += (!run->first_divergence || run->first_divergence->step > t) ? 1 : 0;
+    }
+    pair.identical_fraction.push_back(
+        runs.empty() ? 1.0 : static_cast<double>(identical) / static_cast<double>(runs.size()));
+  }
+  return pair;
 }
 
 }  // namespace parity::compare

@@ -57,6 +57,13 @@ double PercentileNearestRank(std::vector<double> values, double p);
 // first_divergence_step is the first step with top1_agree false.
 RunMetrics SummarizeSteps(const std::vector<StepRecord>& steps);
 
+// A pair's aggregate over its runs (in the given order) and their steps, as reports/SCHEMA.md
+// defines pairs[]: mean/max KL and same-top-1 over the runs' same-context steps,
+// identical_fraction[t] for t < max_new_tokens, pass when every run passes. `identity` supplies
+// id and pair. The one aggregation of compare (SummarizePairs) and of `parity merge`.
+PairSummary SummarizePair(const PairSummary& identity, const std::vector<const Run*>& runs,
+                          const std::vector<StepRecord>& steps, int64_t max_new_tokens);
+
 // Root mean square of x - y over all elements (both [V] or [T, V]), computed in FP64.
 double RmsDiff(const at::Tensor& x, const at::Tensor& y);
 

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <limits>
 #include <sstream>
+#include <variant>
 
 #include <fmt/format.h>
 
@@ -25,199 +26,6 @@ template <typename T>
 json OrNull(const std::optional<T>& value) {
   return value ? json(*value) : json(nullptr);
 }
-
-}  // namespace
-
-// ---------------------------------------------------------------------------------------------
-// Writing
-
-json ToJson(const SideSpec& s) {
-  json side = {{"model", s.model}, {"precision", s.precision}, {"numerics", s.numerics},
-               {"emulated", s.emulated}};
-  // A precision policy, spelled out: which precision each overridden module runs in.
-  if (auto policy = forward::TryParsePrecisionPolicy(s.precision); policy && !policy->Uniform()) {
-    json overrides = json::array();
-    for (const forward::PrecisionOverride& o : policy->overrides) {
-      json layers = nullptr;
-      if (o.layers) layers = {o.layers->first, o.layers->second};
-      overrides.push_back({{"module", forward::ModuleName(o.module)},
-                           {"layers", layers},
-                           {"precision", forward::PrecisionName(o.precision)}});
-    }
-    side["policy"] = {{"base", forward::PrecisionName(policy->base)},
-                      {"overrides", overrides},
-                      {"tf32", policy->tf32}};
-  }
-  return side;
-}
-json ToJson(const Pair& p) { return {{"a", ToJson(p.a)}, {"b", ToJson(p.b)}}; }
-
-json ToJson(const VerdictEvidence& e) {
-  return {{"source", e.source},
-          {"reason", e.reason},
-          {"precision", e.precision},
-          {"depth", e.depth},
-          {"fp64_rel_diff", Number(e.fp64_rel_diff)},
-          {"fp64_token_a", OrNull(e.fp64_token_a)},
-          {"fp64_token_b", OrNull(e.fp64_token_b)},
-          {"fp64_agrees_with", OrNull(e.fp64_agrees_with)},
-          {"a_err_vs_fp64", Number(e.a_err_vs_fp64)},
-          {"b_err_vs_fp64", Number(e.b_err_vs_fp64)},
-          {"budget_a", Number(e.budget_a)},
-          {"budget_b", Number(e.budget_b)},
-          {"noise_steps", e.noise_steps},
-          {"observed_noise", Number(e.observed_noise)},
-          {"rel_diff", Number(e.rel_diff)},
-          {"rounding_budget", Number(e.rounding_budget)},
-          {"failing_side", OrNull(e.failing_side)},
-          {"overflow_point", OrNull(e.overflow_point)}};
-}
-
-json ToJson(const FirstDivergence& d) {
-  return {{"step", d.step},         {"position", d.position},   {"token_a", d.token_a},
-          {"token_b", d.token_b},   {"text_a", d.text_a},       {"text_b", d.text_b},
-          {"context", d.context},   {"margin_a", Number(d.margin_a)},
-          {"margin_b", Number(d.margin_b)}, {"noise", Number(d.noise)},
-          {"flip_gap", Number(d.flip_gap)}, {"tolerance", Number(d.tolerance)},
-          {"kind", d.kind},         {"after_newline", d.after_newline},
-          {"evidence", ToJson(d.evidence)}};
-}
-
-json ToJson(const RunMetrics& m) {
-  return {{"steps", m.steps},
-          {"same_context_steps", m.same_context_steps},
-          {"max_abs_logit_diff", Number(m.max_abs_logit_diff)},
-          {"rms_logit_diff_mean", Number(m.rms_logit_diff_mean)},
-          {"max_kl", Number(m.max_kl)},
-          {"mean_kl", Number(m.mean_kl)},
-          {"p50_kl", Number(m.p50_kl)},
-          {"p90_kl", Number(m.p90_kl)},
-          {"p99_kl", Number(m.p99_kl)},
-          {"mean_js", Number(m.mean_js)},
-          {"max_nmse", Number(m.max_nmse)},
-          {"min_cosine", Number(m.min_cosine)},
-          {"top1_agreement", Number(m.top1_agreement)},
-          {"topk_overlap_mean", Number(m.topk_overlap_mean)},
-          {"first_divergence_step", OrNull(m.first_divergence_step)},
-          {"nonfinite_steps", m.nonfinite_steps},
-          {"after_split", {{"steps", m.after_split.steps},
-                           {"mean_kl", Number(m.after_split.mean_kl)},
-                           {"max_kl", Number(m.after_split.max_kl)},
-                           {"top1_agreement", Number(m.after_split.top1_agreement)}}},
-          {"max_logprob_diff", Number(m.max_logprob_diff)}};
-}
-
-json ToJson(const OracleResult& o) {
-  return {{"reference_model", o.reference_model},
-          {"a_rms_error_vs_fp64", Number(o.a_rms_error_vs_fp64)},
-          {"b_rms_error_vs_fp64", Number(o.b_rms_error_vs_fp64)},
-          {"comparable_steps", o.comparable_steps},
-          {"a_rms_error_vs_reference", Number(o.a_rms_error_vs_reference)},
-          {"b_rms_error_vs_reference", Number(o.b_rms_error_vs_reference)},
-          {"fp64_models_rms_diff", Number(o.fp64_models_rms_diff)},
-          {"multiplier", Number(o.multiplier)},
-          {"acceptable", OrNull(o.acceptable)},
-          {"rule", o.rule}};
-}
-
-json ToJson(const RangeWatch& w) {
-  json points = json::array();
-  for (const RangePoint& p : w.points) {
-    points.push_back({{"name", p.name},
-                      {"precision", p.precision},
-                      {"largest_finite", Number(p.largest_finite)},
-                      {"max_abs", Number(p.max_abs)},
-                      {"fraction", Number(p.fraction())},
-                      {"non_finite", p.non_finite},
-                      {"out_of_range", p.out_of_range()},
-                      {"saturating", p.saturating},
-                      {"first_out_of_range_step", OrNull(p.first_out_of_range_step)}});
-  }
-  return {{"policy", w.policy},
-          {"saturation_fraction", Number(w.saturation_fraction)},
-          {"first_out_of_range", OrNull(w.first_out_of_range)},
-          {"first_non_finite", OrNull(w.first_non_finite)},
-          {"first_saturating", OrNull(w.first_saturating)},
-          {"largest_fraction_point", OrNull(w.largest_fraction_point)},
-          {"largest_fraction", Number(w.largest_fraction)},
-          {"points", points}};
-}
-
-json UnavailableJson(const std::vector<UnavailableMetric>& items) {
-  json out = json::array();
-  for (const UnavailableMetric& u : items) out.push_back({{"metric", u.metric}, {"reason", u.reason}});
-  return out;
-}
-
-json ToJson(const Run& r) {
-  return {{"id", r.id},
-          {"prompt_index", r.prompt_index},
-          {"prompt", OrNull(r.prompt)},
-          {"chat", r.chat},
-          {"prompt_tokens", r.prompt_tokens},
-          {"pair", ToJson(r.pair)},
-          {"tokens_a", r.tokens_a},
-          {"tokens_b", r.tokens_b},
-          {"text_a", r.text_a},
-          {"text_b", r.text_b},
-          {"first_divergence", r.first_divergence ? ToJson(*r.first_divergence) : json(nullptr)},
-          {"verdict", r.verdict_kind ? json{{"kind", *r.verdict_kind},
-                                            {"evidence", ToJson(r.verdict_evidence)}}
-                                     : json(nullptr)},
-          {"metrics", ToJson(r.metrics)},
-          {"oracle", r.oracle ? ToJson(*r.oracle) : json(nullptr)},
-          {"thresholds", ToJson(r.thresholds)},
-          {"elapsed_s", Number(r.elapsed_s)},
-          {"pass", r.pass},
-          {"unavailable_metrics", UnavailableJson(r.unavailable_metrics)},
-          {"range_watch", r.range_a || r.range_b
-                              ? json{{"a", r.range_a ? ToJson(*r.range_a) : json(nullptr)},
-                                     {"b", r.range_b ? ToJson(*r.range_b) : json(nullptr)}}
-                              : json(nullptr)}};
-}
-
-json ToJson(const Failure& f) {
-  return {{"run", f.run}, {"gate", f.gate}, {"value", Number(f.value)},
-          {"threshold", Number(f.threshold)}, {"message", f.message}};
-}
-
-json ToJson(const Settings& s) {
-  return {{"device", s.device},
-          {"mode", s.mode},
-          {"teacher", s.teacher},
-          {"max_new_tokens", s.max_new_tokens},
-          {"seed", s.seed},
-          {"chat", s.chat},
-          {"top_k", s.top_k},
-          {"near_tie_ulps", Number(s.near_tie_ulps)},
-          {"oracle", s.oracle},
-          {"oracle_device", s.oracle_device},
-          {"range_watch", s.range_watch},
-          {"saturation_fraction", Number(s.saturation_fraction)},
-          {"deterministic_algorithms", s.deterministic_algorithms},
-          {"num_threads", s.num_threads}};
-}
-
-json ToJson(const ModelInfo& m) {
-  return {{"path", m.path}, {"architecture", m.architecture},
-          {"convert_from", OrNull(m.convert_from)}, {"variants", m.variants},
-          {"config", m.config}};
-}
-
-json ToJson(const PairSummary& p) {
-  json fractions = json::array();
-  for (double f : p.identical_fraction) fractions.push_back(Number(f));
-  return {{"id", p.id},
-          {"pair", ToJson(p.pair)},
-          {"runs", p.runs},
-          {"mean_kl", Number(p.mean_kl)},
-          {"max_kl", Number(p.max_kl)},
-          {"top1_agreement", Number(p.top1_agreement)},
-          {"identical_fraction", fractions},
-          {"pass", p.pass}};
-}
-
-namespace {
 
 // ---------------------------------------------------------------------------------------------
 // Reading: every accessor names the source file and the field path in its error.
@@ -348,32 +156,390 @@ class Reader {
   const std::string& source_;
 };
 
-SideSpec SideFromJson(const Reader& r) {
-  SideSpec s;
-  s.model = r.String("model");
-  s.precision = r.String("precision");
-  s.numerics = r.String("numerics");
-  s.emulated = r.Bool("emulated");
+// ---------------------------------------------------------------------------------------------
+// Field tables. Each struct's scalar fields are listed once, with their JSON keys; its writer and
+// its reader both walk that table, so a field cannot be added to one side only, and every field
+// of one C++ type is written and read one way: double as a number (null when not finite, read
+// back as NaN), optional<T> as T or null, the rest as themselves. Nested objects and arrays of
+// objects stay in the functions that walk the table.
+
+template <typename S>
+struct Field {
+  using Member =
+      std::variant<double S::*, std::optional<double> S::*, int64_t S::*,
+                   std::optional<int64_t> S::*, uint64_t S::*, bool S::*,
+                   std::optional<bool> S::*, std::string S::*, std::optional<std::string> S::*,
+                   std::vector<int64_t> S::*, std::vector<double> S::*,
+                   std::vector<std::string> S::*>;
+  const char* key;
+  Member member;
+  bool may_be_absent = false;  // files written before the field existed lack it: keep the default
+};
+
+json FieldJson(double v) { return Number(v); }
+json FieldJson(const std::optional<double>& v) { return Number(v); }
+json FieldJson(int64_t v) { return v; }
+json FieldJson(const std::optional<int64_t>& v) { return OrNull(v); }
+json FieldJson(uint64_t v) { return v; }
+json FieldJson(bool v) { return v; }
+json FieldJson(const std::optional<bool>& v) { return OrNull(v); }
+json FieldJson(const std::string& v) { return v; }
+json FieldJson(const std::optional<std::string>& v) { return OrNull(v); }
+json FieldJson(const std::vector<int64_t>& v) { return v; }
+json FieldJson(const std::vector<std::string>& v) { return v; }
+json FieldJson(const std::vector<double>& v) {
+  json out = json::array();
+  for (double x : v) out.push_back(Number(x));
+  return out;
+}
+
+void ReadField(const Reader& r, const char* key, double& v) { v = r.Double(key); }
+void ReadField(const Reader& r, const char* key, std::optional<double>& v) {
+  v = r.OptionalDouble(key);
+}
+void ReadField(const Reader& r, const char* key, int64_t& v) { v = r.Int(key); }
+void ReadField(const Reader& r, const char* key, std::optional<int64_t>& v) {
+  v = r.OptionalInt(key);
+}
+void ReadField(const Reader& r, const char* key, uint64_t& v) {
+  v = static_cast<uint64_t>(r.Int(key));
+}
+void ReadField(const Reader& r, const char* key, bool& v) { v = r.Bool(key); }
+void ReadField(const Reader& r, const char* key, std::optional<bool>& v) {
+  v = r.OptionalBool(key);
+}
+void ReadField(const Reader& r, const char* key, std::string& v) { v = r.String(key); }
+void ReadField(const Reader& r, const char* key, std::optional<std::string>& v) {
+  v = r.OptionalString(key);
+}
+void ReadField(const Reader& r, const char* key, std::vector<int64_t>& v) { v = r.Ints(key); }
+void ReadField(const Reader& r, const char* key, std::vector<double>& v) { v = r.Doubles(key); }
+void ReadField(const Reader& r, const char* key, std::vector<std::string>& v) {
+  v = r.Strings(key);
+}
+
+template <typename S>
+json WriteFields(const S& s, const std::vector<Field<S>>& fields, json out = json::object()) {
+  for (const Field<S>& f : fields) {
+    std::visit([&](auto member) { out[f.key] = FieldJson(s.*member); }, f.member);
+  }
+  return out;
+}
+template <typename S>
+void ReadFields(const Reader& r, S& s, const std::vector<Field<S>>& fields) {
+  for (const Field<S>& f : fields) {
+    if (f.may_be_absent && !r.Has(f.key)) continue;
+    std::visit([&](auto member) { ReadField(r, f.key, s.*member); }, f.member);
+  }
+}
+
+template <typename S>
+const std::vector<Field<S>>& FieldsOf();
+
+template <>
+const std::vector<Field<StepRecord>>& FieldsOf<StepRecord>() {
+  using S = StepRecord;
+  static const std::vector<Field<S>> fields = {
+      {"run", &S::run},
+      {"step", &S::step},
+      {"position", &S::position},
+      {"same_context", &S::same_context},
+      {"token_a", &S::token_a},
+      {"token_b", &S::token_b},
+      {"max_abs_diff", &S::max_abs_diff},
+      {"rms_diff", &S::rms_diff},
+      {"kl", &S::kl},
+      {"kl_reverse", &S::kl_reverse},
+      {"js", &S::js},
+      {"nmse", &S::nmse},
+      {"cosine", &S::cosine},
+      {"top1_agree", &S::top1_agree},
+      {"topk_overlap", &S::topk_overlap},
+      {"rank_b_in_a", &S::rank_b_in_a},
+      {"rank_a_in_b", &S::rank_a_in_b},
+      {"margin_a", &S::margin_a},
+      {"margin_b", &S::margin_b},
+      {"noise", &S::noise},
+      {"err_a_fp64", &S::err_a_fp64},
+      {"err_b_fp64", &S::err_b_fp64},
+      {"nonfinite_a", &S::nonfinite_a, true},
+      {"nonfinite_b", &S::nonfinite_b, true},
+      {"logprob_max_abs_diff", &S::logprob_max_abs_diff, true},
+      {"shared_ids", &S::shared_ids, true},
+  };
+  return fields;
+}
+
+template <>
+const std::vector<Field<SideSpec>>& FieldsOf<SideSpec>() {
+  using S = SideSpec;
+  static const std::vector<Field<S>> fields = {
+      {"model", &S::model},
+      {"precision", &S::precision},
+      {"numerics", &S::numerics},
+      {"emulated", &S::emulated},
+  };
+  return fields;
+}
+
+template <>
+const std::vector<Field<VerdictEvidence>>& FieldsOf<VerdictEvidence>() {
+  using S = VerdictEvidence;
+  static const std::vector<Field<S>> fields = {
+      {"source", &S::source},
+      {"reason", &S::reason},
+      {"precision", &S::precision},
+      {"depth", &S::depth},
+      {"fp64_rel_diff", &S::fp64_rel_diff},
+      {"fp64_token_a", &S::fp64_token_a},
+      {"fp64_token_b", &S::fp64_token_b},
+      {"fp64_agrees_with", &S::fp64_agrees_with},
+      {"a_err_vs_fp64", &S::a_err_vs_fp64},
+      {"b_err_vs_fp64", &S::b_err_vs_fp64},
+      {"budget_a", &S::budget_a},
+      {"budget_b", &S::budget_b},
+      {"noise_steps", &S::noise_steps},
+      {"observed_noise", &S::observed_noise},
+      {"rel_diff", &S::rel_diff},
+      {"rounding_budget", &S::rounding_budget},
+      {"failing_side", &S::failing_side},
+      {"overflow_point", &S::overflow_point},
+  };
+  return fields;
+}
+
+// The scalar fields of first_divergence (kind, parsed, and evidence are the reader's own).
+template <>
+const std::vector<Field<FirstDivergence>>& FieldsOf<FirstDivergence>() {
+  using S = FirstDivergence;
+  static const std::vector<Field<S>> fields = {
+      {"step", &S::step},
+      {"position", &S::position},
+      {"token_a", &S::token_a},
+      {"token_b", &S::token_b},
+      {"text_a", &S::text_a},
+      {"text_b", &S::text_b},
+      {"context", &S::context},
+      {"margin_a", &S::margin_a},
+      {"margin_b", &S::margin_b},
+      {"noise", &S::noise},
+      {"flip_gap", &S::flip_gap},
+      {"tolerance", &S::tolerance},
+      {"after_newline", &S::after_newline},
+  };
+  return fields;
+}
+
+template <>
+const std::vector<Field<AfterSplitMetrics>>& FieldsOf<AfterSplitMetrics>() {
+  using S = AfterSplitMetrics;
+  static const std::vector<Field<S>> fields = {
+      {"steps", &S::steps},
+      {"mean_kl", &S::mean_kl},
+      {"max_kl", &S::max_kl},
+      {"top1_agreement", &S::top1_agreement},
+  };
+  return fields;
+}
+
+// RunMetrics without after_split (a nested object).
+template <>
+const std::vector<Field<RunMetrics>>& FieldsOf<RunMetrics>() {
+  using S = RunMetrics;
+  static const std::vector<Field<S>> fields = {
+      {"steps", &S::steps},
+      {"same_context_steps", &S::same_context_steps},
+      {"max_abs_logit_diff", &S::max_abs_logit_diff},
+      {"rms_logit_diff_mean", &S::rms_logit_diff_mean},
+      {"max_kl", &S::max_kl},
+      {"mean_kl", &S::mean_kl},
+      {"p50_kl", &S::p50_kl},
+      {"p90_kl", &S::p90_kl},
+      {"p99_kl", &S::p99_kl},
+      {"mean_js", &S::mean_js},
+      {"max_nmse", &S::max_nmse},
+      {"min_cosine", &S::min_cosine},
+      {"top1_agreement", &S::top1_agreement},
+      {"topk_overlap_mean", &S::topk_overlap_mean},
+      {"first_divergence_step", &S::first_divergence_step},
+      {"nonfinite_steps", &S::nonfinite_steps, true},
+      {"max_logprob_diff", &S::max_logprob_diff, true},
+  };
+  return fields;
+}
+
+template <>
+const std::vector<Field<OracleResult>>& FieldsOf<OracleResult>() {
+  using S = OracleResult;
+  static const std::vector<Field<S>> fields = {
+      {"reference_model", &S::reference_model},
+      {"a_rms_error_vs_fp64", &S::a_rms_error_vs_fp64},
+      {"b_rms_error_vs_fp64", &S::b_rms_error_vs_fp64},
+      {"comparable_steps", &S::comparable_steps},
+      {"a_rms_error_vs_reference", &S::a_rms_error_vs_reference},
+      {"b_rms_error_vs_reference", &S::b_rms_error_vs_reference},
+      {"fp64_models_rms_diff", &S::fp64_models_rms_diff},
+      {"multiplier", &S::multiplier},
+      {"acceptable", &S::acceptable},
+      {"rule", &S::rule},
+  };
+  return fields;
+}
+
+// RangePoint's stored fields (fraction and out_of_range are derived: written, not read).
+template <>
+const std::vector<Field<RangePoint>>& FieldsOf<RangePoint>() {
+  using S = RangePoint;
+  static const std::vector<Field<S>> fields = {
+      {"name", &S::name},
+      {"precision", &S::precision},
+      {"largest_finite", &S::largest_finite},
+      {"max_abs", &S::max_abs},
+      {"non_finite", &S::non_finite},
+      {"saturating", &S::saturating},
+      {"first_out_of_range_step", &S::first_out_of_range_step},
+  };
+  return fields;
+}
+
+// RangeWatch without its points (an array of objects).
+template <>
+const std::vector<Field<RangeWatch>>& FieldsOf<RangeWatch>() {
+  using S = RangeWatch;
+  static const std::vector<Field<S>> fields = {
+      {"policy", &S::policy},
+      {"saturation_fraction", &S::saturation_fraction},
+      {"first_out_of_range", &S::first_out_of_range},
+      {"first_non_finite", &S::first_non_finite},
+      {"first_saturating", &S::first_saturating},
+      {"largest_fraction_point", &S::largest_fraction_point},
+      {"largest_fraction", &S::largest_fraction},
+  };
+  return fields;
+}
+
+template <>
+const std::vector<Field<Thresholds>>& FieldsOf<Thresholds>() {
+  using S = Thresholds;
+  static const std::vector<Field<S>> fields = {
+      {"max_kl", &S::max_kl},
+      {"mean_kl", &S::mean_kl},
+      {"p99_kl", &S::p99_kl},
+      {"max_abs_logit_diff", &S::max_abs_logit_diff},
+      {"min_top1_agreement", &S::min_top1_agreement},
+      {"min_first_divergence_step", &S::min_first_divergence_step},
+      {"fail_on_real_divergence", &S::fail_on_real_divergence},
+      {"require_oracle_acceptable", &S::require_oracle_acceptable},
+  };
+  return fields;
+}
+
+template <>
+const std::vector<Field<Failure>>& FieldsOf<Failure>() {
+  using S = Failure;
+  static const std::vector<Field<S>> fields = {
+      {"run", &S::run},
+      {"gate", &S::gate},
+      {"value", &S::value},
+      {"threshold", &S::threshold},
+      {"message", &S::message},
+  };
+  return fields;
+}
+
+template <>
+const std::vector<Field<Settings>>& FieldsOf<Settings>() {
+  using S = Settings;
+  static const std::vector<Field<S>> fields = {
+      {"device", &S::device},
+      {"mode", &S::mode},
+      {"teacher", &S::teacher},
+      {"max_new_tokens", &S::max_new_tokens},
+      {"seed", &S::seed},
+      {"chat", &S::chat},
+      {"top_k", &S::top_k},
+      {"near_tie_ulps", &S::near_tie_ulps},
+      {"oracle", &S::oracle},
+      {"oracle_device", &S::oracle_device, true},
+      {"range_watch", &S::range_watch, true},
+      {"saturation_fraction", &S::saturation_fraction, true},
+      {"deterministic_algorithms", &S::deterministic_algorithms},
+      {"num_threads", &S::num_threads},
+  };
+  return fields;
+}
+
+// ModelInfo without config (free JSON, kept as it is).
+template <>
+const std::vector<Field<ModelInfo>>& FieldsOf<ModelInfo>() {
+  using S = ModelInfo;
+  static const std::vector<Field<S>> fields = {
+      {"path", &S::path},
+      {"architecture", &S::architecture},
+      {"convert_from", &S::convert_from},
+      {"variants", &S::variants},
+  };
+  return fields;
+}
+
+// PairSummary without its pair (a nested object).
+template <>
+const std::vector<Field<PairSummary>>& FieldsOf<PairSummary>() {
+  using S = PairSummary;
+  static const std::vector<Field<S>> fields = {
+      {"id", &S::id},
+      {"runs", &S::runs},
+      {"mean_kl", &S::mean_kl},
+      {"max_kl", &S::max_kl},
+      {"top1_agreement", &S::top1_agreement},
+      {"identical_fraction", &S::identical_fraction},
+      {"pass", &S::pass},
+  };
+  return fields;
+}
+
+// Run's scalar fields and token lists (pair, first_divergence, verdict, metrics, oracle,
+// thresholds, unavailable_metrics and range_watch are objects: written and read beside the table).
+template <>
+const std::vector<Field<Run>>& FieldsOf<Run>() {
+  using S = Run;
+  static const std::vector<Field<S>> fields = {
+      {"id", &S::id},
+      {"prompt_index", &S::prompt_index},
+      {"prompt", &S::prompt},
+      {"chat", &S::chat},
+      {"prompt_tokens", &S::prompt_tokens},
+      {"tokens_a", &S::tokens_a},
+      {"tokens_b", &S::tokens_b},
+      {"text_a", &S::text_a},
+      {"text_b", &S::text_b},
+      {"elapsed_s", &S::elapsed_s},
+      {"pass", &S::pass},
+  };
+  return fields;
+}
+
+template <typename S>
+json Write(const S& s) {
+  return WriteFields(s, FieldsOf<S>());
+}
+template <typename S>
+S Read(const Reader& r) {
+  S s;
+  ReadFields(r, s, FieldsOf<S>());
   return s;
 }
-Pair PairFromJson(const Reader& r) { return {SideFromJson(r.Child("a")), SideFromJson(r.Child("b"))}; }
 
-VerdictEvidence EvidenceFromJson(const Reader& e);
+// ---------------------------------------------------------------------------------------------
+// Readers of the structs with nested parts.
 
-FirstDivergence DivergenceFromJson(const Reader& r) {
-  FirstDivergence d;
-  d.step = r.Int("step");
-  d.position = r.Int("position");
-  d.token_a = r.Int("token_a");
-  d.token_b = r.Int("token_b");
-  d.text_a = r.String("text_a");
-  d.text_b = r.String("text_b");
-  d.context = r.String("context");
-  d.margin_a = r.Double("margin_a");
-  d.margin_b = r.Double("margin_b");
-  d.noise = r.Double("noise");
-  d.flip_gap = r.Double("flip_gap");
-  d.tolerance = r.Double("tolerance");
+SideSpec SideFrom(const Reader& r) { return Read<SideSpec>(r); }
+Pair PairFrom(const Reader& r) { return {SideFrom(r.Child("a")), SideFrom(r.Child("b"))}; }
+
+VerdictEvidence EvidenceFrom(const Reader& r) { return Read<VerdictEvidence>(r); }
+
+FirstDivergence DivergenceFrom(const Reader& r) {
+  FirstDivergence d = Read<FirstDivergence>(r);
   d.kind = r.String("kind");
   std::optional<DivergenceKind> kind = ParseDivergenceKind(d.kind);
   if (!kind) {
@@ -381,9 +547,8 @@ FirstDivergence DivergenceFromJson(const Reader& r) {
            r.At("kind"));
   }
   d.kind = DivergenceKindName(*kind);  // schema 1's "near_tie" is "rounding"
-  d.after_newline = r.Bool("after_newline");
   if (r.Has("evidence")) {
-    d.evidence = EvidenceFromJson(r.Child("evidence"));
+    d.evidence = EvidenceFrom(r.Child("evidence"));
   } else {  // schema 1: the ULP rule decided
     d.evidence.source = "ulp";
     d.evidence.reason = fmt::format("flip gap {:.3g} against a tolerance of {:.3g} (schema 1 file)",
@@ -392,138 +557,35 @@ FirstDivergence DivergenceFromJson(const Reader& r) {
   return d;
 }
 
-VerdictEvidence EvidenceFromJson(const Reader& e) {
-  {
-    VerdictEvidence v;
-    v.source = e.String("source");
-    v.reason = e.String("reason");
-    v.precision = e.String("precision");
-    v.depth = e.Int("depth");
-    v.fp64_rel_diff = e.OptionalDouble("fp64_rel_diff");
-    v.fp64_token_a = e.OptionalInt("fp64_token_a");
-    v.fp64_token_b = e.OptionalInt("fp64_token_b");
-    v.fp64_agrees_with = e.OptionalString("fp64_agrees_with");
-    v.a_err_vs_fp64 = e.OptionalDouble("a_err_vs_fp64");
-    v.b_err_vs_fp64 = e.OptionalDouble("b_err_vs_fp64");
-    v.budget_a = e.OptionalDouble("budget_a");
-    v.budget_b = e.OptionalDouble("budget_b");
-    v.noise_steps = e.Int("noise_steps");
-    v.observed_noise = e.OptionalDouble("observed_noise");
-    v.rel_diff = e.OptionalDouble("rel_diff");
-    v.rounding_budget = e.OptionalDouble("rounding_budget");
-    v.failing_side = e.OptionalString("failing_side");
-    v.overflow_point = e.OptionalString("overflow_point");
-    return v;
-  }
-}
-
-RunMetrics MetricsFromJson(const Reader& r) {
-  RunMetrics m;
-  m.steps = r.Int("steps");
-  m.same_context_steps = r.Int("same_context_steps");
-  m.max_abs_logit_diff = r.Double("max_abs_logit_diff");
-  m.rms_logit_diff_mean = r.Double("rms_logit_diff_mean");
-  m.max_kl = r.Double("max_kl");
-  m.mean_kl = r.Double("mean_kl");
-  m.p50_kl = r.Double("p50_kl");
-  m.p90_kl = r.Double("p90_kl");
-  m.p99_kl = r.Double("p99_kl");
-  m.mean_js = r.Double("mean_js");
-  m.max_nmse = r.OptionalDouble("max_nmse");
-  m.min_cosine = r.OptionalDouble("min_cosine");
-  m.top1_agreement = r.Double("top1_agreement");
-  m.topk_overlap_mean = r.Double("topk_overlap_mean");
-  m.first_divergence_step = r.OptionalInt("first_divergence_step");
-  if (r.Has("nonfinite_steps")) m.nonfinite_steps = r.Int("nonfinite_steps");
-  if (r.Has("after_split")) {
-    Reader a = r.Child("after_split");
-    m.after_split.steps = a.Int("steps");
-    m.after_split.mean_kl = a.Double("mean_kl");
-    m.after_split.max_kl = a.Double("max_kl");
-    m.after_split.top1_agreement = a.Double("top1_agreement");
-  }
-  if (r.Has("max_logprob_diff")) m.max_logprob_diff = r.OptionalDouble("max_logprob_diff");
+RunMetrics MetricsFrom(const Reader& r) {
+  RunMetrics m = Read<RunMetrics>(r);
+  if (r.Has("after_split")) m.after_split = Read<AfterSplitMetrics>(r.Child("after_split"));
   return m;
 }
 
-OracleResult OracleFromJson(const Reader& r) {
-  OracleResult o;
-  o.reference_model = r.String("reference_model");
-  o.a_rms_error_vs_fp64 = r.Double("a_rms_error_vs_fp64");
-  o.b_rms_error_vs_fp64 = r.Double("b_rms_error_vs_fp64");
-  o.comparable_steps = r.Int("comparable_steps");
-  o.a_rms_error_vs_reference = r.Double("a_rms_error_vs_reference");
-  o.b_rms_error_vs_reference = r.Double("b_rms_error_vs_reference");
-  o.fp64_models_rms_diff = r.Double("fp64_models_rms_diff");
-  o.multiplier = r.Double("multiplier");
-  o.acceptable = r.OptionalBool("acceptable");
-  o.rule = r.String("rule");
-  return o;
-}
-
 RangeWatch RangeWatchFrom(const Reader& r) {
-  RangeWatch w;
-  w.policy = r.String("policy");
-  w.saturation_fraction = r.Double("saturation_fraction");
-  w.first_out_of_range = r.OptionalString("first_out_of_range");
-  w.first_non_finite = r.OptionalString("first_non_finite");
-  w.first_saturating = r.OptionalString("first_saturating");
-  w.largest_fraction_point = r.OptionalString("largest_fraction_point");
-  w.largest_fraction = r.Double("largest_fraction");
+  RangeWatch w = Read<RangeWatch>(r);
   for (const auto& [element, path] : r.Array("points")) {
-    Reader p(*element, path, r.source());
-    RangePoint point;
-    point.name = p.String("name");
-    point.precision = p.String("precision");
-    point.largest_finite = p.Double("largest_finite");
-    point.max_abs = p.Double("max_abs");
-    point.non_finite = p.Int("non_finite");
-    point.saturating = p.Bool("saturating");
-    point.first_out_of_range_step = p.OptionalInt("first_out_of_range_step");
-    w.points.push_back(std::move(point));
+    w.points.push_back(Read<RangePoint>(Reader(*element, path, r.source())));
   }
   return w;
 }
 
-Thresholds ThresholdsFrom(const Reader& r) {
-  Thresholds t;
-  t.max_kl = r.OptionalDouble("max_kl");
-  t.mean_kl = r.OptionalDouble("mean_kl");
-  t.p99_kl = r.OptionalDouble("p99_kl");
-  t.max_abs_logit_diff = r.OptionalDouble("max_abs_logit_diff");
-  t.min_top1_agreement = r.OptionalDouble("min_top1_agreement");
-  t.min_first_divergence_step = r.OptionalInt("min_first_divergence_step");
-  t.fail_on_real_divergence = r.Bool("fail_on_real_divergence");
-  t.require_oracle_acceptable = r.Bool("require_oracle_acceptable");
-  return t;
-}
-
-Run RunFromJson(const Reader& r) {
-  Run run;
-  run.id = r.String("id");
-  run.prompt_index = r.Int("prompt_index");
-  run.prompt = r.OptionalString("prompt");
-  run.chat = r.Bool("chat");
-  run.prompt_tokens = r.Ints("prompt_tokens");
-  run.pair = PairFromJson(r.Child("pair"));
-  run.tokens_a = r.Ints("tokens_a");
-  run.tokens_b = r.Ints("tokens_b");
-  run.text_a = r.String("text_a");
-  run.text_b = r.String("text_b");
-  if (auto d = r.OptionalChild("first_divergence")) run.first_divergence = DivergenceFromJson(*d);
+Run RunFrom(const Reader& r) {
+  Run run = Read<Run>(r);
+  run.pair = PairFrom(r.Child("pair"));
+  if (auto d = r.OptionalChild("first_divergence")) run.first_divergence = DivergenceFrom(*d);
   if (r.Has("verdict")) {
     if (auto v = r.OptionalChild("verdict")) {
       std::optional<DivergenceKind> kind = ParseDivergenceKind(v->String("kind"));
       if (!kind) v->Fail("kind", "a verdict kind", v->At("kind"));
       run.verdict_kind = DivergenceKindName(*kind);
-      run.verdict_evidence = EvidenceFromJson(v->Child("evidence"));
+      run.verdict_evidence = EvidenceFrom(v->Child("evidence"));
     }
   }
-  run.metrics = MetricsFromJson(r.Child("metrics"));
-  if (auto o = r.OptionalChild("oracle")) run.oracle = OracleFromJson(*o);
-  run.thresholds = ThresholdsFrom(r.Child("thresholds"));
-  run.elapsed_s = r.Double("elapsed_s");
-  run.pass = r.Bool("pass");
+  run.metrics = MetricsFrom(r.Child("metrics"));
+  if (auto o = r.OptionalChild("oracle")) run.oracle = Read<OracleResult>(*o);
+  run.thresholds = Read<Thresholds>(r.Child("thresholds"));
   if (r.Has("unavailable_metrics")) {
     for (const auto& [element, path] : r.Array("unavailable_metrics")) {
       Reader u(*element, path, r.source());
@@ -539,117 +601,126 @@ Run RunFromJson(const Reader& r) {
   return run;
 }
 
-Settings SettingsFromJson(const Reader& r) {
-  Settings s;
-  s.device = r.String("device");
-  s.mode = r.String("mode");
+Settings SettingsFrom(const Reader& r) {
+  Settings s = Read<Settings>(r);
   if (s.mode != "free" && s.mode != "teacher_forced") {
     r.Fail("mode", "\"free\" or \"teacher_forced\"", r.At("mode"));
   }
-  s.teacher = r.String("teacher");
-  s.max_new_tokens = r.Int("max_new_tokens");
-  s.seed = static_cast<uint64_t>(r.Int("seed"));
-  s.chat = r.Bool("chat");
-  s.top_k = r.Int("top_k");
-  s.near_tie_ulps = r.Double("near_tie_ulps");
-  s.oracle = r.Bool("oracle");
-  if (r.Has("oracle_device")) s.oracle_device = r.String("oracle_device");
-  if (r.Has("range_watch")) {
-    s.range_watch = r.String("range_watch");
-    if (s.range_watch != "on" && s.range_watch != "off" && s.range_watch != "auto") {
-      r.Fail("range_watch", "\"on\", \"off\" or \"auto\"", r.At("range_watch"));
-    }
+  if (s.range_watch != "on" && s.range_watch != "off" && s.range_watch != "auto") {
+    r.Fail("range_watch", "\"on\", \"off\" or \"auto\"", r.At("range_watch"));
   }
-  if (r.Has("saturation_fraction")) s.saturation_fraction = r.Double("saturation_fraction");
-  s.deterministic_algorithms = r.Bool("deterministic_algorithms");
-  s.num_threads = r.Int("num_threads");
   return s;
 }
 
-ModelInfo ModelFromJson(const Reader& r) {
-  ModelInfo m;
-  m.path = r.String("path");
-  m.architecture = r.String("architecture");
-  m.convert_from = r.OptionalString("convert_from");
-  m.variants = r.String("variants");
+ModelInfo ModelFrom(const Reader& r) {
+  ModelInfo m = Read<ModelInfo>(r);
   m.config = r.At("config");
   return m;
 }
 
-PairSummary PairSummaryFromJson(const Reader& r) {
-  PairSummary p;
-  p.id = r.String("id");
-  p.pair = PairFromJson(r.Child("pair"));
-  p.runs = r.Strings("runs");
-  p.mean_kl = r.Double("mean_kl");
-  p.max_kl = r.Double("max_kl");
-  p.top1_agreement = r.Double("top1_agreement");
-  p.identical_fraction = r.Doubles("identical_fraction");
-  p.pass = r.Bool("pass");
+PairSummary PairSummaryFrom(const Reader& r) {
+  PairSummary p = Read<PairSummary>(r);
+  p.pair = PairFrom(r.Child("pair"));
   return p;
+}
+
+json UnavailableJson(const std::vector<UnavailableMetric>& items) {
+  json out = json::array();
+  for (const UnavailableMetric& u : items) out.push_back({{"metric", u.metric}, {"reason", u.reason}});
+  return out;
 }
 
 }  // namespace
 
-nlohmann::json ToJson(const StepRecord& s) {
-  return {{"run", s.run},
-          {"step", s.step},
-          {"position", s.position},
-          {"same_context", s.same_context},
-          {"token_a", s.token_a},
-          {"token_b", s.token_b},
-          {"max_abs_diff", Number(s.max_abs_diff)},
-          {"rms_diff", Number(s.rms_diff)},
-          {"kl", Number(s.kl)},
-          {"kl_reverse", Number(s.kl_reverse)},
-          {"js", Number(s.js)},
-          {"nmse", Number(s.nmse)},
-          {"cosine", Number(s.cosine)},
-          {"top1_agree", s.top1_agree},
-          {"topk_overlap", Number(s.topk_overlap)},
-          {"rank_b_in_a", s.rank_b_in_a},
-          {"rank_a_in_b", s.rank_a_in_b},
-          {"margin_a", Number(s.margin_a)},
-          {"margin_b", Number(s.margin_b)},
-          {"noise", Number(s.noise)},
-          {"err_a_fp64", Number(s.err_a_fp64)},
-          {"err_b_fp64", Number(s.err_b_fp64)},
-          {"nonfinite_a", s.nonfinite_a},
-          {"nonfinite_b", s.nonfinite_b},
-          {"logprob_max_abs_diff", Number(s.logprob_max_abs_diff)},
-          {"shared_ids", OrNull(s.shared_ids)}};
+// ---------------------------------------------------------------------------------------------
+// Writing
+
+json ToJson(const SideSpec& s) {
+  json side = Write(s);
+  // A precision policy, spelled out: which precision each overridden module runs in.
+  if (auto policy = forward::TryParsePrecisionPolicy(s.precision); policy && !policy->Uniform()) {
+    json overrides = json::array();
+    for (const forward::PrecisionOverride& o : policy->overrides) {
+      json layers = nullptr;
+      if (o.layers) layers = {o.layers->first, o.layers->second};
+      overrides.push_back({{"module", forward::ModuleName(o.module)},
+                           {"layers", layers},
+                           {"precision", forward::PrecisionName(o.precision)}});
+    }
+    side["policy"] = {{"base", forward::PrecisionName(policy->base)},
+                      {"overrides", overrides},
+                      {"tf32", policy->tf32}};
+  }
+  return side;
+}
+json ToJson(const Pair& p) { return {{"a", ToJson(p.a)}, {"b", ToJson(p.b)}}; }
+json ToJson(const VerdictEvidence& e) { return Write(e); }
+
+json ToJson(const FirstDivergence& d) {
+  json out = Write(d);
+  out["kind"] = d.kind;
+  out["evidence"] = ToJson(d.evidence);
+  return out;
 }
 
+json ToJson(const RunMetrics& m) {
+  json out = Write(m);
+  out["after_split"] = Write(m.after_split);
+  return out;
+}
+
+json ToJson(const OracleResult& o) { return Write(o); }
+
+json ToJson(const RangeWatch& w) {
+  json points = json::array();
+  for (const RangePoint& p : w.points) {
+    json point = Write(p);
+    point["fraction"] = Number(p.fraction());
+    point["out_of_range"] = p.out_of_range();
+    points.push_back(point);
+  }
+  json out = Write(w);
+  out["points"] = points;
+  return out;
+}
+
+json ToJson(const Run& r) {
+  json out = Write(r);
+  out["pair"] = ToJson(r.pair);
+  out["first_divergence"] = r.first_divergence ? ToJson(*r.first_divergence) : json(nullptr);
+  out["verdict"] = r.verdict_kind ? json{{"kind", *r.verdict_kind},
+                                         {"evidence", ToJson(r.verdict_evidence)}}
+                                  : json(nullptr);
+  out["metrics"] = ToJson(r.metrics);
+  out["oracle"] = r.oracle ? ToJson(*r.oracle) : json(nullptr);
+  out["thresholds"] = ToJson(r.thresholds);
+  out["unavailable_metrics"] = UnavailableJson(r.unavailable_metrics);
+  out["range_watch"] = r.range_a || r.range_b
+                           ? json{{"a", r.range_a ? ToJson(*r.range_a) : json(nullptr)},
+                                  {"b", r.range_b ? ToJson(*r.range_b) : json(nullptr)}}
+                           : json(nullptr);
+  return out;
+}
+
+json ToJson(const Failure& f) { return Write(f); }
+json ToJson(const Settings& s) { return Write(s); }
+
+json ToJson(const ModelInfo& m) {
+  json out = Write(m);
+  out["config"] = m.config;
+  return out;
+}
+
+json ToJson(const PairSummary& p) {
+  json out = Write(p);
+  out["pair"] = ToJson(p.pair);
+  return out;
+}
+
+nlohmann::json ToJson(const StepRecord& s) { return Write(s); }
+
 StepRecord StepRecordFromJson(const nlohmann::json& json, const std::string& source) {
-  Reader r(json, "", source);
-  StepRecord s;
-  s.run = r.String("run");
-  s.step = r.Int("step");
-  s.position = r.Int("position");
-  s.same_context = r.Bool("same_context");
-  s.token_a = r.Int("token_a");
-  s.token_b = r.Int("token_b");
-  s.max_abs_diff = r.Double("max_abs_diff");
-  s.rms_diff = r.Double("rms_diff");
-  s.kl = r.Double("kl");
-  s.kl_reverse = r.Double("kl_reverse");
-  s.js = r.Double("js");
-  s.nmse = r.OptionalDouble("nmse");
-  s.cosine = r.OptionalDouble("cosine");
-  s.top1_agree = r.Bool("top1_agree");
-  s.topk_overlap = r.Double("topk_overlap");
-  s.rank_b_in_a = r.Int("rank_b_in_a");
-  s.rank_a_in_b = r.Int("rank_a_in_b");
-  s.margin_a = r.Double("margin_a");
-  s.margin_b = r.Double("margin_b");
-  s.noise = r.Double("noise");
-  s.err_a_fp64 = r.OptionalDouble("err_a_fp64");
-  s.err_b_fp64 = r.OptionalDouble("err_b_fp64");
-  if (r.Has("nonfinite_a")) s.nonfinite_a = r.Int("nonfinite_a");
-  if (r.Has("nonfinite_b")) s.nonfinite_b = r.Int("nonfinite_b");
-  if (r.Has("logprob_max_abs_diff")) s.logprob_max_abs_diff = r.OptionalDouble("logprob_max_abs_diff");
-  if (r.Has("shared_ids")) s.shared_ids = r.OptionalInt("shared_ids");
-  return s;
+  return Read<StepRecord>(Reader(json, "", source));
 }
 
 bool AnyGate(const Thresholds& t) {
@@ -657,23 +728,14 @@ bool AnyGate(const Thresholds& t) {
          t.min_first_divergence_step || t.fail_on_real_divergence || t.require_oracle_acceptable;
 }
 
-nlohmann::json ToJson(const Thresholds& t) {
-  return {{"max_kl", Number(t.max_kl)},
-          {"mean_kl", Number(t.mean_kl)},
-          {"p99_kl", Number(t.p99_kl)},
-          {"max_abs_logit_diff", Number(t.max_abs_logit_diff)},
-          {"min_top1_agreement", Number(t.min_top1_agreement)},
-          {"min_first_divergence_step", OrNull(t.min_first_divergence_step)},
-          {"fail_on_real_divergence", t.fail_on_real_divergence},
-          {"require_oracle_acceptable", t.require_oracle_acceptable}};
-}
+nlohmann::json ToJson(const Thresholds& t) { return Write(t); }
 
 RangeWatch RangeWatchFromJson(const nlohmann::json& json, const std::string& source) {
   return RangeWatchFrom(Reader(json, "", source));
 }
 
 Thresholds ThresholdsFromJson(const nlohmann::json& json, const std::string& source) {
-  return ThresholdsFrom(Reader(json, "thresholds", source));
+  return Read<Thresholds>(Reader(json, "thresholds", source));
 }
 
 nlohmann::json ToJson(const Summary& s) {
@@ -728,25 +790,23 @@ Summary SummaryFromJson(const nlohmann::json& json, const std::string& source) {
   Reader case_ref = r.Child("case");
   s.case_ref.name = case_ref.String("name");
   s.case_ref.path = case_ref.OptionalString("path");
-  s.settings = SettingsFromJson(r.Child("settings"));
+  s.settings = SettingsFrom(r.Child("settings"));
   Reader models = r.Child("models");
   for (const auto& item : models.object().items()) {
-    s.models[item.key()] = ModelFromJson(models.Child(item.key()));
+    s.models[item.key()] = ModelFrom(models.Child(item.key()));
   }
-  s.thresholds = ThresholdsFrom(r.Child("thresholds"));
+  s.thresholds = Read<Thresholds>(r.Child("thresholds"));
   Reader verdict = r.Child("verdict");
   s.verdict.pass = verdict.Bool("pass");
   if (verdict.Has("gated")) s.verdict.gated = verdict.Bool("gated");
   for (const auto& [element, path] : verdict.Array("failures")) {
-    Reader f(*element, path, source);
-    s.verdict.failures.push_back({f.String("run"), f.String("gate"), f.OptionalDouble("value"),
-                                  f.OptionalDouble("threshold"), f.String("message")});
+    s.verdict.failures.push_back(Read<Failure>(Reader(*element, path, source)));
   }
   for (const auto& [element, path] : r.Array("runs")) {
-    s.runs.push_back(RunFromJson(Reader(*element, path, source)));
+    s.runs.push_back(RunFrom(Reader(*element, path, source)));
   }
   for (const auto& [element, path] : r.Array("pairs")) {
-    s.pairs.push_back(PairSummaryFromJson(Reader(*element, path, source)));
+    s.pairs.push_back(PairSummaryFrom(Reader(*element, path, source)));
   }
   if (r.Has("traces")) {
     for (const auto& [element, path] : r.Array("traces")) {

@@ -430,54 +430,22 @@ std::vector<Failure> CheckGates(const Run& run, const Thresholds& t) {
 std::vector<PairSummary> SummarizePairs(const std::vector<Run>& runs,
                                         const std::vector<StepRecord>& steps,
                                         int64_t max_new_tokens) {
-  struct Totals {
-    double sum_kl = 0, max_kl = 0;
-    int64_t count = 0, agree = 0;
-  };
-  std::map<std::string, Totals> by_run;
-  for (const StepRecord& s : steps) {
-    if (!s.same_context) continue;  // like with like: after-split steps are reported per run
-    Totals& t = by_run[s.run];
-    t.sum_kl += s.kl;
-    t.max_kl = MaxPropagatingNan(t.max_kl, s.kl);
-    ++t.count;
-    if (s.top1_agree) ++t.agree;
+  // Pairs in order of their first run, each with its runs in order.
+  std::vector<PairSummary> identities;
+  std::map<std::string, std::vector<const Run*>> runs_of_pair;
+  for (const Run& run : runs) {
+    const std::string id = PairId(run.pair);
+    if (!runs_of_pair.count(id)) {
+      PairSummary identity;
+      identity.id = id;
+      identity.pair = run.pair;
+      identities.push_back(identity);
+    }
+    runs_of_pair[id].push_back(&run);
   }
   std::vector<PairSummary> pairs;
-  std::map<std::string, size_t> index;
-  std::map<std::string, Totals> totals;
-  for (const Run& run : runs) {
-    std::string id = PairId(run.pair);
-    if (!index.count(id)) {
-      index[id] = pairs.size();
-      PairSummary p;
-      p.id = id;
-      p.pair = run.pair;
-      pairs.push_back(p);
-    }
-    PairSummary& p = pairs[index[id]];
-    p.runs.push_back(run.id);
-    p.pass = p.pass && run.pass;
-    Totals& sum = totals[id];
-    const Totals& r = by_run[run.id];
-    sum.sum_kl += r.sum_kl;
-    sum.max_kl = MaxPropagatingNan(sum.max_kl, r.max_kl);
-    sum.count += r.count;
-    sum.agree += r.agree;
-  }
-  for (PairSummary& p : pairs) {
-    const Totals& sum = totals[p.id];
-    p.mean_kl = sum.count ? sum.sum_kl / sum.count : 0;
-    p.max_kl = sum.max_kl;
-    p.top1_agreement = sum.count ? static_cast<double>(sum.agree) / sum.count : 1.0;
-    for (int64_t t = 0; t < max_new_tokens; ++t) {
-      int64_t identical = 0;
-      for (const Run& run : runs) {
-        if (PairId(run.pair) != p.id) continue;
-        if (!run.first_divergence || run.first_divergence->step > t) ++identical;
-      }
-      p.identical_fraction.push_back(static_cast<double>(identical) / p.runs.size());
-    }
+  for (const PairSummary& identity : identities) {
+    pairs.push_back(SummarizePair(identity, runs_of_pair[identity.id], steps, max_new_tokens));
   }
   return pairs;
 }

@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "harness/compare/metrics.h"
 #include "harness/core/error.h"
 #include "harness/report/run_view.h"
 
@@ -114,45 +115,6 @@ void CheckShardCoverage(const std::vector<ShardOutputs>& shards, std::vector<std
 }
 
 }  // namespace
-
-compare::PairSummary SummarizePair(const compare::PairSummary& identity,
-                                   const std::vector<const compare::Run*>& runs,
-                                   const std::vector<compare::StepRecord>& steps,
-                                   int64_t max_new_tokens) {
-  compare::PairSummary pair;
-  pair.id = identity.id;
-  pair.pair = identity.pair;
-  double kl_sum = 0;
-  int64_t count = 0, agree = 0;
-  std::map<std::string, std::vector<const compare::StepRecord*>> steps_of_run;
-  for (const compare::StepRecord& step : steps) steps_of_run[step.run].push_back(&step);
-  for (const compare::Run* run : runs) {
-    pair.runs.push_back(run->id);
-    pair.pass = pair.pass && run->pass;
-    // Sum each run's steps first, then the runs, as the comparison does (suite.cpp), so the merged
-    // mean is bit-identical to an unsharded run's.
-    double run_kl_sum = 0;
-    for (const compare::StepRecord* step : steps_of_run[run->id]) {
-      if (!step->same_context) continue;  // as the comparison: same-context steps only
-      run_kl_sum += step->kl;
-      pair.max_kl = compare::MaxPropagatingNan(pair.max_kl, step->kl);
-      agree += step->top1_agree ? 1 : 0;
-      ++count;
-    }
-    kl_sum += run_kl_sum;
-  }
-  pair.mean_kl = count > 0 ? kl_sum / static_cast<double>(count) : 0;
-  pair.top1_agreement = count > 0 ? static_cast<double>(agree) / static_cast<double>(count) : 1;
-  for (int64_t t = 0; t < max_new_tokens; ++t) {
-    int64_t identical = 0;
-    for (const compare::Run* run : runs) {
-      identical += (!run->first_divergence || run->first_divergence->step > t) ? 1 : 0;
-    }
-    pair.identical_fraction.push_back(
-        runs.empty() ? 1.0 : static_cast<double>(identical) / static_cast<double>(runs.size()));
-  }
-  return pair;
-}
 
 compare::RunOutputs MergeShards(const std::vector<ShardOutputs>& shards) {
   if (shards.empty()) throw InputError("parity merge: no shard directories given");
@@ -296,7 +258,7 @@ compare::RunOutputs MergeShards(const std::vector<ShardOutputs>& shards) {
       }
     }
     summary.pairs.push_back(
-        SummarizePair(identity, runs, merged.steps, summary.settings.max_new_tokens));
+        compare::SummarizePair(identity, runs, merged.steps, summary.settings.max_new_tokens));
   }
 
   // Verdict: the shards' gate failures (gates are per run), in merged run order.

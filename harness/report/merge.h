@@ -29,12 +29,7 @@ compare::RunOutputs MergeShards(const std::vector<ShardOutputs>& shards);
 // Reads every directory (summary.json, steps.jsonl, shard.json) and merges them.
 compare::RunOutputs MergeShardDirs(const std::vector<std::string>& dirs);
 
-// A pair's aggregate over its runs (in the given order) and their steps, as reports/SCHEMA.md
-// defines pairs[]: mean/max KL and same-top-1 over all compared steps, identical_fraction[t] for
-// t < max_new_tokens, pass when every run passes. `identity` supplies id and pair.
-compare::PairSummary SummarizePair(const compare::PairSummary& identity,
-                                   const std::vector<const compare::Run*>& runs,
-                                   const std::vector<compare::StepRecord>& steps,
-                                   int64_t max_new_tokens);
+// (A pair's aggregate over its runs: compare::SummarizePair, compare/metrics.h, shared with the
+// comparison itself.)
 
 }  // namespace parity::report
