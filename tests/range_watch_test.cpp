@@ -122,6 +122,10 @@ TEST(RangeWatch, SaturationRiskIsNamedAtTheLayerAndLeavesTheVerdictAlone) {
     if (q.name == "layer 5 mlp") break;
     EXPECT_FALSE(q.saturating) << q.name << " " << q.fraction();
   }
+  std::cout << "verdict with the watch: " << with.run.verdict_kind.value_or("-") << " at step "
+            << (with.run.first_divergence ? std::to_string(with.run.first_divergence->step)
+                                          : std::string("-"))
+            << "; without: " << without.run.verdict_kind.value_or("-") << "\n";
   // The verdict (kind, step) is the one the run gets without the watch.
   EXPECT_EQ(with.run.verdict_kind, without.run.verdict_kind);
   EXPECT_EQ(with.run.first_divergence.has_value(), without.run.first_divergence.has_value());
@@ -161,6 +165,8 @@ TEST(RangeWatch, Fp16OverflowIsAPrecisionFailureAtTheLayerAndBf16StaysInRange) {
   const compare::RunOutcome bf =
       compare::RunPair(*fp32, *bf16, Request("bf16", true), compare::IdTextDecoder());
   ASSERT_TRUE(bf.run.range_b.has_value());
+  std::cout << compare::DescribeRangeWatch("B", *bf.run.range_b) << "\n"
+            << "fp16 verdict: " << compare::DescribeVerdict(*out.run.first_divergence) << "\n";
   EXPECT_FALSE(bf.run.range_b->first_out_of_range.has_value());
   EXPECT_FALSE(bf.run.range_b->first_saturating.has_value());
   const compare::RangePoint& p = PointNamed(*bf.run.range_b, "layer 5 mlp");
