@@ -16,6 +16,7 @@
 #include <vector>
 
 #include <ATen/ATen.h>
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -25,6 +26,7 @@
 #include "harness/compare/suite.h"
 #include "harness/compare/verdict.h"
 #include "harness/forward/causal_lm.h"
+#include "harness/forward/memory_plan.h"
 #include "harness/report/html.h"
 #include "harness/report/markdown.h"
 #include "harness/report/terminal.h"
@@ -276,6 +278,16 @@ TEST(RangeWatchCli, OnForFp16SidesOffForBf16UnlessAsked) {
   EXPECT_EQ(s.runs[0].range_b->first_saturating.value_or("none"), "layer 5 mlp");
   EXPECT_NE(output.find("range watch: B fp16: saturation risk from layer 5 mlp"),
             std::string::npos) << output;
+  // Sides decoded one after the other (a memory limit that holds one model, not two): each side is
+  // watched while its model is loaded, with the same figures as in lockstep.
+  const int64_t one = forward::EstimateFootprint(planted.config, Precision::kFP32, c10::kCPU, 5 + 3,
+                                                 "m@fp32").total();
+  const compare::Summary alone =
+      compare("fp16", fmt::format("--memory-limit {}", 1.2 * static_cast<double>(one) / 1e9));
+  EXPECT_NE(output.find("decoding one side after the other"), std::string::npos) << output;
+  ASSERT_TRUE(alone.runs[0].range_a && alone.runs[0].range_b);
+  EXPECT_EQ(compare::ToJson(*alone.runs[0].range_a), compare::ToJson(*s.runs[0].range_a));
+  EXPECT_EQ(compare::ToJson(*alone.runs[0].range_b), compare::ToJson(*s.runs[0].range_b));
   s = compare("bf16", "");
   EXPECT_FALSE(s.runs[0].range_b.has_value());
   s = compare("bf16", "--range-watch --saturation-fraction 1e-40");

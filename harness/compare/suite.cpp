@@ -875,8 +875,11 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
       for (size_t r = 0; r < second_runs.size(); ++r) {
         const decode::SideRun& a = first_is_a ? first_runs[r] : second_runs[r];
         const decode::SideRun& b = first_is_a ? second_runs[r] : first_runs[r];
-        const std::optional<RangeWatch>& range_a = first_is_a ? first_ranges[r] : second_ranges[r];
-        const std::optional<RangeWatch>& range_b = first_is_a ? second_ranges[r] : first_ranges[r];
+        const std::optional<RangeWatch> none;
+        const std::optional<RangeWatch>& second_range =
+            r < second_ranges.size() ? second_ranges[r] : none;
+        const std::optional<RangeWatch>& range_a = first_is_a ? first_ranges[r] : second_range;
+        const std::optional<RangeWatch>& range_b = first_is_a ? second_range : first_ranges[r];
         outcomes.push_back(RunDecodedPair(a, b, depth, requests[r], text, range_a, range_b));
       }
     }
