@@ -25,6 +25,8 @@
 #include "harness/compare/run_result.h"
 #include "harness/compare/suite.h"
 #include "harness/compare/verdict.h"
+#include "harness/diagnose/localize.h"
+#include "harness/diagnose/model_source.h"
 #include "harness/forward/causal_lm.h"
 #include "harness/forward/memory_plan.h"
 #include "harness/report/html.h"
@@ -179,6 +181,32 @@ TEST(RangeWatch, Fp16OverflowIsAPrecisionFailureAtTheLayerAndBf16StaysInRange) {
   EXPECT_TRUE(!bf.run.first_divergence || bf.run.first_divergence->kind != "precision_failure");
 }
 
+// localize's watch: the same rules, its saturation fraction configurable, and (with the prompt
+// length) the step where a point leaves the range.
+TEST(RangeWatch, LocalizeNamesTheSaturatedAndTheOverflowingLayer) {
+  const Planted planted;
+  diagnose::LocalizeOptions options;
+  options.precision = Precision::kFP16;
+  options.step = 2;
+  const std::vector<int64_t> prompt = testing::PrecisionTestPrompt();
+  for (const double fraction : {0.7, 1.5}) {
+    const forward::Weights weights = planted.At(fraction);
+    const diagnose::ModelSource source = diagnose::WeightsSource("m", planted.config, weights);
+    options.saturation_fraction = fraction < 1 ? 0.6 : 0.5;
+    const diagnose::LocalizeResult r = diagnose::Localize(source, source, prompt, options);
+    ASSERT_TRUE(r.range_b.has_value());
+    std::cout << compare::DescribeRangeWatch("B", *r.range_b) << "\n";
+    EXPECT_EQ(r.range_b->saturation_fraction, options.saturation_fraction);
+    EXPECT_EQ(r.range_b->first_saturating.value_or("none"), "layer 5 mlp");
+    if (fraction < 1) {
+      EXPECT_FALSE(r.range_b->first_out_of_range.has_value());
+    } else {
+      EXPECT_EQ(r.range_b->first_out_of_range.value_or("none"), "layer 5 mlp");
+      EXPECT_EQ(PointNamed(*r.range_b, "layer 5 mlp").first_out_of_range_step, 0);
+    }
+  }
+}
+
 // A watch with one point out of range from `step` on (finite logits everywhere).
 compare::RangeWatch WatchOutOfRangeAt(int64_t step) {
   compare::RangeWatch w = compare::StartRangeWatch(Precision::kFP16, 0.5);
@@ -297,6 +325,13 @@ TEST(RangeWatchCli, OnForFp16SidesOffForBf16UnlessAsked) {
   s = compare("fp16", "--no-range-watch");
   EXPECT_EQ(s.settings.range_watch, "off");
   EXPECT_FALSE(s.runs[0].range_b.has_value());
+  // localize takes the fraction too.
+  ASSERT_EQ(RunCommand("( " + ParityCli() + " localize " + model + " " + model +
+                           " --tokens 1,40,41,42,43 --step 2 --dtype fp16 --saturation-fraction 0.6"
+                           " --json 2>/dev/null )", &output), 0) << output;
+  const nlohmann::json localized = nlohmann::json::parse(output);
+  EXPECT_EQ(localized["range_b"]["saturation_fraction"], 0.6);
+  EXPECT_EQ(localized["range_b"]["first_saturating"], "layer 5 mlp");
   // A fraction outside (0, 1] is refused, naming the field.
   EXPECT_EQ(RunCommand(ParityCli() + " compare " + model + "@fp32 " + model + "@fp16 "
                        "--prompt-tokens 1,40 --saturation-fraction 2 --out " + dir.path() +

@@ -32,6 +32,7 @@ struct LocalizeArgs {
   std::string dtype = "fp32";
   std::string device = "cpu";
   int64_t max_new_tokens = 32;
+  double saturation_fraction = 0.5;
   bool json = false;
   std::string out;
 };
@@ -44,6 +45,7 @@ int RunLocalize(const LocalizeArgs& args) {
   options.device = c10::Device(args.device);
   options.step = args.step;
   options.max_new_tokens = args.max_new_tokens;
+  options.saturation_fraction = args.saturation_fraction;
   options.eos_ids = prompt.eos_ids;
   options.token_text = prompt.token_text;
   session::ModelStore store;
@@ -117,6 +119,11 @@ CommandRegistrar localize_command("localize", [](CLI::App& app, Action& action) 
   command->add_option("--max-new-tokens", o->max_new_tokens,
                       "Length of the free run that looks for the first divergence")
       ->check(AtLeastOne())
+      ->capture_default_str();
+  command->add_option("--saturation-fraction", o->saturation_fraction,
+                      "Range watch: a point at this fraction of its precision's largest finite "
+                      "value (FP16 65504) or above is a saturation risk")
+      ->check(CLI::Range(1e-300, 1.0))
       ->capture_default_str();
   command->add_flag("--json", o->json, "Print one JSON object instead of the table");
   command->add_option("--out", o->out, "Also write OUT/localize.json");

@@ -242,9 +242,11 @@ namespace {
 // range (B's first, as the candidate side, else A's).
 void AddRangeWatch(LocalizeResult& result, const std::vector<PointSequence>& a,
                    const std::vector<PointSequence>& b, const forward::PrecisionPolicy& policy_a,
-                   const forward::PrecisionPolicy& policy_b) {
-  result.range_a = WatchRange(a, policy_a);
-  result.range_b = WatchRange(b, policy_b);
+                   const forward::PrecisionPolicy& policy_b,
+                   double saturation_fraction = compare::kDefaultSaturationFraction,
+                   int64_t prompt_length = 0) {
+  result.range_a = WatchRange(a, policy_a, saturation_fraction, prompt_length);
+  result.range_b = WatchRange(b, policy_b, saturation_fraction, prompt_length);
   if (result.verdict_kind == std::string("precision_failure") &&
       !result.verdict_evidence.overflow_point) {
     result.verdict_evidence.overflow_point = result.range_b->first_out_of_range
@@ -253,8 +255,9 @@ void AddRangeWatch(LocalizeResult& result, const std::vector<PointSequence>& a,
   }
 }
 void AddRangeWatch(LocalizeResult& result, const std::vector<PointSequence>& a,
-                   const std::vector<PointSequence>& b, const forward::PrecisionPolicy& policy) {
-  AddRangeWatch(result, a, b, policy, policy);
+                   const std::vector<PointSequence>& b, const forward::PrecisionPolicy& policy,
+                   double saturation_fraction, int64_t prompt_length) {
+  AddRangeWatch(result, a, b, policy, policy, saturation_fraction, prompt_length);
 }
 
 }  // namespace
@@ -356,7 +359,8 @@ LocalizeResult Localize(const ModelSource& a, const ModelSource& b,
   result.divergence_token_b = token_b;
   ComparePositions(va, vb, va64, vb64, options.token_text, result);
   ClassifyAtLogits(result, va, vb, va64, vb64, compare::BudgetPrecision(options.precision), depth);
-  AddRangeWatch(result, va, vb, options.precision);
+  AddRangeWatch(result, va, vb, options.precision, options.saturation_fraction,
+                result.prompt_length);
   result.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;

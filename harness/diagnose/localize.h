@@ -144,6 +144,7 @@ struct LocalizeOptions {
   std::optional<int64_t> step;   // null: the first divergence of a free greedy run (or step 0)
   int64_t max_new_tokens = 32;   // length of that free run
   std::vector<int64_t> eos_ids;  // ends a greedy stream
+  double saturation_fraction = 0.5;  // the range watch's saturation risk (compare/range_watch.h)
   // Token id to text for outputs; null: "<id>".
   std::function<std::string(int64_t)> token_text;
 };

@@ -23,11 +23,13 @@ using compare::RangeWatch;
 using compare::DescribeRangeWatch;
 
 // The watch over one run's observations (ObserveAllPositions) under `policy`; a point is
-// saturating at `saturation_fraction` of its range or above. Steps are not known here (localize
-// observes one teacher-forced sequence): first_out_of_range_step stays null.
+// saturating at `saturation_fraction` of its range or above. With `prompt_length` (> 0), position
+// p counts as decode step max(0, p - prompt_length + 1) for first_out_of_range_step (as compare's
+// watch); without, that field stays null.
 RangeWatch WatchRange(const std::vector<PointSequence>& values,
                       const forward::PrecisionPolicy& policy,
-                      double saturation_fraction = compare::kDefaultSaturationFraction);
+                      double saturation_fraction = compare::kDefaultSaturationFraction,
+                      int64_t prompt_length = 0);
 
 nlohmann::ordered_json RangeWatchToJson(const RangeWatch& watch);
 
