@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "harness/compare/range_watch.h"
 #include "harness/report/run_view.h"
 
 namespace parity::report {
@@ -70,6 +71,44 @@ std::string ShowText(const std::string& text) {
   return out;
 }
 
+namespace {
+
+// The range watch in a few lines: each watched side with a saturation risk or a point out of
+// range in full, then one line for all sides: how many were watched and which came closest to its
+// precision's largest finite value (report.md and report.html list every side).
+std::string RangeWatchSummary(const compare::Summary& summary) {
+  std::string out;
+  int64_t watched = 0, flagged = 0;
+  const compare::Run* closest_run = nullptr;
+  const compare::RangeWatch* closest = nullptr;
+  std::string closest_side;
+  for (const compare::Run& run : summary.runs) {
+    for (const auto& [side, watch] : {std::make_pair("A", &run.range_a),
+                                      std::make_pair("B", &run.range_b)}) {
+      if (!watch->has_value()) continue;
+      const compare::RangeWatch& w = **watch;
+      ++watched;
+      if (w.first_saturating || w.first_out_of_range) {
+        ++flagged;
+        out += fmt::format("{} range watch: {}\n", run.id, compare::DescribeRangeWatch(side, w));
+      }
+      if (!closest || w.largest_fraction > closest->largest_fraction) {
+        closest = &w;
+        closest_run = &run;
+        closest_side = side;
+      }
+    }
+  }
+  if (watched == 0) return out;
+  out += fmt::format("range watch: {} side(s) watched, {} with a saturation risk (>= {:.3g} of the "
+                     "range) or out of range; closest: {} {}\n",
+                     watched, flagged, closest->saturation_fraction, closest_run->id,
+                     compare::DescribeRangeWatch(closest_side, *closest));
+  return out;
+}
+
+}  // namespace
+
 std::string FormatSummaryTable(const compare::Summary& summary) {
   const compare::Settings& s = summary.settings;
   std::string out = fmt::format(
@@ -116,12 +155,7 @@ std::string FormatSummaryTable(const compare::Summary& summary) {
                          run.verdict_evidence.source, run.verdict_evidence.reason);
     }
   }
-  // The range watch of each run's sides: how close each came to its precision's largest value.
-  for (const compare::Run& run : summary.runs) {
-    for (const std::string& line : RangeWatchLines(run)) {
-      out += fmt::format("{} range watch: {}\n", run.id, line);
-    }
-  }
+  out += RangeWatchSummary(summary);
   // Metrics a run could not compute (a top-k trace side), once per pair: which, and why.
   std::set<std::string> noted_pairs;
   for (const compare::Run& run : summary.runs) {
