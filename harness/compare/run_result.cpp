@@ -146,7 +146,13 @@ json ToJson(const Run& r) {
           {"thresholds", ToJson(r.thresholds)},
           {"elapsed_s", Number(r.elapsed_s)},
           {"pass", r.pass},
-          {"unavailable_metrics", UnavailableJson(r.unavailable_metrics)}};
+          {"unavailable_metrics", UnavailableJson(r.unavailable_metrics)},
+          {"engine", r.engine_a.empty() && r.engine_b.empty()
+                         ? json(nullptr)
+                         : json{{"a", r.engine_a}, {"b", r.engine_b}}},
+          {"attention", r.attention_a.is_null() && r.attention_b.is_null()
+                            ? json(nullptr)
+                            : json{{"a", r.attention_a}, {"b", r.attention_b}}}};
 }
 
 json ToJson(const Failure& f) {
@@ -166,7 +172,8 @@ json ToJson(const Settings& s) {
           {"oracle", s.oracle},
           {"oracle_device", s.oracle_device},
           {"deterministic_algorithms", s.deterministic_algorithms},
-          {"num_threads", s.num_threads}};
+          {"num_threads", s.num_threads},
+          {"attention_backend", s.attention_backend}};
 }
 
 json ToJson(const ModelInfo& m) {
@@ -477,6 +484,14 @@ Run RunFromJson(const Reader& r) {
       run.unavailable_metrics.push_back({u.String("metric"), u.String("reason")});
     }
   }
+  if (auto e = r.Has("engine") ? r.OptionalChild("engine") : std::nullopt) {
+    run.engine_a = e->String("a");
+    run.engine_b = e->String("b");
+  }
+  if (r.Has("attention") && r.At("attention").is_object()) {
+    run.attention_a = r.At("attention").value("a", json(nullptr));
+    run.attention_b = r.At("attention").value("b", json(nullptr));
+  }
   return run;
 }
 
@@ -497,6 +512,7 @@ Settings SettingsFromJson(const Reader& r) {
   if (r.Has("oracle_device")) s.oracle_device = r.String("oracle_device");
   s.deterministic_algorithms = r.Bool("deterministic_algorithms");
   s.num_threads = r.Int("num_threads");
+  if (r.Has("attention_backend")) s.attention_backend = r.At("attention_backend");
   return s;
 }
 

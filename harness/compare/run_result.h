@@ -234,6 +234,12 @@ struct Run {
   // Metrics this run could not compute (a top-k trace side), each with its reason; empty for two
   // models or full-logit traces. Key "unavailable_metrics".
   std::vector<UnavailableMetric> unavailable_metrics;
+  // How each side ran (keys "engine" {"a", "b"} and "attention" {"a", "b"}; null when unknown, e.g.
+  // sides decoded alone or files written before): the decode engine's status
+  // (decode::PiecewiseStep::Status: "cuda graphs: on (...)", "eager: cpu (synchronous loop)", ...)
+  // and forward::DescribeAttention (implementation, SDPA kernel, score scaling).
+  std::string engine_a, engine_b;
+  nlohmann::json attention_a, attention_b;
 };
 
 // A trace (reports/TRACES.md) or llama.cpp KL-divergence base file this run wrote (--save-traces,
@@ -278,6 +284,9 @@ struct Settings {
   std::string oracle_device;    // where the FP64 runs ran ("cpu", "cuda:0"); empty: no oracle
   bool deterministic_algorithms = true;  // at::globalContext().setDeterministicAlgorithms
   int64_t num_threads = 0;      // at::get_num_threads() during the run
+  // forward::DescribeAttentionSettings(): cuDNN version (null without), TF32 for cuBLAS / cuDNN;
+  // key "attention_backend", null in files written before it existed.
+  nlohmann::json attention_backend;
 };
 
 struct ModelInfo {

@@ -80,8 +80,8 @@ std::string PiecewiseStep::Status() const {
     return fmt::format("cuda graphs: on ({} pieces per step, recorded at one-token step {}, {} "
                        "replays)", graphs_.size(), recorded_at_, replays_);
   }
-  if (mode_ == GraphMode::kPieces) return "eager: pieces (graphs not recorded in this mode)";
   if (!why_eager_.empty()) return why_eager_;
+  if (mode_ == GraphMode::kPieces) return "eager: pieces (graphs not recorded in this mode)";
   if (mode_ == GraphMode::kOff) return "cuda graphs: off";
   if (model_.numerics().device.is_cpu()) return "eager: cpu";
   if (!GraphsBuilt()) return "cuda graphs: not built";
