@@ -212,7 +212,10 @@ std::vector<BenchResult> RunBench(const BenchOptions& options) {
               outcome.run.first_divergence ? outcome.run.first_divergence->step : -1;
           return seconds;
         };
-        timed(2);  // warm-up: lazy initialisation (cuBLAS handles, allocator pools, kernels)
+        // Warm-up over every key length the timed runs reach: lazy initialisation (cuBLAS handles
+        // and workspaces, allocator pools, kernels) and cuDNN's per-key-length SDPA plans, which
+        // otherwise only the first row of a process would pay (so rows compare like with like).
+        timed(options.new_tokens);
         {  // ops per model-token, from two short counted runs (the counter slows them: untimed)
           const at::CallbackHandle handle = at::addGlobalCallback(
               at::RecordFunctionCallback(OnOpStart, OnOpEnd).scopes({at::RecordScope::FUNCTION}));

@@ -2,11 +2,12 @@
 // in the same process. Two models (a checkpoint pair, or one model twice) are loaded at one
 // precision and decoded in lockstep through compare::RunPair, exactly as `parity compare` runs a
 // pair: per-step FP64 metrics on, deterministic settings of a run (decode::pipeline::
-// UseRunDeterminism), the model's real vocabulary, no EOS (every step runs). Timing: a run with
-// one new token (prefill + one step) and a run with N; the decode phase costs
+// UseRunDeterminism), the model's real vocabulary, no EOS (every step runs). Timing: after an
+// untimed warm-up run of N new tokens (lazy initialisation, cuDNN's per-key-length plans), runs
+// with 1, 3 and N new tokens; the decode phase costs
 //   ms per model-token = (t_N - t_3) / (2 (N - 3))          (two models per step)
 // (t_3: prefill and the first two one-token steps, the warm-up and, with CUDA graphs, the
-// recording step; t_1 / (N - 1) when N <= 3).
+// recording step; (t_N - t_1) / (2 (N - 1)) when N <= 3).
 // The limit: a decode step must read every weight once, so it takes at least
 //   weight bytes / copy bandwidth,
 // the bandwidth measured as (read + write) bytes per second of a 1 GiB device-to-device copy in the
