@@ -598,6 +598,14 @@ Run RunFrom(const Reader& r) {
       if (auto b = w->OptionalChild("b")) run.range_b = RangeWatchFrom(*b);
     }
   }
+  if (auto e = r.Has("engine") ? r.OptionalChild("engine") : std::nullopt) {
+    run.engine_a = e->String("a");
+    run.engine_b = e->String("b");
+  }
+  if (r.Has("attention") && r.At("attention").is_object()) {
+    run.attention_a = r.At("attention").value("a", json(nullptr));
+    run.attention_b = r.At("attention").value("b", json(nullptr));
+  }
   return run;
 }
 
@@ -609,6 +617,8 @@ Settings SettingsFrom(const Reader& r) {
   if (s.range_watch != "on" && s.range_watch != "off" && s.range_watch != "auto") {
     r.Fail("range_watch", "\"on\", \"off\" or \"auto\"", r.At("range_watch"));
   }
+  // Free JSON (the backend's own description), beside the table; null in older files.
+  if (r.Has("attention_backend")) s.attention_backend = r.At("attention_backend");
   return s;
 }
 
@@ -699,11 +709,21 @@ json ToJson(const Run& r) {
                            ? json{{"a", r.range_a ? ToJson(*r.range_a) : json(nullptr)},
                                   {"b", r.range_b ? ToJson(*r.range_b) : json(nullptr)}}
                            : json(nullptr);
+  out["engine"] = r.engine_a.empty() && r.engine_b.empty()
+                      ? json(nullptr)
+                      : json{{"a", r.engine_a}, {"b", r.engine_b}};
+  out["attention"] = r.attention_a.is_null() && r.attention_b.is_null()
+                         ? json(nullptr)
+                         : json{{"a", r.attention_a}, {"b", r.attention_b}};
   return out;
 }
 
 json ToJson(const Failure& f) { return Write(f); }
-json ToJson(const Settings& s) { return Write(s); }
+json ToJson(const Settings& s) {
+  json out = Write(s);
+  out["attention_backend"] = s.attention_backend;
+  return out;
+}
 
 json ToJson(const ModelInfo& m) {
   json out = Write(m);

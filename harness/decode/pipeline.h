@@ -25,6 +25,7 @@
 #include <c10/core/Event.h>
 #include <c10/core/Stream.h>
 
+#include "harness/decode/piecewise.h"
 #include "harness/forward/causal_lm.h"
 
 namespace parity::decode::pipeline {
@@ -73,8 +74,9 @@ struct PendingStep {
 // One model with its KV cache and its stream.
 class DeviceSide {
  public:
-  // `capacity`: positions the static KV cache is allocated for (prompt + new tokens).
-  DeviceSide(forward::CausalLM& model, int64_t capacity);
+  // `capacity`: positions the static KV cache is allocated for (prompt + new tokens). `graphs`:
+  // how one-token steps run (decode/piecewise.h; kAuto: CUDA graphs where possible).
+  DeviceSide(forward::CausalLM& model, int64_t capacity, GraphMode graphs = GraphMode::kAuto);
 
   // Issues a forward over `tokens` ([1, T] int64: the prompt on the CPU, or a previous step's
   // device_token, whose producing step `producer` this side's stream then waits for), the argmax
@@ -82,9 +84,12 @@ class DeviceSide {
   // without waiting for the device.
   PendingStep Launch(const at::Tensor& tokens, const PendingStep* producer = nullptr);
 
+  const PiecewiseStep& steps() const { return steps_; }
+
  private:
   forward::CausalLM& model_;
   forward::KVCache cache_;
+  PiecewiseStep steps_;
   c10::Stream stream_;
 };
 
