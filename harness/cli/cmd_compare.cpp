@@ -53,6 +53,7 @@ struct CompareOptions {
   std::optional<bool> require_oracle_acceptable;  // default: on when the oracle runs
   bool oracle = false;
   std::string oracle_device;
+  std::optional<std::string> devices, devices_a, devices_b;
   std::optional<double> memory_limit_gb;
   bool dtypes_given = false;
   bool mode_given = false;
@@ -182,6 +183,10 @@ int RunCompare(const CompareOptions& o) {
   json["thresholds"] = thresholds;
   if (o.oracle) json["oracle"] = true;
   if (!o.oracle_device.empty()) json["oracle_device"] = o.oracle_device;
+  if (o.devices || o.devices_a || o.devices_b) {
+    json["devices"] = {{"a", o.devices_a.value_or(o.devices.value_or(o.device))},
+                       {"b", o.devices_b.value_or(o.devices.value_or(o.device))}};
+  }
 
   compare::Case c = compare::ParseCase(json, "parity compare");
   c.path.reset();
@@ -247,7 +252,9 @@ CommandRegistrar compare_command("compare", [](CLI::App& app, Action& action) {
                     "Run the FP64 oracle (also turned on by fp64 in --dtypes): after decoding, one "
                     "teacher-forced FP64 forward per model, models one at a time");
   command->add_option("--oracle-device", o->oracle_device,
-                      "Where the FP64 oracle runs: cpu, cuda or cuda:N (default: --device)");
+                      "Where the FP64 oracle runs: cpu, cuda or cuda:N, or a placement as for "
+                      "--devices (default: --device)");
+  AddPlacementOptions(command, o->devices, o->devices_a, o->devices_b);
   command->add_option("--memory-limit", o->memory_limit_gb,
                       "Plan within this many GB (decimal) per device instead of what it reports "
                       "free; a plan that does not fit is refused with the numbers (exit 2)")

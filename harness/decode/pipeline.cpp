@@ -101,6 +101,18 @@ DeviceSide::DeviceSide(forward::CausalLM& model, int64_t capacity)
                   .getStreamFromGlobalPool(model.numerics().device, /*isHighPriority=*/false)) {
   cache_.capacity_hint = capacity;
   cache_.device_tokens_trusted = true;  // device ids here come from DeviceArgmax
+  streams_ = PlacedStreams(model, stream_);
+}
+
+std::vector<c10::Stream> DeviceSide::PlacedStreams(const forward::CausalLM& model,
+                                                   c10::Stream first) {
+  std::vector<c10::Stream> streams = {first};
+  c10::impl::VirtualGuardImpl guard(first.device_type());
+  for (const c10::Device& device : model.devices()) {
+    if (device == first.device()) continue;
+    streams.push_back(guard.getStreamFromGlobalPool(device, /*isHighPriority=*/false));
+  }
+  return streams;
 }
 
 PendingStep DeviceSide::Launch(const at::Tensor& tokens, const PendingStep* producer) {
@@ -112,6 +124,7 @@ PendingStep DeviceSide::Launch(const at::Tensor& tokens, const PendingStep* prod
   step.host_logits = at::empty({vocab}, pinned.dtype(model_.numerics().logits_type));
   step.host_token = at::empty({1}, pinned.dtype(at::kLong));
   c10::InferenceMode inference;
+  c10::MultiStreamGuard placed(streams_);  // a placed model's later stages: this side's streams
   c10::StreamGuard guard(stream_);
   at::Tensor input = tokens;
   if (producer != nullptr && !tokens.device().is_cpu()) {
@@ -127,12 +140,15 @@ PendingStep DeviceSide::Launch(const at::Tensor& tokens, const PendingStep* prod
   }
   at::Tensor logits = model_.Forward(input, cache_);  // [1, T, V]
   at::Tensor last = logits.select(0, 0).select(0, logits.size(1) - 1);
-  step.stream = stream_;
+  step.stream = stream_;  // the stream of the device the logits are on (stream_ unless placed)
+  for (const c10::Stream& stream : streams_) {
+    if (stream.device() == last.device()) step.stream = stream;
+  }
   step.device_token = DeviceArgmax(last).view({1, 1});
   step.host_logits.copy_(last, /*non_blocking=*/true);
   step.host_token.copy_(step.device_token.view({1}), /*non_blocking=*/true);
   step.done = std::make_shared<c10::Event>(stream_.device_type());
-  step.done->record(stream_);
+  step.done->record(step.stream);
   return step;
 }
 

@@ -1,5 +1,6 @@
 #include "harness/forward/decoder.h"
 
+#include <algorithm>
 #include <string>
 
 #include <ATen/ATen.h>
@@ -67,6 +68,12 @@ model::ModelConfig Checked(const model::ModelConfig& given, const Weights& weigh
   return config;
 }
 
+// `numerics` computing on `device` (a placement stage's).
+Numerics OnDevice(Numerics numerics, c10::Device device) {
+  numerics.device = device;
+  return numerics;
+}
+
 void Observe(const Observer* observer, ObservationPoint point, int64_t layer,
              const at::Tensor& value) {
   if (observer != nullptr && *observer) (*observer)(Observation{point, layer, value});
@@ -75,15 +82,16 @@ void Observe(const Observer* observer, ObservationPoint point, int64_t layer,
 }  // namespace
 
 Decoder::Decoder(const model::ModelConfig& config, const Weights& weights,
-                 const Numerics& numerics, const Variants& variants)
+                 const Numerics& numerics, const Variants& variants, const Placement& placement)
     : config_(Checked(config, weights)),
       spec_(&model::SpecOf(config_.arch)),
-      numerics_(numerics),
-      embedding_n_(numerics.For(Module::kEmbedding)),
-      rotary_n_(numerics.For(Module::kRotary)),
-      final_norm_n_(numerics.For(Module::kNorm)),
-      lm_head_n_(numerics.For(Module::kLmHead)),
+      numerics_(OnDevice(numerics, placement.first_device())),
+      embedding_n_(numerics_.For(Module::kEmbedding)),
+      rotary_n_(numerics_.For(Module::kRotary)),
+      final_norm_n_(OnDevice(numerics_.For(Module::kNorm), placement.last_device())),
+      lm_head_n_(OnDevice(numerics_.For(Module::kLmHead), placement.last_device())),
       variants_(variants),
+      placement_(placement),
       rotary_(config_, rotary_n_,
               variants.rotary_precomputed ? RotaryStyle::kPrecomputedTable
                                           : RotaryStyle::kPerStep) {
@@ -95,15 +103,18 @@ Decoder::Decoder(const model::ModelConfig& config, const Weights& weights,
   embedding_ = embedding_n_.FromCheckpoint(weights.Get(Role::kEmbedding));
   final_norm_ = final_norm_n_.FromCheckpoint(weights.Get(Role::kFinalNorm));
   const bool head_is_table = config_.tie_word_embeddings &&
-                             lm_head_n_.precision == embedding_n_.precision;
+                             lm_head_n_.precision == embedding_n_.precision &&
+                             placement_.stages.size() == 1;
   lm_head_ = head_is_table ? embedding_
                            : lm_head_n_.FromCheckpoint(weights.Get(
                                  config_.tie_word_embeddings ? Role::kEmbedding : Role::kLmHead));
   for (int64_t layer = 0; layer < config_.num_layers; ++layer) {
     Layer l;
-    l.n = {numerics_.For(Module::kNorm, layer), numerics_.For(Module::kAttentionProjections, layer),
-           numerics_.For(Module::kAttentionScores, layer), numerics_.For(Module::kMlp, layer),
-           numerics_.For(Module::kRouter, layer), numerics_.For(Module::kResidual, layer)};
+    const c10::Device on = placement_.stages[placement_.StageOf(layer)].device;
+    auto placed = [&](Module module) { return OnDevice(numerics_.For(module, layer), on); };
+    l.n = {placed(Module::kNorm), placed(Module::kAttentionProjections),
+           placed(Module::kAttentionScores), placed(Module::kMlp), placed(Module::kRouter),
+           placed(Module::kResidual)};
     l.attention_norm = l.n.norm.FromCheckpoint(weights.Get(Role::kAttentionNorm, layer));
     l.mlp_norm = l.n.norm.FromCheckpoint(weights.Get(Role::kMlpNorm, layer));
     LoadAttention(weights, layer, l);
@@ -269,6 +280,34 @@ at::Tensor Decoder::Mlp(const Layer& l, const at::Tensor& x) const {
   return ops::Linear(n, product, l.down.weight, l.down.bias);
 }
 
+std::vector<c10::Device> Decoder::devices() const {
+  std::vector<c10::Device> devices;
+  for (const PlacementStage& stage : placement_.stages) {
+    if (std::find(devices.begin(), devices.end(), stage.device) == devices.end()) {
+      devices.push_back(stage.device);
+    }
+  }
+  return devices;
+}
+
+at::Tensor Decoder::ToStage(const at::Tensor& x, c10::Device device) {
+  if (!x.defined()) return x;
+  // Between two devices: a device-to-device copy on both devices' current streams (libtorch orders
+  // it after the producer and before the consumer); on one device (CPU stages): a copy all the same.
+  return x.device() == device ? x.clone() : x.to(device);
+}
+
+Decoder::StageInputs Decoder::MoveInputs(const StageInputs& first, c10::Device device) {
+  auto move = [&](ops::AttentionInputs inputs) {
+    inputs.positions = ToStage(inputs.positions, device);
+    inputs.additive_mask = ToStage(inputs.additive_mask, device);
+    inputs.allowed = ToStage(inputs.allowed, device);
+    return inputs;
+  };
+  return {move(first.inputs), move(first.windowed),
+          {ToStage(first.rotary.cos, device), ToStage(first.rotary.sin, device)}};
+}
+
 void Decoder::CheckTokens(const at::Tensor& tokens, const KVCache& cache) const {
   if (!tokens.device().is_cpu() && cache.device_tokens_trusted) return;
   // CPU ids: min/max on the host, no device involved; device ids: one synchronisation.
@@ -318,6 +357,8 @@ at::Tensor Decoder::Forward(const at::Tensor& tokens, KVCache& cache,
                                              window_)
                   : inputs;
   const CosSin rotary = rotary_.Compute(inputs.positions, past + length, inputs.max_position);
+  // Placement: stage s runs on its device with copies of these; the first stage reads them here.
+  std::vector<StageInputs> staged = {{inputs, windowed, rotary}};
 
   at::Tensor hidden = at::embedding(embedding_, tokens.to(numerics_.device));  // [B, T, D]
   Observe(observer, ObservationPoint::kEmbedding, -1, hidden);
@@ -326,12 +367,17 @@ at::Tensor Decoder::Forward(const at::Tensor& tokens, KVCache& cache,
   for (int64_t layer = 0; layer < config_.num_layers; ++layer) {
     const Layer& w = layers_[layer];
     const LayerNumerics& n = w.n;
+    if (layer == placement_.stages[staged.size() - 1].end_layer) {  // a stage boundary
+      staged.push_back(MoveInputs(staged.front(), n.residual.device));
+      hidden = ToStage(hidden, n.residual.device);
+    }
+    const StageInputs& in = staged.back();
     hidden = Cast(hidden, *stream, n.residual);
     stream = &n.residual;
     at::Tensor normed = ops::RmsNorm(n.norm, Cast(hidden, n.residual, n.norm), w.attention_norm,
                                      config_.rms_norm_eps);
     at::Tensor attention = Attention(w, Cast(normed, n.norm, n.projections), cache, layer,
-                                     w.window > 0 ? windowed : inputs, rotary);
+                                     w.window > 0 ? in.windowed : in.inputs, in.rotary);
     hidden = ops::Add(n.residual, hidden, Cast(attention, n.projections, n.residual));
     Observe(observer, ObservationPoint::kAttentionBlock, layer, hidden);
 
