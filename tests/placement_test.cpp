@@ -177,7 +177,7 @@ TEST(PlacementPlan, ARefusalGivesEachDevicesNeedAndFreeMemoryBeforeLoading) {
   EXPECT_NE(text.find("original@fp32 on cuda:0: needs "), std::string::npos) << text;
   EXPECT_NE(text.find("original@fp32 on cuda:1: needs "), std::string::npos) << text;
   EXPECT_NE(text.find("20 GB available (test)"), std::string::npos) << text;
-  EXPECT_NE(text.find(FormatBytes(cost.total_one_device()) + " in all"), std::string::npos) << text;
+  EXPECT_NE(text.find(FormatBytes(cost.total_one_device()) + " on one device"), std::string::npos) << text;
   // Nothing was reserved by the refused plan.
   EXPECT_EQ(*ledger.Free(Cuda(0)), 20 * kGB);
   // auto over both: refused with the two-device split's numbers.

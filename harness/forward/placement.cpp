@@ -307,7 +307,7 @@ Attempt PlanOver(const std::vector<DeviceRequest>& requests, const ModelCost& co
                          s.free_bytes && s.needed() > *s.free_bytes ? "" : " (fits)");
   }
   throw InputError(fmt::format(
-      "{} does not fit '{}' ({}): needs {} in all; nothing was loaded.{}\nUse more devices "
+      "{} does not fit '{}' ({}; {} on one device); nothing was loaded.{}\nUse more devices "
       "(--devices cuda:0,cuda:1,... or auto), a lower precision, or for the FP64 oracle "
       "--oracle-device cpu (or other GPUs).",
       label, text, p.reason, FormatBytes(cost.total_one_device()), lines));
