@@ -15,6 +15,7 @@ if [ ! -f build-asan/CMakeCache.txt ]; then
     -DPARITY_SANITIZE=ON -DPARITY_BUILD_BENCHMARKS=OFF >/dev/null
 fi
 cmake --build build-asan --parallel "$(nproc)"
+export PARITY_TEST_TIME_SCALE=${PARITY_TEST_TIME_SCALE:-4}
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 ctest --test-dir build-asan -R "$regex" --output-on-failure --timeout 1800 -j "$(nproc)"

@@ -13,23 +13,31 @@ defaults = dict(torch=torch.__version__, transformers=T.__version__,
                 fp32_precision=str(getattr(torch.backends.cuda.matmul, "fp32_precision", None)),
                 gpu=torch.cuda.get_device_name(0))
 torch.manual_seed(0)
-config = T.LlamaConfig(vocab_size=4096, hidden_size=1024, intermediate_size=2816, num_hidden_layers=8,
-                       num_attention_heads=16, num_key_value_heads=4, max_position_embeddings=512,
-                       bos_token_id=None, eos_token_id=None, pad_token_id=None,
-                       tie_word_embeddings=False)
-model = T.AutoModelForCausalLM.from_config(config).float()
-g = torch.Generator().manual_seed(1)
+# TF32_SHAPE=small: 8 layers, hidden 1024 (no TF32 flip in 3 x 64 steps on an H200, third session);
+# 7b (default): Llama-2-7B's sizes, the depth at which HF's CUDA FP32 was seen leaving the CPU run.
+shape = os.environ.get("TF32_SHAPE", "7b")
+sizes = dict(small=dict(vocab_size=4096, hidden_size=1024, intermediate_size=2816, num_hidden_layers=8,
+                        num_attention_heads=16, num_key_value_heads=4),
+             **{"7b": dict(vocab_size=32000, hidden_size=4096, intermediate_size=11008,
+                           num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32)})[shape]
+config = T.LlamaConfig(**sizes, max_position_embeddings=512, bos_token_id=None, eos_token_id=None,
+                       pad_token_id=None, tie_word_embeddings=False)
+with torch.device("cuda"):
+    model = T.AutoModelForCausalLM.from_config(config).float()
+g = torch.Generator(device="cuda").manual_seed(1)
 with torch.no_grad():
     for name, p in sorted(model.named_parameters()):
-        r = torch.randn(p.shape, generator=g)
+        r = torch.randn(p.shape, generator=g, device="cuda")
         p.copy_(1 + .1 * r if name.endswith("norm.weight") else r if "embed" in name else r / p.shape[-1] ** .5)
+        del r
+defaults["shape"] = dict(sizes, name=shape)
 model.save_pretrained(model_dir)
 if os.path.exists(model_dir + "/generation_config.json"):
     os.remove(model_dir + "/generation_config.json")
-model = T.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).cuda().eval()
+model = model.eval()  # the weights just saved, already on the GPU (FP32: what was written is what runs)
 defaults["attn_implementation"] = model.config._attn_implementation
 defaults["allow_tf32_after_load"] = torch.backends.cuda.matmul.allow_tf32
-prompts = [[(37 * (q + 1) + 101 * i) % 4000 + 3 for i in range(8)] for q in range(3)]
+prompts = [[(37 * (q + 1) + 101 * i) % 4000 + 3 for i in range(8)] for q in range(int(os.environ.get("TF32_PROMPTS", "8")))]
 gc = T.GenerationConfig(do_sample=False, max_new_tokens=64, min_new_tokens=64, eos_token_id=None,
                         pad_token_id=0, output_logits=True, return_dict_in_generate=True)
 results = {}

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -302,9 +303,12 @@ pid_t Spawn(const std::string& command, const std::string& log) {
   return pid;
 }
 
-// Waits until `predicate` holds (polling) or `seconds` pass.
+// Waits until `predicate` holds (polling) or `seconds` pass, times PARITY_TEST_TIME_SCALE (set by the
+// sanitizer scripts: an instrumented `parity` child runs several times slower).
 template <typename Predicate>
 bool WaitFor(Predicate predicate, double seconds) {
+  const char* scale = std::getenv("PARITY_TEST_TIME_SCALE");
+  if (scale != nullptr && std::atof(scale) > 1) seconds *= std::atof(scale);
   auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
   while (std::chrono::steady_clock::now() < deadline) {
     if (predicate()) return true;

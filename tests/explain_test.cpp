@@ -261,3 +261,86 @@ TEST_F(ExplainFixture, AModelThatDoesNotFitIsRefusedBeforeLoading) {
 
 }  // namespace
 }  // namespace parity::diagnose
+
+namespace parity::diagnose {
+namespace {
+
+// Sides given as precision policies. `bf16+fp32:all` runs every module in FP32 and is FP32 bit for
+// bit (precision_policy_test), so explain on (A@bf16 vs A@bf16+fp32:all) must give exactly the
+// statistics of (A@bf16 vs A@fp32), row for row, and (A@bf16+fp32:all vs A@fp32) no difference at
+// all; a mixed policy (norms and LM head in FP32) runs with its own label.
+TEST_F(ExplainFixture, PolicySidesExplainAsTheirPrecisions) {
+  const ModelSource a = CheckpointSource(dir_->path());
+  ExplainOptions options;
+  options.max_new_tokens = 6;
+  options.variants = {"kv_cache", "fused_qkv"};
+  options.precisions = {Precision::kBF16, Precision::kBF16};
+  options.precisions_b = {forward::ParsePrecisionPolicy("bf16+fp32:all"), Precision::kFP32};
+  const ExplainResult r = Explain(a, a, kPrompt, options);
+  ASSERT_EQ(r.baselines.size(), 2u);
+  EXPECT_EQ(r.baselines[0].precision, "bf16/bf16+fp32:all");
+  EXPECT_EQ(r.baselines[1].precision, "bf16/fp32");
+  EXPECT_GT(r.baselines[1].baseline.max_kl, 0.0);  // BF16 vs FP32 differ
+  auto same = [](const PairStats& x, const PairStats& y) {
+    return x.first_divergence == y.first_divergence && x.steps == y.steps &&
+           x.mean_kl == y.mean_kl && x.max_kl == y.max_kl;
+  };
+  EXPECT_TRUE(same(r.baselines[0].baseline, r.baselines[1].baseline));
+  ASSERT_EQ(r.rows.size(), 4u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(r.rows[i].precision, "bf16/bf16+fp32:all");
+    EXPECT_TRUE(same(r.rows[i].flipped, r.rows[i + 2].flipped)) << r.rows[i].variant;
+  }
+  ExplainOptions equal = options;
+  equal.precisions = {forward::ParsePrecisionPolicy("bf16+fp32:all")};
+  equal.precisions_b = {Precision::kFP32};
+  const ExplainResult e = Explain(a, a, kPrompt, equal);
+  EXPECT_EQ(e.baselines[0].baseline.max_kl, 0.0);
+  EXPECT_FALSE(e.baselines[0].baseline.first_divergence);
+}
+
+TEST_F(ExplainFixture, CliTakesPolicySidesAndKeepsPolicyPairsUnderDtype) {
+  std::string output;
+  // Two directories, each with its own policy (a comma inside the module list stays in it).
+  const std::string sides = ParityCli() + " explain " + dir_->path() + "@bf16 " + dir_->path() +
+                            "@bf16+fp32:norm,lm_head --tokens 1,17,233 --max-new-tokens 3 "
+                            "--variants kv_cache --json";
+  ASSERT_EQ(RunStdout(sides, &output), 0) << output;
+  nlohmann::json json = nlohmann::json::parse(output);
+  ASSERT_EQ(json["runs"].size(), 1u);
+  ASSERT_EQ(json["runs"][0]["baselines"].size(), 1u);
+  EXPECT_EQ(json["runs"][0]["baselines"][0]["precision"], "bf16/bf16+fp32:norm,lm_head");
+  EXPECT_EQ(json["runs"][0]["rows"][0]["precision"], "bf16/bf16+fp32:norm,lm_head");
+  // One side with a policy, the other at each --dtype.
+  ASSERT_EQ(RunStdout(ParityCli() + " explain " + dir_->path() + " " + dir_->path() +
+                          "@bf16+fp32:norm --tokens 1,17,233 --max-new-tokens 3 --variants "
+                          "kv_cache --dtype fp32,bf16 --json", &output), 0) << output;
+  json = nlohmann::json::parse(output);
+  ASSERT_EQ(json["runs"][0]["baselines"].size(), 2u);
+  EXPECT_EQ(json["runs"][0]["baselines"][0]["precision"], "fp32/bf16+fp32:norm");
+  EXPECT_EQ(json["runs"][0]["baselines"][1]["precision"], "bf16/bf16+fp32:norm");
+  // A case pair A@bf16 vs A@bf16+fp32:norm is kept by --dtype bf16 (its base), and by the policy
+  // itself with bf16; dropped by --dtype fp32.
+  TempDir cases;
+  const std::string case_path = cases.path() + "/policy.json";
+  WriteFileText(case_path, nlohmann::json{{"name", "policy"},
+                                          {"models", {{"m", {{"path", dir_->path()}}}}},
+                                          {"prompts", {{{"tokens", {1, 17, 233}}}}},
+                                          {"pairs", {{{"a", "m@bf16"}, {"b", "m@bf16+fp32:norm"}}}},
+                                          {"max_new_tokens", 3}}
+                               .dump());
+  for (const std::string& dtype : {"bf16", "bf16,bf16+fp32:norm"}) {
+    ASSERT_EQ(RunStdout(ParityCli() + " explain " + case_path + " --variants kv_cache --json "
+                            "--dtype " + dtype, &output), 0) << dtype << ": " << output;
+    json = nlohmann::json::parse(output);
+    ASSERT_EQ(json["runs"].size(), 1u) << dtype;
+    EXPECT_EQ(json["runs"][0]["pair"], "m@bf16 vs m@bf16+fp32:norm");
+  }
+  EXPECT_EQ(RunCommand(ParityCli() + " explain " + case_path + " --variants kv_cache --dtype fp32",
+                       &output), 2);
+  EXPECT_NE(output.find("no pair of the case runs at the precisions given"), std::string::npos)
+      << output;
+}
+
+}  // namespace
+}  // namespace parity::diagnose

@@ -10,8 +10,16 @@
 
 #include <ATen/ATen.h>
 
+#include <filesystem>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
 #include "harness/forward/weights.h"
+#include "harness/io/safetensors.h"
+#include "harness/model/arch.h"
 #include "harness/model/config.h"
+#include "tests/test_util.h"
 
 namespace parity::testing {
 
@@ -75,6 +83,48 @@ inline forward::Weights WithFp16MlpOverflow(const forward::Weights& weights, int
   scaled(Role::kUp, scale);
   scaled(Role::kDown, 1.0 / (scale * scale));
   return w;
+}
+
+// The same model with layer `layer`'s MLP output (its down projection) scaled by `scale`: the
+// residual stream after that layer's MLP grows to about `scale` times the MLP's output and stays
+// there (later blocks add O(1) values; each RMSNorm rescales what the blocks read), so the range
+// watch sees it first at "layer `layer` mlp".
+inline forward::Weights WithScaledMlpOutput(const forward::Weights& weights, int64_t layer,
+                                            double scale) {
+  forward::Weights w = weights;
+  w.Set(model::Role::kDown, layer,
+        (weights.Get(model::Role::kDown, layer).to(at::kDouble) * scale).to(at::kBFloat16));
+  return w;
+}
+
+// Writes `weights` as an InternLM2 checkpoint directory (model.safetensors, config.json) for the
+// command-line tests.
+inline void WritePrecisionTestCheckpoint(const std::string& dir, const model::ModelConfig& c,
+                                         const forward::Weights& weights) {
+  nlohmann::json config = {{"model_type", "internlm2"},
+                           {"architectures", {"InternLM2ForCausalLM"}},
+                           {"vocab_size", c.vocab_size},
+                           {"hidden_size", c.hidden_size},
+                           {"intermediate_size", c.intermediate_size},
+                           {"num_hidden_layers", c.num_layers},
+                           {"num_attention_heads", c.num_heads},
+                           {"num_key_value_heads", c.num_kv_heads},
+                           {"max_position_embeddings", c.max_position_embeddings},
+                           {"rms_norm_eps", c.rms_norm_eps},
+                           {"rope_theta", c.rope_theta},
+                           {"bias", false},
+                           {"torch_dtype", "bfloat16"},
+                           {"bos_token_id", 1},
+                           {"eos_token_id", 2},
+                           {"tie_word_embeddings", false}};
+  std::vector<io::NamedTensor> tensors;
+  for (const auto& [key, tensor] : weights.tensors) {
+    tensors.push_back({model::TensorName(model::Architecture::kInternLM2, key.first, key.second),
+                       tensor});
+  }
+  std::filesystem::create_directories(dir);
+  io::WriteSafetensors(dir + "/model.safetensors", tensors);
+  WriteFileText(dir + "/config.json", config.dump(2));
 }
 
 inline std::vector<int64_t> PrecisionTestPrompt(int64_t variant = 0) {

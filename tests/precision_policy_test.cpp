@@ -243,3 +243,63 @@ TEST(PrecisionPolicyNumerics, LayerRangePastTheModelIsRefused) {
 
 }  // namespace
 }  // namespace parity
+
+namespace parity {
+namespace {
+
+// fp32 vs tf32 (CUDA FP32 matmuls as TF32): the tf32 side gets FP16's rounding budget (TF32 keeps
+// FP16's 10 explicit significand bits), in either order of the pair, and the verdict names tf32
+// rather than an fp16 neither side ran. The same figures with two FP32 sides are a real
+// divergence: the budget is what decides. Depth 4: FP32 budget 8 x 2^-24 x 2 = 9.5e-7, FP16's
+// 8 x 2^-11 x 2 = 7.8e-3; the pair differs by 1e-4 (relative) and flips a 1 ULP-of-FP16 near-tie.
+TEST(PrecisionTf32Verdict, BothOrdersGetTheFp16BudgetAndSayTf32) {
+  const forward::PrecisionPolicy fp32 = forward::ParsePrecisionPolicy("fp32");
+  const forward::PrecisionPolicy tf32 = forward::ParsePrecisionPolicy("tf32");
+  EXPECT_EQ(compare::BudgetName(tf32), "tf32 (fp16-sized budget)");
+  EXPECT_EQ(compare::BudgetName(fp32), "fp32");
+  EXPECT_EQ(compare::BudgetName(forward::ParsePrecisionPolicy("bf16+tf32")), "bf16");
+  const std::vector<double> x = {1.0, 0.9995, 0.2, -0.3}, y = {0.9995, 1.0, 0.2, -0.3};
+  compare::StepRecord at;
+  at.step = 0;
+  at.nmse = 1e-8;  // relative difference 1e-4
+  for (const bool tf32_is_b : {true, false}) {
+    const forward::PrecisionPolicy& pa = tf32_is_b ? fp32 : tf32;
+    const forward::PrecisionPolicy& pb = tf32_is_b ? tf32 : fp32;
+    compare::VerdictInputs in;
+    in.a = &x;
+    in.b = &y;
+    in.token_a = 0;
+    in.token_b = 1;
+    in.precision_a = compare::BudgetPrecision(pa);
+    in.precision_b = compare::BudgetPrecision(pb);
+    in.side_a.budget_name = compare::BudgetName(pa);
+    in.side_b.budget_name = compare::BudgetName(pb);
+    in.depth = 4;
+    in.at = &at;
+    const compare::Classification c = compare::ClassifyDivergence(in);
+    SCOPED_TRACE(tf32_is_b ? "fp32 vs tf32" : "tf32 vs fp32");
+    EXPECT_EQ(c.kind, compare::DivergenceKind::kRounding) << c.evidence.reason;
+    EXPECT_DOUBLE_EQ(c.evidence.rounding_budget.value_or(0),
+                     compare::RoundingBudget(Precision::kFP16, 4));
+    EXPECT_EQ(c.evidence.precision, "tf32 (fp16-sized budget)");
+    EXPECT_NE(c.evidence.reason.find("tf32 (fp16-sized budget)"), std::string::npos)
+        << c.evidence.reason;
+    EXPECT_EQ(c.evidence.reason.find("rounding at fp16"), std::string::npos) << c.evidence.reason;
+    const compare::Classification quiet = compare::ClassifyWithoutFlip(
+        {at}, in.precision_a, in.precision_b, 4, std::nullopt, in.side_a, in.side_b);
+    EXPECT_EQ(quiet.kind, compare::DivergenceKind::kRounding);
+    EXPECT_NE(quiet.evidence.reason.find("tf32"), std::string::npos) << quiet.evidence.reason;
+  }
+  // Two true FP32 sides with the same figures: beyond FP32's budget, a different function.
+  compare::VerdictInputs in;
+  in.a = &x;
+  in.b = &y;
+  in.token_a = 0;
+  in.token_b = 1;
+  in.depth = 4;
+  in.at = &at;
+  EXPECT_EQ(compare::ClassifyDivergence(in).kind, compare::DivergenceKind::kReal);
+}
+
+}  // namespace
+}  // namespace parity

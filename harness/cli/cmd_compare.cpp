@@ -54,6 +54,9 @@ struct CompareOptions {
   bool oracle = false;
   std::string oracle_device;
   std::optional<std::string> devices, devices_a, devices_b;
+  bool range_watch = false;      // --range-watch; neither: the case's rule (fp16 sides, oracle)
+  bool no_range_watch = false;   // --no-range-watch
+  std::optional<double> saturation_fraction;
   std::optional<double> memory_limit_gb;
   bool dtypes_given = false;
   bool mode_given = false;
@@ -187,6 +190,9 @@ int RunCompare(const CompareOptions& o) {
     json["devices"] = {{"a", o.devices_a.value_or(o.devices.value_or(o.device))},
                        {"b", o.devices_b.value_or(o.devices.value_or(o.device))}};
   }
+  if (o.range_watch) json["range_watch"] = true;
+  if (o.no_range_watch) json["range_watch"] = false;
+  if (o.saturation_fraction) json["saturation_fraction"] = *o.saturation_fraction;
 
   compare::Case c = compare::ParseCase(json, "parity compare");
   c.path.reset();
@@ -251,6 +257,17 @@ CommandRegistrar compare_command("compare", [](CLI::App& app, Action& action) {
   command->add_flag("--oracle", o->oracle,
                     "Run the FP64 oracle (also turned on by fp64 in --dtypes): after decoding, one "
                     "teacher-forced FP64 forward per model, models one at a time");
+  CLI::Option* watch_on = command->add_flag("--range-watch", o->range_watch,
+                    "Overflow and saturation watch (on by default for a side with an fp16 module, "
+                    "and with the oracle): after decoding, each side runs once more over the tokens "
+                    "it read, observed; per point (embedding, each layer's attention and MLP "
+                    "outputs, final norm, logits) its largest |x| against its precision's range, "
+                    "the first point at --saturation-fraction of it and the first out of range");
+  command->add_flag("--no-range-watch", o->no_range_watch, "No range watch, not even for fp16 sides")
+      ->excludes(watch_on);
+  command->add_option("--saturation-fraction", o->saturation_fraction,
+                      "Fraction of a precision's largest finite value (FP16 65504) from which a "
+                      "point is a saturation risk (default 0.5)");
   command->add_option("--oracle-device", o->oracle_device,
                       "Where the FP64 oracle runs: cpu, cuda or cuda:N, or a placement as for "
                       "--devices (default: --device)");

@@ -2,15 +2,20 @@
 // `parity explain CASE`: rerun the pair flipping one implementation variant at a time (and all of
 // them at once) and report which switch moves or removes the first divergence and how the per-step
 // KL changes (harness/diagnose/explain.h). With a case file: every pair (each at its own sides'
-// precisions; with --dtype only pairs whose both precisions are listed; FP64-only pairs left out)
+// precisions; with --dtype only pairs whose both sides are listed, a precision policy side counting
+// as listed when its policy is, or its base precision is as a plain precision, so that --dtype bf16
+// keeps A@bf16 vs A@bf16+fp32:norm; FP64-only pairs left out)
 // on every prompt, its max_new_tokens; models the case converts at run time come from the session
 // store's conversion cache (--cache-dir), keyed by the source's content, so never a stale copy.
 // Every prompt is checked before anything is converted. OUT/explain.json holds every run.
+// With two directories, each may name its own precision or policy as compare's sides do
+// (`DIR@bf16+fp32:norm`): that side runs at it, the other at each --dtype (default fp32).
 // Exit 0, 2 for bad input.
 #include <algorithm>
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -95,6 +100,22 @@ diagnose::ExplainRun ExplainOne(const std::string& pair,
   return run;
 }
 
+// "DIR" or "DIR@POLICY" (when the whole text is not a directory): the directory and the policy.
+std::pair<std::string, std::optional<forward::PrecisionPolicy>> SplitSide(const std::string& text) {
+  const size_t at = text.rfind('@');
+  if (at == std::string::npos || std::filesystem::is_directory(text)) return {text, std::nullopt};
+  return {text.substr(0, at), forward::ParsePrecisionPolicy(text.substr(at + 1))};
+}
+
+// Whether a case side at `policy` is one of `dtypes` (see the file comment).
+bool Listed(const forward::PrecisionPolicy& policy,
+            const std::vector<forward::PrecisionPolicy>& dtypes) {
+  if (dtypes.empty()) return policy != forward::PrecisionPolicy(forward::Precision::kFP64);
+  return std::any_of(dtypes.begin(), dtypes.end(), [&](const forward::PrecisionPolicy& d) {
+    return d == policy || (d.Uniform() && d.base == policy.base);
+  });
+}
+
 int RunExplain(const ExplainArgs& args) {
   if (!args.out.empty()) session::PrepareOutputDir(args.out, "--out");
   session::ModelStore store(args.cache_dir);
@@ -104,8 +125,13 @@ int RunExplain(const ExplainArgs& args) {
   options.sides = args.side == "both" ? std::vector<std::string>{"a", "b"}
                                       : std::vector<std::string>{args.side};
   options.variants = args.variants;
-  std::vector<forward::Precision> dtypes;
-  for (const std::string& d : args.dtypes) dtypes.push_back(forward::ParsePrecision(d));
+  // Precisions or policies; a policy's module list has commas of its own (SplitPolicyList).
+  std::vector<forward::PrecisionPolicy> dtypes;
+  for (const std::string& item : args.dtypes) {
+    for (const std::string& one : forward::SplitPolicyList(item)) {
+      dtypes.push_back(forward::ParsePrecisionPolicy(one));
+    }
+  }
   std::vector<diagnose::ExplainRun> runs;
   if (args.inputs.size() == 1) {
     // Every pair (both precisions in --dtype when given; FP64-only pairs left out: FP64 runs of
@@ -135,11 +161,7 @@ int RunExplain(const ExplainArgs& args) {
         prompts.push_back({spec, static_cast<int64_t>(i)});
       }
     }
-    auto wanted = [&dtypes](const forward::PrecisionPolicy& p) {
-      if (!p.Uniform()) return dtypes.empty();  // a policy pair: only when no --dtypes selects
-      return dtypes.empty() ? p.base != forward::Precision::kFP64
-                            : std::find(dtypes.begin(), dtypes.end(), p.base) != dtypes.end();
-    };
+    auto wanted = [&dtypes](const forward::PrecisionPolicy& p) { return Listed(p, dtypes); };
     // Every prompt against every source model first: bad input costs no conversion.
     for (const compare::CasePair& pair : c.pairs) {
       if (!wanted(pair.a.precision) || !wanted(pair.b.precision)) continue;
@@ -168,12 +190,27 @@ int RunExplain(const ExplainArgs& args) {
       throw InputError(args.inputs[0] + ": no pair of the case runs at the precisions given");
     }
   } else if (args.inputs.size() == 2) {
-    options.precisions = {forward::Precision::kFP32};
-    if (!dtypes.empty()) options.precisions.assign(dtypes.begin(), dtypes.end());
-    runs.push_back(ExplainOne(args.inputs[0] + " vs " + args.inputs[1], store.Open(args.inputs[0]),
-                              store.Open(args.inputs[1]),
-                              session::DistinctLabels(args.inputs[0], args.inputs[1]), args.prompt,
-                              0, options));
+    const auto [dir_a, policy_a] = SplitSide(args.inputs[0]);
+    const auto [dir_b, policy_b] = SplitSide(args.inputs[1]);
+    if (policy_a && policy_b && !dtypes.empty()) {
+      throw InputError("explain: both sides name their precision ('@'); --dtype would be unused");
+    }
+    // One run per --dtype for a side that names none; a single one when both name theirs.
+    std::vector<forward::PrecisionPolicy> each = dtypes;
+    if (each.empty() || (policy_a && policy_b)) each = {forward::Precision::kFP32};
+    options.precisions.clear();
+    options.precisions_b.clear();
+    for (const forward::PrecisionPolicy& d : each) {
+      options.precisions.push_back(policy_a.value_or(d));
+      options.precisions_b.push_back(policy_b.value_or(d));
+    }
+    auto labels = session::DistinctLabels(dir_a, dir_b);
+    if ((policy_a || policy_b) && std::filesystem::absolute(dir_a).lexically_normal() ==
+                                      std::filesystem::absolute(dir_b).lexically_normal()) {
+      labels = {"a", "b"};  // one model at two precisions, as a case's same-model pairs
+    }
+    runs.push_back(ExplainOne(args.inputs[0] + " vs " + args.inputs[1], store.Open(dir_a),
+                              store.Open(dir_b), labels, args.prompt, 0, options));
   } else {
     throw InputError("explain: give two checkpoint directories (A B) or one case file");
   }
@@ -207,9 +244,9 @@ CommandRegistrar explain_command("explain", [](CLI::App& app, Action& action) {
   command->add_flag("--chat", o->prompt.chat, "Wrap the prompt in the ChatML template");
   command->add_option("--tokens", o->prompt.token_ids, "Prompt as comma-separated token ids");
   command->add_option("--dtype,--dtypes", o->dtypes,
-                      "Precisions, comma-separated (default fp32; with a case, keeps the pairs "
-                      "whose both sides run at these)")
-      ->delimiter(',');
+                      "Precisions or precision policies, comma-separated (default fp32; with a "
+                      "case, keeps the pairs whose both sides run at these: a policy side counts "
+                      "when its policy, or its base precision alone, is listed)");
   command->add_option("--side", o->side, "Whose switches to flip: a, b or both")
       ->check(CLI::IsMember({"a", "b", "both"}))
       ->capture_default_str();

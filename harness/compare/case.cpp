@@ -432,7 +432,8 @@ Case ParseCase(const nlohmann::ordered_json& json, const std::string& path) {
   CheckKeys(json, "",
             {"name", "description", "models", "prompts", "chat", "dtypes", "pairs", "mode",
              "teacher", "max_new_tokens", "device", "seed", "top_k", "near_tie_ulps", "oracle",
-             "oracle_device", "devices", "thresholds", "save_traces", "save_kld_base"},
+             "oracle_device", "devices", "thresholds", "save_traces", "save_kld_base",
+             "range_watch", "saturation_fraction"},
             problems);
   if (auto name = GetString(json, "name", "", problems)) {
     c.name = *name;
@@ -507,6 +508,15 @@ Case ParseCase(const nlohmann::ordered_json& json, const std::string& path) {
                             forward::PrecisionPolicy(forward::Precision::kFP64)) != c.dtypes.end();
   c.oracle = has_fp64;
   if (auto oracle = GetBool(json, "oracle", "", problems)) c.oracle = *oracle;
+  if (auto watch = GetBool(json, "range_watch", "", problems)) c.range_watch = *watch;
+  if (auto fraction = GetNumber(json, "saturation_fraction", "", 0, problems)) {
+    if (*fraction <= 0 || *fraction > 1) {
+      problems.Add("saturation_fraction",
+                   fmt::format("expected a fraction of the range in (0, 1], got {}", *fraction));
+    } else {
+      c.saturation_fraction = *fraction;
+    }
+  }
   ParsePairs(json, c, problems);
   problems.ThrowIfAny();
   return c;

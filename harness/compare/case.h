@@ -34,6 +34,11 @@
 //   "thresholds": {"max_kl": 1e-3, ...}             gates, see reports/SCHEMA.md
 //   "save_traces": false, "save_kld_base": false    write each model side's trace / llama.cpp
 //                                                   KLD-base file into OUT (compare/save_traces.h)
+//   "range_watch": true,                            overflow and saturation watch of each model
+//                                                   side (compare/overflow.h); default: on for
+//                                                   pairs with an fp16 module, and with the oracle
+//   "saturation_fraction": 0.5                      a point at >= this fraction of its precision's
+//                                                   largest finite value is a saturation risk
 // A model's path may also be a recorded side: a trace directory (reports/TRACES.md) or a llama.cpp
 // KL-divergence base file (compare/recorded_side.h); it then replays its recording.
 // }
@@ -96,6 +101,8 @@ struct Case {
   bool chat = false;
   bool save_traces = false;         // write each model side's trace into OUT/traces
   bool save_kld_base = false;       // and/or its llama.cpp KLD-base file into OUT/kld-base
+  std::optional<bool> range_watch;  // null: on for pairs with an fp16 module, and with the oracle
+  double saturation_fraction = 0.5; // RangeWatch::saturation_fraction, in (0, 1]
   Thresholds thresholds;
 
   const CaseModel& Model(const std::string& label) const;  // throws InputError when unknown

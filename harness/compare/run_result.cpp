@@ -120,6 +120,29 @@ json ToJson(const OracleResult& o) {
           {"rule", o.rule}};
 }
 
+json ToJson(const RangeWatch& w) {
+  json points = json::array();
+  for (const RangePoint& p : w.points) {
+    points.push_back({{"name", p.name},
+                      {"precision", p.precision},
+                      {"largest_finite", Number(p.largest_finite)},
+                      {"max_abs", Number(p.max_abs)},
+                      {"fraction", Number(p.fraction())},
+                      {"non_finite", p.non_finite},
+                      {"out_of_range", p.out_of_range()},
+                      {"saturating", p.saturating},
+                      {"first_out_of_range_step", OrNull(p.first_out_of_range_step)}});
+  }
+  return {{"policy", w.policy},
+          {"saturation_fraction", Number(w.saturation_fraction)},
+          {"first_out_of_range", OrNull(w.first_out_of_range)},
+          {"first_non_finite", OrNull(w.first_non_finite)},
+          {"first_saturating", OrNull(w.first_saturating)},
+          {"largest_fraction_point", OrNull(w.largest_fraction_point)},
+          {"largest_fraction", Number(w.largest_fraction)},
+          {"points", points}};
+}
+
 json UnavailableJson(const std::vector<UnavailableMetric>& items) {
   json out = json::array();
   for (const UnavailableMetric& u : items) out.push_back({{"metric", u.metric}, {"reason", u.reason}});
@@ -146,7 +169,11 @@ json ToJson(const Run& r) {
           {"thresholds", ToJson(r.thresholds)},
           {"elapsed_s", Number(r.elapsed_s)},
           {"pass", r.pass},
-          {"unavailable_metrics", UnavailableJson(r.unavailable_metrics)}};
+          {"unavailable_metrics", UnavailableJson(r.unavailable_metrics)},
+          {"range_watch", r.range_a || r.range_b
+                              ? json{{"a", r.range_a ? ToJson(*r.range_a) : json(nullptr)},
+                                     {"b", r.range_b ? ToJson(*r.range_b) : json(nullptr)}}
+                              : json(nullptr)}};
 }
 
 json ToJson(const Failure& f) {
@@ -165,6 +192,8 @@ json ToJson(const Settings& s) {
           {"near_tie_ulps", Number(s.near_tie_ulps)},
           {"oracle", s.oracle},
           {"oracle_device", s.oracle_device},
+          {"range_watch", s.range_watch},
+          {"saturation_fraction", Number(s.saturation_fraction)},
           {"deterministic_algorithms", s.deterministic_algorithms},
           {"num_threads", s.num_threads}};
 }
@@ -432,6 +461,30 @@ OracleResult OracleFromJson(const Reader& r) {
   return o;
 }
 
+RangeWatch RangeWatchFrom(const Reader& r) {
+  RangeWatch w;
+  w.policy = r.String("policy");
+  w.saturation_fraction = r.Double("saturation_fraction");
+  w.first_out_of_range = r.OptionalString("first_out_of_range");
+  w.first_non_finite = r.OptionalString("first_non_finite");
+  w.first_saturating = r.OptionalString("first_saturating");
+  w.largest_fraction_point = r.OptionalString("largest_fraction_point");
+  w.largest_fraction = r.Double("largest_fraction");
+  for (const auto& [element, path] : r.Array("points")) {
+    Reader p(*element, path, r.source());
+    RangePoint point;
+    point.name = p.String("name");
+    point.precision = p.String("precision");
+    point.largest_finite = p.Double("largest_finite");
+    point.max_abs = p.Double("max_abs");
+    point.non_finite = p.Int("non_finite");
+    point.saturating = p.Bool("saturating");
+    point.first_out_of_range_step = p.OptionalInt("first_out_of_range_step");
+    w.points.push_back(std::move(point));
+  }
+  return w;
+}
+
 Thresholds ThresholdsFrom(const Reader& r) {
   Thresholds t;
   t.max_kl = r.OptionalDouble("max_kl");
@@ -477,6 +530,12 @@ Run RunFromJson(const Reader& r) {
       run.unavailable_metrics.push_back({u.String("metric"), u.String("reason")});
     }
   }
+  if (r.Has("range_watch")) {
+    if (auto w = r.OptionalChild("range_watch")) {
+      if (auto a = w->OptionalChild("a")) run.range_a = RangeWatchFrom(*a);
+      if (auto b = w->OptionalChild("b")) run.range_b = RangeWatchFrom(*b);
+    }
+  }
   return run;
 }
 
@@ -495,6 +554,13 @@ Settings SettingsFromJson(const Reader& r) {
   s.near_tie_ulps = r.Double("near_tie_ulps");
   s.oracle = r.Bool("oracle");
   if (r.Has("oracle_device")) s.oracle_device = r.String("oracle_device");
+  if (r.Has("range_watch")) {
+    s.range_watch = r.String("range_watch");
+    if (s.range_watch != "on" && s.range_watch != "off" && s.range_watch != "auto") {
+      r.Fail("range_watch", "\"on\", \"off\" or \"auto\"", r.At("range_watch"));
+    }
+  }
+  if (r.Has("saturation_fraction")) s.saturation_fraction = r.Double("saturation_fraction");
   s.deterministic_algorithms = r.Bool("deterministic_algorithms");
   s.num_threads = r.Int("num_threads");
   return s;
@@ -600,6 +666,10 @@ nlohmann::json ToJson(const Thresholds& t) {
           {"min_first_divergence_step", OrNull(t.min_first_divergence_step)},
           {"fail_on_real_divergence", t.fail_on_real_divergence},
           {"require_oracle_acceptable", t.require_oracle_acceptable}};
+}
+
+RangeWatch RangeWatchFromJson(const nlohmann::json& json, const std::string& source) {
+  return RangeWatchFrom(Reader(json, "", source));
 }
 
 Thresholds ThresholdsFromJson(const nlohmann::json& json, const std::string& source) {

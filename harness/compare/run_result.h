@@ -187,6 +187,37 @@ struct OracleResult {
   std::string rule;                   // the rule in words
 };
 
+// Overflow and saturation watch of one side (compare/overflow.h): at every observed point of the
+// side's forward pass over the tokens it read (embedding, each layer's residual stream after its
+// attention block and after its MLP block, final norm, logits), the largest finite magnitude over
+// every position against the largest finite value of the precision that point is held in under
+// the side's policy (FP16 65504; BF16 3.39e38; FP32 3.40e38). Written by compare (key
+// "range_watch" of a run) and by localize (range_a / range_b).
+struct RangePoint {
+  std::string name;            // "layer 5 mlp", "embedding", "final_norm", "logits"
+  std::string precision;       // the precision its values are held in ("fp16")
+  double largest_finite = 0;   // of that precision (torch.finfo(dtype).max)
+  double max_abs = 0;          // largest finite |x| over every position
+  int64_t non_finite = 0;      // inf and NaN values over every position
+  bool saturating = false;     // max_abs >= saturation_fraction x largest_finite (RangeWatch)
+  // The first decode step whose forward pass holds an out-of-range value here (the prompt's
+  // positions count as step 0); null when it stays in range or the step is not known.
+  std::optional<int64_t> first_out_of_range_step;
+  bool out_of_range() const { return non_finite > 0 || max_abs > largest_finite; }
+  double fraction() const { return largest_finite > 0 ? max_abs / largest_finite : 0.0; }
+};
+
+struct RangeWatch {
+  std::string policy;                   // the side's precision policy ("fp16", "bf16+fp32:norm")
+  double saturation_fraction = 0.5;     // "saturation risk" threshold, a fraction of the range
+  std::vector<RangePoint> points;       // forward order
+  std::optional<std::string> first_out_of_range;  // first point with inf/NaN or |x| > range
+  std::optional<std::string> first_non_finite;    // first point with inf/NaN
+  std::optional<std::string> first_saturating;    // first point at >= saturation_fraction
+  std::optional<std::string> largest_fraction_point;  // where max_abs / largest_finite peaks
+  double largest_fraction = 0;                    // that ratio
+};
+
 // Gates. A gate that is null is not checked.
 struct Thresholds {
   std::optional<double> max_kl;                      // metrics.max_kl <= this
@@ -234,6 +265,9 @@ struct Run {
   // Metrics this run could not compute (a top-k trace side), each with its reason; empty for two
   // models or full-logit traces. Key "unavailable_metrics".
   std::vector<UnavailableMetric> unavailable_metrics;
+  // The overflow and saturation watch of each side (RangeWatch); null when it did not run (off, or
+  // a recorded side, which has no activations). Key "range_watch": {"a": ..., "b": ...} or null.
+  std::optional<RangeWatch> range_a, range_b;
 };
 
 // A trace (reports/TRACES.md) or llama.cpp KL-divergence base file this run wrote (--save-traces,
@@ -276,6 +310,9 @@ struct Settings {
   double near_tie_ulps = 4;     // FirstDivergence::tolerance in ULPs of the run precision
   bool oracle = false;          // FP64 oracle requested
   std::string oracle_device;    // where the FP64 runs ran ("cpu", "cuda:0"); empty: no oracle
+  std::string range_watch = "auto";  // the case's range watch: "on", "off", or "auto" (on for
+                                     // pairs with an fp16 module, and for all with the oracle)
+  double saturation_fraction = 0.5;  // RangeWatch::saturation_fraction
   bool deterministic_algorithms = true;  // at::globalContext().setDeterministicAlgorithms
   int64_t num_threads = 0;      // at::get_num_threads() during the run
 };
@@ -349,6 +386,8 @@ nlohmann::json ToJson(const VerdictEvidence& evidence);
 nlohmann::json ToJson(const FirstDivergence& divergence);
 nlohmann::json ToJson(const RunMetrics& metrics);
 nlohmann::json ToJson(const OracleResult& oracle);
+nlohmann::json ToJson(const RangeWatch& watch);
+RangeWatch RangeWatchFromJson(const nlohmann::json& json, const std::string& source);
 nlohmann::json ToJson(const Run& run);
 nlohmann::json ToJson(const Failure& failure);
 nlohmann::json ToJson(const Settings& settings);

@@ -123,6 +123,12 @@ std::string RunId(int64_t prompt_index, const Pair& pair) {
 
 namespace {
 
+// A side's budget name and range watch for the verdict (pointing into `outcome`).
+SideEvidence SideOf(const RunOutcome& outcome, const RunRequest& request, bool a_side) {
+  const std::optional<RangeWatch>& range = a_side ? outcome.run.range_a : outcome.run.range_b;
+  return {a_side ? request.budget_name_a : request.budget_name_b, range ? &*range : nullptr};
+}
+
 // Classifies outcome.run.first_divergence from the run's own evidence and, when given, the FP64
 // logits at the divergence step.
 void Classify(RunOutcome& outcome, const RunRequest& request,
@@ -134,8 +140,10 @@ void Classify(RunOutcome& outcome, const RunRequest& request,
     for (const StepRecord& s : outcome.steps) {
       if (s.same_context) same.push_back(s);
     }
-    Classification c = ClassifyWithoutFlip(same, request.precision_a, request.precision_b,
-                                           outcome.depth, run_oracle);
+    Classification c =
+        ClassifyWithoutFlip(same, request.precision_a, request.precision_b, outcome.depth,
+                            run_oracle, SideOf(outcome, request, true),
+                            SideOf(outcome, request, false));
     run.verdict_kind = DivergenceKindName(c.kind);
     run.verdict_evidence = c.evidence;
     return;
@@ -158,6 +166,8 @@ void Classify(RunOutcome& outcome, const RunRequest& request,
   in.oracle = oracle;
   in.overflow_point_a = outcome.overflow_point_a;
   in.overflow_point_b = outcome.overflow_point_b;
+  in.side_a = SideOf(outcome, request, true);
+  in.side_b = SideOf(outcome, request, false);
   Classification c = ClassifyDivergence(in);
   d.kind = DivergenceKindName(c.kind);
   d.flip_gap = c.flip_gap;
@@ -180,11 +190,16 @@ using PairDecoder = std::function<decode::GreedyResult(const decode::GreedyCallb
 // Where a side's activations first leave their range, on the tokens it read (null: not known).
 using OverflowFinder =
     std::function<std::optional<std::string>(bool a_side, const std::vector<int64_t>& tokens)>;
+// A side's range watch over the `stream` it read after the prompt, for `steps` steps (null: not
+// available).
+using RangeWatcher = std::function<std::optional<RangeWatch>(
+    bool a_side, const std::vector<int64_t>& stream, int64_t steps)>;
 
-// Decodes with `decode`, measures every step, and classifies the first divergence from the run's
-// own evidence.
+// Decodes with `decode`, measures every step, takes the range watch (request.range_watch), and
+// classifies the first divergence from the run's own evidence.
 RunOutcome MeasurePair(const PairDecoder& decode, int64_t depth, const OverflowFinder& overflow,
-                       const RunRequest& request, const TextDecoder& text, bool keep_logits) {
+                       const RangeWatcher& watch, const RunRequest& request,
+                       const TextDecoder& text, bool keep_logits) {
   RunOutcome outcome = StartOutcome(request, depth);
   Run& run = outcome.run;
 
@@ -234,8 +249,14 @@ RunOutcome MeasurePair(const PairDecoder& decode, int64_t depth, const OverflowF
     outcome.logits_b = at::stack(rows_b);
   }
 
-  // A side whose logits went non-finite: find where its activations first left their range.
-  if (run.first_divergence && overflow) {
+  if (request.range_watch && watch && !outcome.steps.empty()) {
+    const int64_t steps = static_cast<int64_t>(outcome.steps.size());
+    run.range_a = watch(true, result.input_a, steps);
+    run.range_b = watch(false, result.input_b, steps);
+  }
+  // A side whose logits went non-finite: find where its activations first left their range (the
+  // range watch, when it ran, names the point itself).
+  if (run.first_divergence && overflow && !request.range_watch) {
     const StepRecord& at_step = outcome.steps[run.first_divergence->step];
     auto tokens_read = [&](const std::vector<int64_t>& stream) {
       std::vector<int64_t> tokens = request.prompt_tokens;
@@ -261,8 +282,13 @@ RunOutcome RunPair(forward::CausalLM& model_a, forward::CausalLM& model_b, const
   OverflowFinder overflow = [&](bool a_side, const std::vector<int64_t>& tokens) {
     return FindOverflowPoint(a_side ? model_a : model_b, tokens);
   };
+  RangeWatcher watch = [&](bool a_side, const std::vector<int64_t>& stream, int64_t steps) {
+    return std::optional<RangeWatch>(WatchSideRange(a_side ? model_a : model_b,
+                                                    request.prompt_tokens, stream, steps,
+                                                    request.saturation_fraction));
+  };
   const int64_t depth = std::max(model_a.config().num_layers, model_b.config().num_layers);
-  RunOutcome outcome = MeasurePair(decode, depth, overflow, request, text,
+  RunOutcome outcome = MeasurePair(decode, depth, overflow, watch, request, text,
                                    request.keep_logits || oracle != nullptr);
   Run& run = outcome.run;
   if (oracle != nullptr && !outcome.steps.empty()) {
@@ -278,12 +304,18 @@ RunOutcome RunPair(forward::CausalLM& model_a, forward::CausalLM& model_b, const
 }
 
 RunOutcome RunDecodedPair(const decode::SideRun& a, const decode::SideRun& b, int64_t depth,
-                          const RunRequest& request, const TextDecoder& text) {
+                          const RunRequest& request, const TextDecoder& text,
+                          const std::optional<RangeWatch>& range_a,
+                          const std::optional<RangeWatch>& range_b) {
   auto start = std::chrono::steady_clock::now();
   PairDecoder decode = [&](const decode::GreedyCallback& on_step) {
     return decode::CompareDecoded(a, b, request.prompt_tokens, request.greedy, on_step);
   };
-  RunOutcome outcome = MeasurePair(decode, depth, nullptr, request, text, request.keep_logits);
+  RangeWatcher watch = [&](bool a_side, const std::vector<int64_t>&, int64_t) {
+    return a_side ? range_a : range_b;
+  };
+  RunOutcome outcome =
+      MeasurePair(decode, depth, nullptr, watch, request, text, request.keep_logits);
   outcome.run.pass = CheckGates(outcome.run, request.thresholds).empty();
   outcome.run.elapsed_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -581,6 +613,8 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
   s.top_k = c.top_k;
   s.near_tie_ulps = c.near_tie_ulps;
   s.oracle = c.oracle;
+  s.range_watch = c.range_watch ? (*c.range_watch ? "on" : "off") : "auto";
+  s.saturation_fraction = c.saturation_fraction;
   s.deterministic_algorithms = at::globalContext().deterministicAlgorithms();
   s.num_threads = at::get_num_threads();
   summary.thresholds = c.thresholds;
@@ -780,6 +814,12 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
     // A recorded side has no FP64 run: no oracle for its pairs (the evidence says so).
     const bool oracle = c.oracle && !recorded_a && !recorded_b &&
                         !IsFp64(case_pair.a.precision) && !IsFp64(case_pair.b.precision);
+    // The range watch: as the case says, else on with the oracle or an fp16 module on a side; a
+    // recorded side has no activations to watch.
+    const bool range_watch =
+        !recorded_a && !recorded_b &&
+        c.range_watch.value_or(c.oracle || UsesFp16(case_pair.a.precision) ||
+                               UsesFp16(case_pair.b.precision));
     const int64_t depth = std::max(recorded_a ? 0 : pool.config(case_pair.a.model).num_layers,
                                    recorded_b ? 0 : pool.config(case_pair.b.model).num_layers);
     std::vector<RunRequest> requests;
@@ -802,6 +842,10 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
       request.near_tie_ulps = c.near_tie_ulps;
       request.thresholds = case_pair.thresholds;
       request.keep_logits = oracle || save.traces || save.kld_base;
+      request.budget_name_a = BudgetName(case_pair.a.precision);
+      request.budget_name_b = BudgetName(case_pair.b.precision);
+      request.range_watch = range_watch;
+      request.saturation_fraction = c.saturation_fraction;
       requests.push_back(request);
     }
     std::vector<RunOutcome> outcomes;
@@ -840,12 +884,23 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
       const CaseSide& first = first_is_a ? case_pair.a : case_pair.b;
       const CaseSide& second = first_is_a ? case_pair.b : case_pair.a;
       std::vector<decode::SideRun> first_runs, second_runs;
+      // Each side's range watch, taken while its model is loaded, on the stream it read.
+      std::vector<std::optional<RangeWatch>> first_ranges, second_ranges;
+      auto watch_side = [&](forward::CausalLM& model, const RunRequest& request,
+                            const decode::SideRun& stream, size_t steps) {
+        return range_watch ? std::optional<RangeWatch>(WatchSideRange(
+                                 model, request.prompt_tokens, stream.tokens,
+                                 static_cast<int64_t>(steps), c.saturation_fraction))
+                           : std::nullopt;
+      };
       pool.KeepOnly({});
       forward::CausalLM& first_model =
           pool.Get(first.model, first.precision, first_is_a ? placed->a : placed->b);
       for (const RunRequest& request : requests) {
         at::manual_seed(c.seed);
         first_runs.push_back(decode::DecodeAlone(first_model, request.prompt_tokens, request.greedy));
+        first_ranges.push_back(watch_side(first_model, request, first_runs.back(),
+                                          first_runs.back().logits.size()));
         LogDecodedAlone(first, first_is_a, first_runs.size(), requests.size());
       }
       pool.KeepOnly({});
@@ -858,6 +913,10 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
           second_runs.push_back(
               forced ? decode::FollowAlone(second_model, request.prompt_tokens, first_runs[r])
                      : decode::DecodeAlone(second_model, request.prompt_tokens, request.greedy));
+          // A follower read the teacher's stream.
+          second_ranges.push_back(watch_side(second_model, request,
+                                             forced ? first_runs[r] : second_runs.back(),
+                                             second_runs.back().logits.size()));
         } catch (const Interrupted&) {
           // SIGINT: the runs whose two sides are both decoded are finished; measure and keep them.
           summary.interrupted = true;
@@ -869,7 +928,9 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
       for (size_t r = 0; r < second_runs.size(); ++r) {
         const decode::SideRun& a = first_is_a ? first_runs[r] : second_runs[r];
         const decode::SideRun& b = first_is_a ? second_runs[r] : first_runs[r];
-        outcomes.push_back(RunDecodedPair(a, b, depth, requests[r], text));
+        const std::optional<RangeWatch>& range_a = first_is_a ? first_ranges[r] : second_ranges[r];
+        const std::optional<RangeWatch>& range_b = first_is_a ? second_ranges[r] : first_ranges[r];
+        outcomes.push_back(RunDecodedPair(a, b, depth, requests[r], text, range_a, range_b));
       }
     }
     if (oracle && !summary.interrupted) {

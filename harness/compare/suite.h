@@ -43,6 +43,14 @@ struct RunRequest {
   double near_tie_ulps = 4;
   Thresholds thresholds;
   bool keep_logits = false;  // keep every step's logits in the outcome, for ApplyOracle
+  // Words for each side's rounding budget in the verdicts (BudgetName: "tf32 (fp16-sized
+  // budget)"); empty: the budget precision's name.
+  std::string budget_name_a, budget_name_b;
+  // The overflow and saturation watch (compare/overflow.h): after decoding, each model side is run
+  // once more over the tokens it read, observed; the watches go into run.range_a / range_b and
+  // into the verdict.
+  bool range_watch = false;
+  double saturation_fraction = 0.5;  // RangeWatch::saturation_fraction
 };
 
 // FP64 copies of both sides' models for the oracle (may be the same object when a and b are the
@@ -77,8 +85,12 @@ RunOutcome RunPair(forward::CausalLM& model_a, forward::CausalLM& model_b, const
 
 // The same measurement from two sides decoded one after the other (decode::DecodeAlone /
 // FollowAlone), for pairs whose models do not fit in memory together. `depth` = decoder layers.
+// `range_a` / `range_b`: each side's range watch, taken while its model was loaded
+// (WatchSideRange on the side's stream; null when request.range_watch is off).
 RunOutcome RunDecodedPair(const decode::SideRun& a, const decode::SideRun& b, int64_t depth,
-                          const RunRequest& request, const TextDecoder& text);
+                          const RunRequest& request, const TextDecoder& text,
+                          const std::optional<RangeWatch>& range_a = std::nullopt,
+                          const std::optional<RangeWatch>& range_b = std::nullopt);
 
 // The FP64 oracle on a decoded run: `a64` = A's FP64 model teacher-forced on A's stream, `b64` = B's
 // on B's stream ([steps, V] each, any float dtype; the same-context steps share their prefix).

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "harness/compare/metrics.h"
+#include "harness/compare/range_watch.h"
 
 namespace parity::compare {
 namespace {
@@ -21,7 +22,35 @@ double MaxNan(double x, double y) {
 
 const char* Side(bool a, bool b) { return a && b ? "both" : (a ? "a" : "b"); }
 
+std::string NameOf(const SideEvidence& side, forward::Precision precision) {
+  return side.budget_name.empty() ? forward::PrecisionName(precision) : side.budget_name;
+}
+
+// The coarser side's budget in words ("bf16", "tf32 (fp16-sized budget)"); both names when the
+// two sides share a budget precision under different names ("fp16 / tf32 (fp16-sized budget)").
+std::string CoarserName(forward::Precision a, forward::Precision b, const SideEvidence& side_a,
+                        const SideEvidence& side_b) {
+  const forward::Precision coarser = CoarserPrecision(a, b);
+  const std::string name_a = NameOf(side_a, a), name_b = NameOf(side_b, b);
+  if (a == b) return name_a == name_b ? name_a : name_a + " / " + name_b;
+  return coarser == a ? name_a : name_b;
+}
+
+// The first point where a side's activations leave their range at a step <= `step` (null without
+// a watch).
+std::optional<std::string> OutOfRangeBy(const SideEvidence& side, int64_t step) {
+  return side.range ? FirstOutOfRangeBy(*side.range, step) : std::nullopt;
+}
+
 }  // namespace
+
+std::string BudgetName(const forward::PrecisionPolicy& policy) {
+  const forward::Precision budget = BudgetPrecision(policy);
+  if (policy.tf32 && budget != policy.Coarsest()) {
+    return fmt::format("tf32 ({}-sized budget)", forward::PrecisionName(budget));
+  }
+  return forward::PrecisionName(budget);
+}
 
 forward::Precision BudgetPrecision(const forward::PrecisionPolicy& policy) {
   const forward::Precision coarsest = policy.Coarsest();
@@ -87,8 +116,10 @@ Classification ClassifyDivergence(const VerdictInputs& in) {
   const forward::Precision coarser = CoarserPrecision(in.precision_a, in.precision_b);
   Classification c;
   VerdictEvidence& e = c.evidence;
-  e.precision = forward::PrecisionName(coarser);
+  e.precision = CoarserName(in.precision_a, in.precision_b, in.side_a, in.side_b);
   e.depth = in.depth;
+  const std::string name_a = NameOf(in.side_a, in.precision_a);
+  const std::string name_b = NameOf(in.side_b, in.precision_b);
   FlipAnalysis flip = AnalyzeFlip(a, b, in.token_a, in.token_b, coarser, in.near_tie_ulps);
   c.flip_gap = flip.flip_gap;
   c.tolerance = flip.tolerance;
@@ -99,18 +130,37 @@ Classification ClassifyDivergence(const VerdictInputs& in) {
     bad_a = bad_a || s.nonfinite_a > 0;
     bad_b = bad_b || s.nonfinite_b > 0;
   }
+  // The range watch, when it ran: where each side's activations first leave their range by the
+  // divergence step (it names the point for non-finite logits too).
+  const int64_t step = in.at ? in.at->step : std::numeric_limits<int64_t>::max();
+  const std::optional<std::string> out_a = OutOfRangeBy(in.side_a, step);
+  const std::optional<std::string> out_b = OutOfRangeBy(in.side_b, step);
   if (bad_a || bad_b) {
     c.kind = DivergenceKind::kPrecisionFailure;
     e.source = "non_finite";
     e.failing_side = Side(bad_a, bad_b);
-    const std::optional<std::string>& point = bad_a ? in.overflow_point_a : in.overflow_point_b;
+    std::optional<std::string> point = bad_a ? in.overflow_point_a : in.overflow_point_b;
+    if (const std::optional<std::string>& watched = bad_a ? out_a : out_b) point = watched;
     e.overflow_point = point;
     e.reason = fmt::format(
         "{} logits contain inf or NaN{}: the {} computation overflowed or broke down, so its tokens "
         "mean nothing from here",
         bad_a && bad_b ? "both sides'" : (bad_a ? "A's" : "B's"),
         point ? fmt::format(" (values first leave the finite range at {})", *point) : "",
-        forward::PrecisionName(bad_a ? in.precision_a : in.precision_b));
+        bad_a ? name_a : name_b);
+    return c;
+  }
+  if (out_a || out_b) {
+    c.kind = DivergenceKind::kPrecisionFailure;
+    e.source = "range_watch";
+    e.failing_side = Side(out_a.has_value(), out_b.has_value());
+    e.overflow_point = out_a ? out_a : out_b;
+    const RangeWatch& watch = out_a ? *in.side_a.range : *in.side_b.range;
+    e.reason = fmt::format(
+        "{}'s activations leave the finite range of {} at {} by this step, though its logits stay "
+        "finite: its numbers broke down there (range watch: {})",
+        out_a ? "A" : "B", out_a ? name_a : name_b, *e.overflow_point,
+        DescribeRangeWatch(out_a ? "A" : "B", watch));
     return c;
   }
 
@@ -143,7 +193,7 @@ Classification ClassifyDivergence(const VerdictInputs& in) {
           "or cancellation), not the conversion",
           side_a ? "A" : "B", Num(side_a ? *e.a_err_vs_fp64 : *e.b_err_vs_fp64),
           kPrecisionFailureFactor, Num(side_a ? *e.budget_a : *e.budget_b),
-          forward::PrecisionName(side_a ? in.precision_a : in.precision_b), in.depth);
+          side_a ? name_a : name_b, in.depth);
     } else if (!(*e.fp64_rel_diff <= kFp64Resolution)) {
       c.kind = DivergenceKind::kReal;
       const bool fp64_diverges = *e.fp64_token_a != *e.fp64_token_b;
@@ -235,11 +285,12 @@ Classification ClassifyDivergence(const VerdictInputs& in) {
 
 Classification ClassifyWithoutFlip(const std::vector<StepRecord>& steps,
                                    forward::Precision precision_a, forward::Precision precision_b,
-                                   int64_t depth, const std::optional<RunOracleFigures>& oracle) {
+                                   int64_t depth, const std::optional<RunOracleFigures>& oracle,
+                                   const SideEvidence& side_a, const SideEvidence& side_b) {
   const forward::Precision coarser = CoarserPrecision(precision_a, precision_b);
   Classification c;
   VerdictEvidence& e = c.evidence;
-  e.precision = forward::PrecisionName(coarser);
+  e.precision = CoarserName(precision_a, precision_b, side_a, side_b);
   e.depth = depth;
   e.noise_steps = static_cast<int64_t>(steps.size());
   double rel = 0, noise = 0;
@@ -257,9 +308,32 @@ Classification ClassifyWithoutFlip(const std::vector<StepRecord>& steps,
     c.kind = DivergenceKind::kPrecisionFailure;
     e.source = "non_finite";
     e.failing_side = Side(bad_a, bad_b);
-    e.reason = fmt::format("{} logits contain inf or NaN", bad_a && bad_b ? "both sides'"
-                                                                          : (bad_a ? "A's" : "B's"));
+    const int64_t last = steps.empty() ? 0 : steps.back().step;
+    const std::optional<std::string> point = OutOfRangeBy(bad_a ? side_a : side_b, last);
+    e.overflow_point = point;
+    e.reason = fmt::format("{} logits contain inf or NaN{}",
+                           bad_a && bad_b ? "both sides'" : (bad_a ? "A's" : "B's"),
+                           point ? fmt::format(" (values first leave the finite range at {})",
+                                               *point)
+                                 : "");
     return c;
+  }
+  {
+    const int64_t last = steps.empty() ? -1 : steps.back().step;
+    const std::optional<std::string> out_a = OutOfRangeBy(side_a, last);
+    const std::optional<std::string> out_b = OutOfRangeBy(side_b, last);
+    if (out_a || out_b) {
+      c.kind = DivergenceKind::kPrecisionFailure;
+      e.source = "range_watch";
+      e.failing_side = Side(out_a.has_value(), out_b.has_value());
+      e.overflow_point = out_a ? out_a : out_b;
+      e.reason = fmt::format(
+          "no token flipped in {} same-context steps, but {}'s activations leave the finite range "
+          "of {} at {}, though its logits stay finite: its numbers broke down there",
+          steps.size(), out_a ? "A" : "B",
+          NameOf(out_a ? side_a : side_b, out_a ? precision_a : precision_b), *e.overflow_point);
+      return c;
+    }
   }
   if (oracle) {
     e.source = "oracle";

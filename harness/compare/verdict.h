@@ -10,7 +10,11 @@
 //   undetermined       the evidence at hand cannot decide; the reason says what would.
 //
 // Evidence, strongest first (the first that applies decides):
-//  1. non-finite logits on a side (NaN, inf) at or before the divergence step -> precision_failure.
+//  1. non-finite logits on a side (NaN, inf) at or before the divergence step -> precision_failure;
+//     with the range watch (compare/overflow.h), also a side whose activations leave the finite
+//     range of their precision at a step at or before it (source "range_watch"), and the point
+//     where they first leave it is named. A side that only comes close (saturation risk) keeps its
+//     verdict: the watch reports it beside the verdict.
 //  2. the FP64 oracle at the divergence step: A64 and B64 are the FP64 runs of both models on the
 //     shared prefix (the same tokens both sides read), a64_err / b64_err each side's relative error
 //     against its own FP64 run. rel(x, ref) = rms(x - ref) / std(ref) (std over the vocabulary).
@@ -61,6 +65,11 @@ inline constexpr double kPrecisionFailureFactor = 10;
 // TF32 matmuls (10 explicit significand bits, as FP16) make an FP32 side count as FP16.
 forward::Precision BudgetPrecision(const forward::PrecisionPolicy& policy);
 
+// The budget precision in words, for the verdict's reasons: the precision's name, except
+// "tf32 (fp16-sized budget)" for a side whose FP32 matmuls run as TF32, so that an fp32-vs-tf32
+// verdict says tf32 rather than an fp16 neither side ran.
+std::string BudgetName(const forward::PrecisionPolicy& policy);
+
 // Relative difference (rel as above) that rounding at `precision` over `depth` layers can make:
 // kRoundingBudgetFactor * 2^-bits * sqrt(max(depth, 1)). FP64 gives kFp64Resolution at least.
 double RoundingBudget(forward::Precision precision, int64_t depth);
@@ -84,6 +93,13 @@ struct Fp64Logits {
   std::vector<double> b64;
 };
 
+// What a verdict knows about one side beyond its logits.
+struct SideEvidence {
+  std::string budget_name;            // BudgetName of the side's policy; empty: the name of its
+                                      // budget precision
+  const RangeWatch* range = nullptr;  // the side's range watch, when it ran
+};
+
 struct VerdictInputs {
   const std::vector<double>* a = nullptr;  // A's logits at the divergence step, [V]
   const std::vector<double>* b = nullptr;  // B's
@@ -98,6 +114,7 @@ struct VerdictInputs {
   // Where a side's activations first left the finite range of its precision ("layer 3 mlp"), when
   // the observation hook could tell (non-finite logits only).
   std::optional<std::string> overflow_point_a, overflow_point_b;
+  SideEvidence side_a, side_b;             // budget names and range watches
 };
 
 // Classifies the flip (or non-finite step) described by `in`. Fills kind, flip_gap, tolerance and
@@ -121,9 +138,12 @@ struct RunOracleFigures {
   double a_err = 0;
   double b_err = 0;
 };
+// With the range watch, a side out of range at a same-context step is a precision_failure too.
 Classification ClassifyWithoutFlip(const std::vector<StepRecord>& same_context_steps,
                                    forward::Precision precision_a, forward::Precision precision_b,
-                                   int64_t depth, const std::optional<RunOracleFigures>& oracle);
+                                   int64_t depth, const std::optional<RunOracleFigures>& oracle,
+                                   const SideEvidence& side_a = {},
+                                   const SideEvidence& side_b = {});
 
 // One line for terminals and logs: "rounding (oracle): FP64 runs of A and B agree ...".
 std::string DescribeVerdict(const FirstDivergence& divergence);

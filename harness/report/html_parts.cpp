@@ -127,6 +127,36 @@ std::string OracleTable(const compare::OracleResult& o) {
   return out;
 }
 
+// The range watch: each side in words, then every observed point's largest |x| as a fraction of
+// its precision's largest finite value (collapsed).
+std::string RangeWatchBlock(const compare::Run& run) {
+  if (!run.range_a && !run.range_b) return "";
+  std::string out = "<h4>Range watch (overflow and saturation)</h4><ul>";
+  for (const std::string& line : RangeWatchLines(run)) out += "<li>" + HtmlEscape(line) + "</li>";
+  out += "</ul>\n<details><summary>Largest |x| per observed point</summary><table><tr>"
+         "<th>point</th><th>A precision</th><th>A max |x|</th><th>A of range</th>"
+         "<th>B precision</th><th>B max |x|</th><th>B of range</th></tr>\n";
+  const compare::RangeWatch empty;
+  const compare::RangeWatch& a = run.range_a ? *run.range_a : empty;
+  const compare::RangeWatch& b = run.range_b ? *run.range_b : empty;
+  auto cells = [](const compare::RangeWatch& w, size_t i) -> std::string {
+    if (i >= w.points.size()) return "<td></td><td></td><td></td>";
+    const compare::RangePoint& p = w.points[i];
+    const std::string flag = p.out_of_range() ? " <b>out of range</b>"
+                                              : (p.saturating ? " <b>saturation risk</b>" : "");
+    return fmt::format("<td>{}</td><td class=\"num\">{}{}</td><td class=\"num\">{}</td>",
+                       HtmlEscape(p.precision), FormatNumber(p.max_abs),
+                       p.non_finite > 0 ? fmt::format(" ({} inf/NaN)", p.non_finite) : "",
+                       FormatNumber(p.fraction()) + flag);
+  };
+  for (size_t i = 0; i < std::max(a.points.size(), b.points.size()); ++i) {
+    const std::string& name = i < a.points.size() ? a.points[i].name : b.points[i].name;
+    out += "<tr><td>" + HtmlEscape(name) + "</td>" + cells(a, i) + cells(b, i) + "</tr>\n";
+  }
+  out += "</table></details>\n";
+  return out;
+}
+
 }  // namespace
 
 std::string AnchorId(const std::string& text) {
@@ -181,6 +211,7 @@ std::string RunSection(const compare::RunOutputs& outputs, const compare::Run& r
     out += "</ul>\n";
   }
   if (run.oracle) out += OracleTable(*run.oracle);
+  out += RangeWatchBlock(run);
   std::vector<std::string> gates = GatesInWords(run.thresholds);
   std::string gate_text;
   for (const std::string& gate : gates) gate_text += (gate_text.empty() ? "" : "; ") + gate;

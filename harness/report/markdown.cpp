@@ -72,8 +72,17 @@ std::string RunLineWithoutNotes(const compare::Run& run) {
   return out;
 }
 
+// The range watch of each side, when it ran.
+std::string RangeLines(const compare::Run& run) {
+  std::string out;
+  for (const std::string& line : RangeWatchLines(run)) {
+    out += "  range watch: " + MarkdownEscape(line) + "\n";
+  }
+  return out;
+}
+
 std::string RunLine(const compare::Run& run) {
-  return RunLineWithoutNotes(run) + UnavailableLines(run);
+  return RunLineWithoutNotes(run) + RangeLines(run) + UnavailableLines(run);
 }
 
 }  // namespace

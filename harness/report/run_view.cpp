@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "harness/compare/range_watch.h"
 #include "harness/report/text_util.h"
 
 namespace parity::report {
@@ -69,6 +70,13 @@ std::vector<std::string> GatesInWords(const compare::Thresholds& t) {
 
 bool MarginWithinNoise(const compare::StepRecord& step) {
   return std::min(step.margin_a, step.margin_b) <= step.noise;
+}
+
+std::vector<std::string> RangeWatchLines(const compare::Run& run) {
+  std::vector<std::string> lines;
+  if (run.range_a) lines.push_back(compare::DescribeRangeWatch("A", *run.range_a));
+  if (run.range_b) lines.push_back(compare::DescribeRangeWatch("B", *run.range_b));
+  return lines;
 }
 
 std::vector<const compare::Failure*> FailuresOfRun(const compare::Summary& summary,

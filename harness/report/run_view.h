@@ -44,6 +44,10 @@ std::string KindWords(const std::string& kind);
 // precision failures and undetermined).
 std::string KindCounts(const std::vector<const compare::Run*>& runs);
 
+// The run's range watch in words, one line per watched side (compare/range_watch.h
+// DescribeRangeWatch: "B fp16: saturation risk from layer 5 mlp ..."); empty when it did not run.
+std::vector<std::string> RangeWatchLines(const compare::Run& run);
+
 // The verdict failures that belong to one run.
 std::vector<const compare::Failure*> FailuresOfRun(const compare::Summary& summary,
                                                    const std::string& run_id);

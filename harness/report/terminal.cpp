@@ -9,6 +9,8 @@
 
 #include <fmt/format.h>
 
+#include "harness/report/run_view.h"
+
 namespace parity::report {
 namespace {
 
@@ -112,6 +114,12 @@ std::string FormatSummaryTable(const compare::Summary& summary) {
     } else if (run.verdict_kind && *run.verdict_kind != "rounding") {
       out += fmt::format("{}: {} ({}): {}\n", run.id, *run.verdict_kind,
                          run.verdict_evidence.source, run.verdict_evidence.reason);
+    }
+  }
+  // The range watch of each run's sides: how close each came to its precision's largest value.
+  for (const compare::Run& run : summary.runs) {
+    for (const std::string& line : RangeWatchLines(run)) {
+      out += fmt::format("{} range watch: {}\n", run.id, line);
     }
   }
   // Metrics a run could not compute (a top-k trace side), once per pair: which, and why.
