@@ -26,6 +26,7 @@
 #include "harness/core/error.h"
 #include "harness/session/inputs.h"
 #include "harness/forward/numerics.h"
+#include "harness/forward/placement.h"
 #include "harness/model/gguf_checkpoint.h"
 
 namespace parity::cli {
@@ -59,6 +60,7 @@ struct CompareOptions {
   std::optional<double> saturation_fraction;
   std::optional<double> memory_limit_gb;
   bool dtypes_given = false;
+  bool device_given = false;
   bool mode_given = false;
   bool teacher_given = false;
 };
@@ -164,6 +166,12 @@ int RunCompare(const CompareOptions& o) {
   json["teacher"] = teacher;
   json["max_new_tokens"] = o.max_new_tokens;
   json["device"] = o.device;
+  if (!o.device_given && (o.devices || o.devices_a)) {
+    // The run's device (settings.device, the oracle's default) is side A's first device.
+    const forward::PlacementSpec spec =
+        forward::ParsePlacementSpec(o.devices_a.value_or(o.devices.value_or("")), "--devices-a");
+    if (!spec.automatic) json["device"] = spec.devices.front().device.str();
+  }
   json["seed"] = o.seed;
   json["top_k"] = o.top_k;
   json["near_tie_ulps"] = o.near_tie_ulps;
@@ -187,8 +195,9 @@ int RunCompare(const CompareOptions& o) {
   if (o.oracle) json["oracle"] = true;
   if (!o.oracle_device.empty()) json["oracle_device"] = o.oracle_device;
   if (o.devices || o.devices_a || o.devices_b) {
-    json["devices"] = {{"a", o.devices_a.value_or(o.devices.value_or(o.device))},
-                       {"b", o.devices_b.value_or(o.devices.value_or(o.device))}};
+    const std::string device = json["device"].get<std::string>();
+    json["devices"] = {{"a", o.devices_a.value_or(o.devices.value_or(device))},
+                       {"b", o.devices_b.value_or(o.devices.value_or(device))}};
   }
   if (o.range_watch) json["range_watch"] = true;
   if (o.no_range_watch) json["range_watch"] = false;
@@ -278,6 +287,7 @@ CommandRegistrar compare_command("compare", [](CLI::App& app, Action& action) {
       ->check(CLI::PositiveNumber);
   command->callback([o, &action, command] {
     o->dtypes_given = command->count("--dtypes") > 0;
+    o->device_given = command->count("--device") > 0;
     o->mode_given = command->count("--mode") > 0;
     o->teacher_given = command->count("--teacher") > 0;
     action = [o] { return RunCompare(*o); };
