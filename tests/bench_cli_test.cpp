@@ -1,6 +1,7 @@
 // `parity bench` on the CPU with the trained fixture: the JSON it reports is self-consistent (ms per
-// model-token from the two timed runs, ratio = ms / limit, limit = weight bytes / bandwidth), and
-// bad arguments exit 2 with a message.
+// model-token from the two timed runs, ratio = ms / limit, limit = weight bytes / bandwidth, one
+// row per loop and graph setting, the engine each side ran), and bad arguments exit 2 with a
+// message.
 #include <string>
 
 #include <gtest/gtest.h>
@@ -20,7 +21,8 @@ TEST(BenchCli, ReportsConsistentFiguresOnTheCpu) {
                               "--modes pipelined,synchronous --json > '" + json_path + "')";
   ASSERT_EQ(RunCommand(command, &log), 0) << log;
   const nlohmann::json all = nlohmann::json::parse(ReadFileText(json_path));
-  ASSERT_EQ(all.size(), 2u);  // one row per mode
+  // Pipelined with graphs on and off (--graphs defaults to both), synchronous (never records).
+  ASSERT_EQ(all.size(), 3u);
   for (const nlohmann::json& r : all) {
     EXPECT_EQ(r["precision"], "bf16");
     EXPECT_EQ(r["prompt_tokens"], 3);
@@ -36,9 +38,18 @@ TEST(BenchCli, ReportsConsistentFiguresOnTheCpu) {
     EXPECT_NEAR(r["ratio_to_limit"].get<double>(), ms / limit, 1e-9 * ms / limit);
     EXPECT_NEAR(ms, (r["total_ms"].get<double>() - r["prefill_ms"].get<double>()) / (2 * 2), 1e-6);
     EXPECT_GT(r["outer_aten_ops_per_model_token"].get<double>(), 10);
+    // The CPU runs the synchronous loop whatever was asked, and says so; no graph launches.
+    EXPECT_EQ(r["engine"][0], "eager: cpu (synchronous loop)");
+    EXPECT_EQ(r["graph_launches_per_model_token"].get<double>(), 0);
+    EXPECT_EQ(r["launches_per_model_token"].get<double>(),
+              r["aten_ops_per_model_token"].get<double>());
   }
   EXPECT_TRUE(all[0]["pipelined"].get<bool>());
-  EXPECT_FALSE(all[1]["pipelined"].get<bool>());
+  EXPECT_TRUE(all[0]["graphs_requested"].get<bool>());
+  EXPECT_TRUE(all[1]["pipelined"].get<bool>());
+  EXPECT_FALSE(all[1]["graphs_requested"].get<bool>());
+  EXPECT_FALSE(all[2]["pipelined"].get<bool>());
+  EXPECT_FALSE(all[2]["graphs_requested"].get<bool>());
 }
 
 TEST(BenchCli, RejectsBadArguments) {

@@ -16,8 +16,14 @@
 namespace parity::decode {
 namespace {
 
+// The check runs once for the tests of this file (it decodes every family at every precision).
+const std::vector<EngineCheckRow>& CpuRows() {
+  static const std::vector<EngineCheckRow> rows = CheckEngine(c10::Device(c10::kCPU));
+  return rows;
+}
+
 TEST(EngineCheck, StaticCacheIsBitwiseTheGrowingCacheOnCpu) {
-  const std::vector<EngineCheckRow> rows = CheckEngine(c10::Device(c10::kCPU));
+  const std::vector<EngineCheckRow>& rows = CpuRows();
   int static_rows = 0;
   for (const EngineCheckRow& row : rows) {
     SCOPED_TRACE(FormatEngineCheckRow(row));
@@ -29,7 +35,28 @@ TEST(EngineCheck, StaticCacheIsBitwiseTheGrowingCacheOnCpu) {
       EXPECT_EQ(row.compared, row.arch == "internlm2" ? 2 * (7 + 12) : 2 * (1 + 12));
     }
   }
-  EXPECT_GE(static_rows, 12);  // 4 families x 3 precisions (x SDPA on libtorch 2)
+  EXPECT_GE(static_rows, 16);  // 4 families x (3 precisions + a policy) (x SDPA on libtorch 2)
+}
+
+TEST(EngineCheck, PiecewiseStepsAreBitwiseForwardOnCpu) {
+  int pieces = 0, graphs = 0;
+  for (const EngineCheckRow& row : CpuRows()) {
+    SCOPED_TRACE(FormatEngineCheckRow(row));
+    if (row.check == "pieces") {
+      ++pieces;
+      EXPECT_TRUE(row.tested);
+      EXPECT_TRUE(row.bitwise);
+      EXPECT_EQ(row.compared, row.arch == "internlm2" ? 7 + 12 : 1 + 12);
+      EXPECT_EQ(row.note, "eager: pieces (graphs not recorded in this mode)");
+    }
+    if (row.check == "graphs") {
+      ++graphs;
+      EXPECT_FALSE(row.tested);  // no CUDA here
+      EXPECT_EQ(row.note, "eager: cpu");
+    }
+  }
+  EXPECT_GE(pieces, 16);
+  EXPECT_EQ(graphs, pieces);
 }
 
 TEST(EngineCheck, DeviceArgmaxFollowsGreedyArgmax) {

@@ -16,6 +16,7 @@
 #include "harness/forward/causal_lm.h"
 #include "harness/forward/memory_plan.h"
 #include "harness/forward/placement.h"
+#include "harness/forward/step_pieces.h"
 #include "harness/forward/weights.h"
 #include "harness/model/arch.h"
 
@@ -290,6 +291,21 @@ TEST(PlacementBitwise, LlamaQwen2AndMistralWithTiedHeadsAndSlidingWindows) {
   ExpectBitwiseEqualToOneDevice(mistral, Precision::kFP32, {1, 1, 1, 1});
   model::ModelConfig qwen3 = SmallConfig("qwen3");
   ExpectBitwiseEqualToOneDevice(qwen3, Precision::kBF16, {3, 1});
+}
+
+// CUDA-graph pieces (decode/piecewise.h) run on one device: a placed model's steps run eagerly.
+TEST(PlacementBitwise, APlacedModelIsNotRecordedPiecewise) {
+  const model::ModelConfig config = SmallConfig("llama");
+  const Weights weights = SmallWeights(config, 7);
+  const Numerics numerics = MakeNumerics(Precision::kFP32, kCpu);
+  const Placement placement = OnCpuStages({2, 2});
+  auto single = MakeCausalLM(config, weights, numerics);
+  auto placed = MakeCausalLM(config, weights, numerics, nullptr, &placement);
+  ASSERT_NE(placed->step_pieces(), nullptr);
+  EXPECT_EQ(single->step_pieces()->RecordBlocker(), "");
+  EXPECT_NE(placed->step_pieces()->RecordBlocker().find("placed over several devices"),
+            std::string::npos);
+  EXPECT_EQ(placed->devices(), std::vector<c10::Device>{kCpu});
 }
 
 TEST(PlacementBitwise, ABadPlacementIsRefusedByName) {

@@ -119,6 +119,14 @@ RunOutputs MakeOutputs() {
   run.oracle = oracle;
   run.thresholds = s.thresholds;
   run.elapsed_s = 1.5;
+  run.engine_a = "cuda graphs: on (33 pieces per step, recorded at one-token step 2, 30 replays)";
+  run.engine_b = "eager: cpu (synchronous loop)";
+  run.attention_a = {{"implementation", "eager"}, {"sdpa_kernel", nullptr},
+                     {"scores", "divide_by_sqrt_d"}, {"decode_keys", 17}};
+  run.attention_b = {{"implementation", "sdpa"}, {"sdpa_kernel", "flash_attention"},
+                     {"scores", "multiply_by_inverse_sqrt_d"}, {"decode_keys", 17}};
+  s.settings.attention_backend = {{"cudnn_version", 91002},
+                                  {"tf32", {{"cublas", false}, {"cudnn", true}}}};
   s.runs.push_back(run);
   Run second = run;
   second.id = "p1/original@fp16/converted@fp16";
@@ -160,6 +168,9 @@ TEST(RunResultTest, RoundTripThroughFiles) {
   EXPECT_EQ(run.first_divergence->evidence.observed_noise, 0.004);
   EXPECT_TRUE(run.first_divergence->after_newline);
   EXPECT_EQ(run.oracle->acceptable, true);
+  EXPECT_EQ(run.engine_b, "eager: cpu (synchronous loop)");
+  EXPECT_EQ(run.attention_b.at("sdpa_kernel"), "flash_attention");
+  EXPECT_EQ(back.summary.settings.attention_backend.at("tf32").at("cudnn"), true);
   EXPECT_FALSE(back.summary.runs[1].prompt.has_value());
   EXPECT_FALSE(back.summary.runs[1].first_divergence.has_value());
   EXPECT_FALSE(back.summary.runs[1].metrics.first_divergence_step.has_value());
@@ -356,7 +367,14 @@ TEST(CompareCliTest, RunsTheShippedCaseOnTheFixture) {
     if (run.pair.a.precision == "fp16") {
       EXPECT_TRUE(run.pair.a.emulated);
     }
+    // How it ran: the CPU's synchronous loop; InternLM2's reference attention is eager.
+    EXPECT_EQ(run.engine_a, "eager: cpu (synchronous loop)") << run.id;
+    EXPECT_EQ(run.attention_a.at("implementation"), "eager") << run.id;
+    EXPECT_EQ(run.attention_a.at("scores"), "divide_by_sqrt_d") << run.id;
+    EXPECT_TRUE(run.attention_a.at("sdpa_kernel").is_null()) << run.id;
   }
+  EXPECT_TRUE(outputs.summary.settings.attention_backend.at("tf32").at("cublas").is_boolean());
+  EXPECT_TRUE(outputs.summary.settings.attention_backend.contains("cudnn_version"));
   EXPECT_NE(log.find("p0/original@fp32/converted@fp32"), std::string::npos) << log;
   EXPECT_NE(log.find("verdict: PASS"), std::string::npos) << log;
 }

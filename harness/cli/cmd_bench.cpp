@@ -26,6 +26,7 @@ struct BenchCliOptions {
   bool check = false;
   std::vector<std::string> modes = {"pipelined"};
   std::vector<std::string> fill = {"off"};
+  std::vector<std::string> graphs = {"on", "off"};
   bool json = false;
 };
 
@@ -66,6 +67,12 @@ CommandRegistrar bench_command("bench", [](CLI::App& app, Action& action) {
       ->delimiter(',')
       ->check(CLI::IsMember({"off", "on"}))
       ->capture_default_str();
+  command->add_option("--graphs", options->graphs,
+                      "CUDA graphs of the one-token step (pipelined loop), comma-separated: on, "
+                      "off; both are timed in the same run by default")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"on", "off"}))
+      ->capture_default_str();
   command->add_flag("--check", options->check,
                     "Bitwise self-check of the decode engine on --device instead of timing");
   command->add_flag("--json", options->json, "Print the result as JSON");
@@ -87,6 +94,8 @@ CommandRegistrar bench_command("bench", [](CLI::App& app, Action& action) {
       bench.precision = forward::ParsePrecision(options->precision);
       bench.pipelined.clear();
       for (const std::string& mode : options->modes) bench.pipelined.push_back(mode == "pipelined");
+      bench.graphs.clear();
+      for (const std::string& graphs : options->graphs) bench.graphs.push_back(graphs == "on");
       bench.fill_uninitialized.clear();
       for (const std::string& fill : options->fill) bench.fill_uninitialized.push_back(fill == "on");
       const std::vector<compare::BenchResult> results = compare::RunBench(bench);

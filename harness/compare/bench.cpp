@@ -5,6 +5,7 @@
 #include <optional>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <memory>
 #include <vector>
 
@@ -12,6 +13,7 @@
 #include <ATen/detail/CUDAHooksInterface.h>
 #include <ATen/record_function.h>
 #include <c10/core/InferenceMode.h>
+#include <c10/core/StreamGuard.h>
 #include <c10/core/impl/VirtualGuardImpl.h>
 #include <torch/version.h>
 #include <fmt/format.h>
@@ -19,7 +21,9 @@
 #include "harness/compare/suite.h"
 #include "harness/core/error.h"
 #include "harness/core/version.h"
+#include "harness/decode/piecewise.h"
 #include "harness/decode/pipeline.h"
+#include "harness/forward/attention_backend.h"
 #include "harness/forward/causal_lm.h"
 #include "harness/forward/memory_plan.h"
 #include "harness/io/checkpoint.h"
@@ -63,29 +67,11 @@ std::vector<int64_t> BenchPrompt(int64_t length, int64_t vocab) {
   return ids;
 }
 
-// The kernel SDPA chooses for one decode step of `config` at `numerics` with `keys` cached keys, the
-// keys being the live slice of a static cache buffer as Decoder passes them.
-std::string SdpaKernel(const model::ModelConfig& config, const forward::Numerics& numerics,
-                       int64_t keys) {
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
-  const auto options = at::TensorOptions().dtype(numerics.storage).device(numerics.device);
-  const int64_t heads = config.num_heads, d = config.head_dim;
-  at::Tensor q = at::zeros({1, heads, 1, d}, options);
-  at::Tensor buffer = at::zeros({1, heads, keys + 64, d}, options);
-  at::Tensor k = buffer.slice(2, 0, keys);
-  const int64_t choice = at::_fused_sdp_choice(q, k, k, std::optional<at::Tensor>(), 0.0, false,
-                                               std::pow(static_cast<double>(d), -0.5));
-  switch (choice) {
-    case 0: return "math";
-    case 1: return "flash_attention";
-    case 2: return "efficient_attention";
-    case 3: return "cudnn_attention";
-    default: return fmt::format("backend {}", choice);
-  }
-#else
-  (void)config, (void)numerics, (void)keys;
-  return "n/a (libtorch < 2.1)";
-#endif
+// N of "cuda graphs: on (N pieces per step, ...)"; 0 for any other status.
+double PiecesPerStep(const std::string& engine) {
+  const std::string prefix = "cuda graphs: on (";
+  if (engine.rfind(prefix, 0) != 0) return 0;
+  return std::atof(engine.c_str() + prefix.size());
 }
 
 // ATen ops dispatched while a counter is installed: all of them, and the outermost ones (what the
@@ -100,23 +86,30 @@ std::unique_ptr<at::ObserverContext> OnOpStart(const at::RecordFunction&) {
 void OnOpEnd(const at::RecordFunction&, at::ObserverContext*) { --op_depth; }
 
 void MeasureIssue(forward::CausalLM& model, const std::vector<int64_t>& prompt, c10::Device device,
-                  BenchResult& result) {
+                  decode::GraphMode graphs, BenchResult& result) {
+  // As a side of the pipelined loop runs it: its own stream (graphs are recorded on one), the
+  // prefill, a warm-up and (with graphs) a recording step, then kSteps steps timed.
   constexpr int kSteps = 32;
+  std::unique_ptr<c10::StreamGuard> on_stream;
+  if (!device.is_cpu()) {
+    on_stream = std::make_unique<c10::StreamGuard>(
+        c10::impl::VirtualGuardImpl(device.type()).getStreamFromGlobalPool(device, false));
+  }
   forward::KVCache cache;
-  cache.capacity_hint = static_cast<int64_t>(prompt.size()) + kSteps + 1;
+  cache.capacity_hint = static_cast<int64_t>(prompt.size()) + kSteps + 3;
   cache.device_tokens_trusted = true;
   c10::InferenceMode inference;
+  decode::PiecewiseStep steps(model, graphs);
   at::Tensor ids = at::tensor(at::ArrayRef<int64_t>(prompt), at::kLong).view({1, -1});
-  at::Tensor logits = model.Forward(ids, cache);
-  at::Tensor token =
-      decode::pipeline::DeviceArgmax(logits.select(0, 0).select(0, logits.size(1) - 1)).view({1, 1});
+  at::Tensor token = steps.Step(ids, cache).token;
+  for (int step = 0; step < 2; ++step) token = steps.Step(token, cache).token;
   Synchronize(device);
   double issue = 0;
   const auto begin = Clock::now();
   for (int step = 0; step < kSteps; ++step) {
     const auto start = Clock::now();
-    logits = model.Forward(token, cache);
-    token = decode::pipeline::DeviceArgmax(logits.select(0, 0).select(0, 0)).view({1, 1});
+    token = steps.Step(token, cache).token;  // a replay reads its own token buffer: fine, the
+                                             // copy into the input buffer comes first
     issue += Seconds(start);
   }
   Synchronize(device);
@@ -193,12 +186,16 @@ std::vector<BenchResult> RunBench(const BenchOptions& options) {
   for (int64_t prompt_tokens : options.prompt_tokens) {
     request.prompt_tokens = BenchPrompt(prompt_tokens, base.vocab);
     for (bool pipelined : options.pipelined) {
+     for (bool graphs : options.graphs) {
+      if (!pipelined && graphs && options.graphs.size() > 1) continue;  // synchronous: no graphs
       for (bool fill : options.fill_uninitialized) {
         decode::pipeline::SetFillUninitializedMemory(fill);
         BenchResult result = base;
+        result.graphs_requested = graphs && pipelined;
+        request.greedy.graphs = graphs ? decode::GraphMode::kAuto : decode::GraphMode::kOff;
         result.prompt_tokens = prompt_tokens;
         if (model_a->variants().sdpa_attention || b.variants().sdpa_attention) {
-          result.sdpa_kernel = SdpaKernel(model_a->config(), numerics, prompt_tokens + 1);
+          result.sdpa_kernel = forward::SdpaKernel(model_a->config(), numerics, prompt_tokens + 1);
         }
         result.pipelined = pipelined;
         result.fill_uninitialized = decode::pipeline::FillsUninitializedMemory();
@@ -209,16 +206,23 @@ std::vector<BenchResult> RunBench(const BenchOptions& options) {
           RunOutcome outcome = RunPair(*model_a, b, request, text);
           Synchronize(device);
           const double seconds = Seconds(begin);
+          result.engine_a = outcome.run.engine_a;
+          result.engine_b = outcome.run.engine_b;
           result.divergence_step =
               outcome.run.first_divergence ? outcome.run.first_divergence->step : -1;
           return seconds;
         };
-        timed(2);  // warm-up: lazy initialisation (cuBLAS handles, allocator pools, kernels)
+        // Warm-up over every key length the timed runs reach: lazy initialisation (cuBLAS handles
+        // and workspaces, allocator pools, kernels) and cuDNN's per-key-length SDPA plans, which
+        // otherwise only the first row of a process would pay (so rows compare like with like).
+        timed(options.new_tokens);
         {  // ops per model-token, from two short counted runs (the counter slows them: untimed)
           const at::CallbackHandle handle = at::addGlobalCallback(
               at::RecordFunctionCallback(OnOpStart, OnOpEnd).scopes({at::RecordScope::FUNCTION}));
+          // 3 and 11 new tokens: 2 and 10 one-token steps; the difference is 8 steps past the
+          // warm-up and recording steps (replayed steps where graphs are on).
           int64_t counts[2][2];
-          const int64_t lengths[2] = {1, 9};
+          const int64_t lengths[2] = {3, 11};
           for (int i = 0; i < 2; ++i) {
             all_ops = outer_ops = 0;
             timed(lengths[i]);
@@ -229,19 +233,30 @@ std::vector<BenchResult> RunBench(const BenchOptions& options) {
           result.ops_per_model_token = double(counts[1][0] - counts[0][0]) / 16.0;
           result.outer_ops_per_model_token = double(counts[1][1] - counts[0][1]) / 16.0;
         }
-        double first = 1e30, full = 1e30;
+        // Graph launches per model-token: each replayed step launches its pieces (from the
+        // status "cuda graphs: on (N pieces per step, ...)"), besides the eager ATen ops counted.
+        result.graph_launches_per_model_token = PiecesPerStep(result.engine_a) / 2.0 +
+                                                PiecesPerStep(result.engine_b) / 2.0;
+        // The decode rate from t_N - t_3: the first two one-token steps (warm-up, and with graphs
+        // the recording) are left out, as the prefill is.
+        const int64_t base_tokens = options.new_tokens > 3 ? 3 : 1;
+        double first = 1e30, early = 1e30, full = 1e30;
         for (int64_t repeat = 0; repeat < std::max<int64_t>(1, options.repeats); ++repeat) {
           first = std::min(first, timed(1));
+          if (base_tokens != 1) early = std::min(early, timed(base_tokens));
           full = std::min(full, timed(options.new_tokens));
         }
+        if (base_tokens == 1) early = first;
         result.prefill_ms = first * 1e3;
         result.total_ms = full * 1e3;
         result.ms_per_model_token =
-            (full - first) * 1e3 / (2.0 * static_cast<double>(options.new_tokens - 1));
+            (full - early) * 1e3 /
+            (2.0 * static_cast<double>(options.new_tokens - base_tokens));
         result.ratio = result.ms_per_model_token / result.limit_ms;
-        MeasureIssue(*model_a, request.prompt_tokens, device, result);
+        MeasureIssue(*model_a, request.prompt_tokens, device, request.greedy.graphs, result);
         results.push_back(result);
       }
+     }
     }
   }
   decode::pipeline::SetFillUninitializedMemory(false);
@@ -254,6 +269,10 @@ nlohmann::json BenchResultToJson(const BenchResult& r) {
           {"attention", {r.attention_a, r.attention_b}},
           {"libtorch", r.libtorch},
           {"pipelined", r.pipelined},
+          {"graphs_requested", r.graphs_requested},
+          {"engine", {r.engine_a, r.engine_b}},
+          {"graph_launches_per_model_token", r.graph_launches_per_model_token},
+          {"launches_per_model_token", r.ops_per_model_token + r.graph_launches_per_model_token},
           {"deterministic_algorithms", r.deterministic},
           {"fill_uninitialized_memory", r.fill_uninitialized},
           {"vocab", r.vocab},
@@ -279,21 +298,24 @@ nlohmann::json BenchResultToJson(const BenchResult& r) {
 
 std::string FormatBenchResult(const BenchResult& r) {
   return fmt::format(
-      "bench {} {} (attention {}/{}, libtorch {}, {}, deterministic {}, fill {}): vocab {}, "
+      "bench {} {} (attention {}/{}, libtorch {}, {}, cuda graphs {}, deterministic {}, fill {}): vocab {}, "
       "prompt {}, {} new tokens\n"
       "  decode {:.2f} ms per model-token (prefill + 1 step {:.1f} ms, all {:.1f} ms, load {:.1f} s)\n"
       "  limit {:.2f} ms per model-token ({} / {:.0f} GB/s copy bandwidth measured) -> ratio {:.2f}x\n"
       "  sdpa kernel {}, cudnn {}, tf32 cublas {} cudnn {}; ATen ops per model-token {:.0f} "
-      "({:.0f} called by Parity itself)\n"
+      "({:.0f} called by Parity itself) + {:.0f} graph launches\n"
+      "  engine: A {}; B {}\n"
       "  model A alone, no metrics: {:.2f} ms per step, of which the host needs {:.2f} to issue it\n",
       r.device_name, r.precision, r.attention_a, r.attention_b, r.libtorch,
-      r.pipelined ? "pipelined" : "synchronous", r.deterministic ? "on" : "off",
+      r.pipelined ? "pipelined" : "synchronous", r.graphs_requested ? "requested" : "off",
+      r.deterministic ? "on" : "off",
       r.fill_uninitialized ? "on" : "off", r.vocab, r.prompt_tokens, r.new_tokens,
       r.ms_per_model_token, r.prefill_ms, r.total_ms, r.load_s, r.limit_ms,
       forward::FormatBytes((r.weight_bytes_a + r.weight_bytes_b) / 2), r.copy_bandwidth / 1e9,
       r.ratio, r.sdpa_kernel.empty() ? "-" : r.sdpa_kernel, r.cudnn_version,
       r.tf32_cublas ? "on" : "off", r.tf32_cudnn ? "on" : "off", r.ops_per_model_token,
-      r.outer_ops_per_model_token, r.alone_ms_per_step, r.issue_ms_per_step);
+      r.outer_ops_per_model_token, r.graph_launches_per_model_token, r.engine_a, r.engine_b,
+      r.alone_ms_per_step, r.issue_ms_per_step);
 }
 
 }  // namespace parity::compare

@@ -2,9 +2,12 @@
 // in the same process. Two models (a checkpoint pair, or one model twice) are loaded at one
 // precision and decoded in lockstep through compare::RunPair, exactly as `parity compare` runs a
 // pair: per-step FP64 metrics on, deterministic settings of a run (decode::pipeline::
-// UseRunDeterminism), the model's real vocabulary, no EOS (every step runs). Timing: a run with
-// one new token (prefill + one step) and a run with N; the decode phase costs
-//   ms per model-token = (t_N - t_1) / (2 (N - 1))          (two models per step)
+// UseRunDeterminism), the model's real vocabulary, no EOS (every step runs). Timing: after an
+// untimed warm-up run of N new tokens (lazy initialisation, cuDNN's per-key-length plans), runs
+// with 1, 3 and N new tokens; the decode phase costs
+//   ms per model-token = (t_N - t_3) / (2 (N - 3))          (two models per step)
+// (t_3: prefill and the first two one-token steps, the warm-up and, with CUDA graphs, the
+// recording step; (t_N - t_1) / (2 (N - 1)) when N <= 3).
 // The limit: a decode step must read every weight once, so it takes at least
 //   weight bytes / copy bandwidth,
 // the bandwidth measured as (read + write) bytes per second of a 1 GiB device-to-device copy in the
@@ -30,6 +33,9 @@ struct BenchOptions {
   // Every combination is timed on the same loaded models, in this order (prompt outermost):
   std::vector<int64_t> prompt_tokens = {16};  // prompts of seeded random ids in [3, vocab)
   std::vector<bool> pipelined = {true};       // decode::GreedyOptions::pipelined
+  // CUDA graphs of the one-token step (decode/piecewise.h) on / off, for the pipelined loop (the
+  // synchronous loop never records): both by default, so that one run times both.
+  std::vector<bool> graphs = {true, false};
   std::vector<bool> fill_uninitialized = {false};  // deterministic mode's NaN fill (runs: off)
   int64_t new_tokens = 128;
   int64_t repeats = 1;                 // timed N-token runs; the fastest is reported
@@ -41,6 +47,9 @@ struct BenchResult {
   std::string attention_a, attention_b;  // "eager" / "sdpa"
   std::string libtorch;
   bool pipelined = true;
+  bool graphs_requested = false;       // GreedyOptions::graphs was kAuto (else kOff)
+  std::string engine_a, engine_b;      // how each side's steps ran: PiecewiseStep::Status()
+  double graph_launches_per_model_token = 0;  // graph replays per model-token (pieces per step)
   bool deterministic = true;
   bool fill_uninitialized = false;
   int64_t vocab = 0;
@@ -61,9 +70,11 @@ struct BenchResult {
   // ATen ops dispatched per model-token in the decode phase (metrics included), all and the
   // outermost only: each is at least one kernel launch on the device for most ops.
   double ops_per_model_token = 0, outer_ops_per_model_token = 0;
-  // Model A alone, 32 decode steps issued back to back without waiting (no metrics): the host's
-  // time to issue one step (Forward + argmax returning) and the wall time per step. Issue time close
-  // to the wall time means the step is bound by the host issuing kernels, not by the device.
+  // Model A alone, 32 decode steps issued back to back without waiting (no metrics), on a stream
+  // of its own through decode::PiecewiseStep with this result's graph mode (after a warm-up and a
+  // recording step): the host's time to issue one step (returning from Step) and the wall time per
+  // step. Issue time close to the wall time means the step is bound by the host issuing kernels,
+  // not by the device.
   double issue_ms_per_step = 0, alone_ms_per_step = 0;
   long cudnn_version = 0;
   bool tf32_cublas = false, tf32_cudnn = false;

@@ -173,7 +173,13 @@ json ToJson(const Run& r) {
           {"range_watch", r.range_a || r.range_b
                               ? json{{"a", r.range_a ? ToJson(*r.range_a) : json(nullptr)},
                                      {"b", r.range_b ? ToJson(*r.range_b) : json(nullptr)}}
-                              : json(nullptr)}};
+                              : json(nullptr)},
+          {"engine", r.engine_a.empty() && r.engine_b.empty()
+                         ? json(nullptr)
+                         : json{{"a", r.engine_a}, {"b", r.engine_b}}},
+          {"attention", r.attention_a.is_null() && r.attention_b.is_null()
+                            ? json(nullptr)
+                            : json{{"a", r.attention_a}, {"b", r.attention_b}}}};
 }
 
 json ToJson(const Failure& f) {
@@ -195,7 +201,8 @@ json ToJson(const Settings& s) {
           {"range_watch", s.range_watch},
           {"saturation_fraction", Number(s.saturation_fraction)},
           {"deterministic_algorithms", s.deterministic_algorithms},
-          {"num_threads", s.num_threads}};
+          {"num_threads", s.num_threads},
+          {"attention_backend", s.attention_backend}};
 }
 
 json ToJson(const ModelInfo& m) {
@@ -536,6 +543,14 @@ Run RunFromJson(const Reader& r) {
       if (auto b = w->OptionalChild("b")) run.range_b = RangeWatchFrom(*b);
     }
   }
+  if (auto e = r.Has("engine") ? r.OptionalChild("engine") : std::nullopt) {
+    run.engine_a = e->String("a");
+    run.engine_b = e->String("b");
+  }
+  if (r.Has("attention") && r.At("attention").is_object()) {
+    run.attention_a = r.At("attention").value("a", json(nullptr));
+    run.attention_b = r.At("attention").value("b", json(nullptr));
+  }
   return run;
 }
 
@@ -563,6 +578,7 @@ Settings SettingsFromJson(const Reader& r) {
   if (r.Has("saturation_fraction")) s.saturation_fraction = r.Double("saturation_fraction");
   s.deterministic_algorithms = r.Bool("deterministic_algorithms");
   s.num_threads = r.Int("num_threads");
+  if (r.Has("attention_backend")) s.attention_backend = r.At("attention_backend");
   return s;
 }
 

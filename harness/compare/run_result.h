@@ -265,6 +265,12 @@ struct Run {
   // Metrics this run could not compute (a top-k trace side), each with its reason; empty for two
   // models or full-logit traces. Key "unavailable_metrics".
   std::vector<UnavailableMetric> unavailable_metrics;
+  // How each side ran (keys "engine" {"a", "b"} and "attention" {"a", "b"}; null when unknown, e.g.
+  // sides decoded alone or files written before): the decode engine's status
+  // (decode::PiecewiseStep::Status: "cuda graphs: on (...)", "eager: cpu (synchronous loop)", ...)
+  // and forward::DescribeAttention (implementation, SDPA kernel, score scaling).
+  std::string engine_a, engine_b;
+  nlohmann::json attention_a, attention_b;
   // The overflow and saturation watch of each side (RangeWatch); null when it did not run (off, or
   // a recorded side, which has no activations). Key "range_watch": {"a": ..., "b": ...} or null.
   std::optional<RangeWatch> range_a, range_b;
@@ -315,6 +321,9 @@ struct Settings {
   double saturation_fraction = 0.5;  // RangeWatch::saturation_fraction
   bool deterministic_algorithms = true;  // at::globalContext().setDeterministicAlgorithms
   int64_t num_threads = 0;      // at::get_num_threads() during the run
+  // forward::DescribeAttentionSettings(): cuDNN version (null without), TF32 for cuBLAS / cuDNN;
+  // key "attention_backend", null in files written before it existed.
+  nlohmann::json attention_backend;
 };
 
 struct ModelInfo {

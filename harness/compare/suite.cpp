@@ -25,6 +25,7 @@
 #include "harness/core/error.h"
 #include "harness/core/interrupt.h"
 #include "harness/core/version.h"
+#include "harness/forward/attention_backend.h"
 #include "harness/forward/memory_plan.h"
 #include "harness/decode/tokenizer.h"
 #include "harness/decode/pipeline.h"
@@ -229,6 +230,8 @@ RunOutcome MeasurePair(const PairDecoder& decode, int64_t depth, const OverflowF
     outcome.steps.push_back(std::move(record));
   };
   decode::GreedyResult result = decode(on_step);
+  run.engine_a = result.engine_a;
+  run.engine_b = result.engine_b;
 
   run.tokens_a = result.tokens_a;
   run.tokens_b = result.tokens_b;
@@ -291,6 +294,11 @@ RunOutcome RunPair(forward::CausalLM& model_a, forward::CausalLM& model_b, const
   RunOutcome outcome = MeasurePair(decode, depth, overflow, watch, request, text,
                                    request.keep_logits || oracle != nullptr);
   Run& run = outcome.run;
+  const int64_t decode_keys = static_cast<int64_t>(request.prompt_tokens.size()) + 1;
+  run.attention_a = forward::DescribeAttention(model_a.config(), model_a.variants(),
+                                               model_a.numerics(), decode_keys);
+  run.attention_b = forward::DescribeAttention(model_b.config(), model_b.variants(),
+                                               model_b.numerics(), decode_keys);
   if (oracle != nullptr && !outcome.steps.empty()) {
     at::Tensor a64 = OracleLogits(*oracle->a64, outcome, request, true);
     at::Tensor b64 = (oracle->b64 == oracle->a64 && outcome.input_a == outcome.input_b)
@@ -617,6 +625,7 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
   s.saturation_fraction = c.saturation_fraction;
   s.deterministic_algorithms = at::globalContext().deterministicAlgorithms();
   s.num_threads = at::get_num_threads();
+  s.attention_backend = forward::DescribeAttentionSettings();
   summary.thresholds = c.thresholds;
 
   // Bad input is refused before anything expensive: the device, then the models' files (opening

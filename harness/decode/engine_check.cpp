@@ -5,10 +5,13 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <c10/core/StreamGuard.h>
+#include <c10/core/impl/VirtualGuardImpl.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
 #include "harness/decode/greedy.h"
+#include "harness/decode/piecewise.h"
 #include "harness/decode/pipeline.h"
 #include "harness/forward/causal_lm.h"
 #include "harness/forward/ops.h"
@@ -117,6 +120,44 @@ KVCache MakeCache(KVCache::Layout layout, int64_t hint) {
   return cache;
 }
 
+// Decode's steps through PiecewiseStep in `mode`, following `tokens` (the reference run's), on a
+// stream of its own (CUDA graphs are recorded on a non-default stream). `status`: how it ran.
+std::vector<at::Tensor> DecodePiecewise(forward::CausalLM& model, KVCache cache,
+                                        const std::vector<int64_t>& tokens, GraphMode mode,
+                                        std::string* status) {
+  const c10::Device device = model.numerics().device;
+  std::unique_ptr<c10::StreamGuard> guard;
+  if (!device.is_cpu()) {
+    guard = std::make_unique<c10::StreamGuard>(
+        c10::impl::VirtualGuardImpl(device.type()).getStreamFromGlobalPool(device, false));
+  }
+  PiecewiseStep steps(model, mode);
+  std::vector<at::Tensor> out;
+  std::vector<int64_t> ids = kPrompt;
+  for (int64_t step = 0; step <= kSteps; ++step) {
+    at::Tensor input = at::tensor(at::ArrayRef<int64_t>(ids), at::kLong).view({1, -1});
+    const StepOutput result = steps.Step(input, cache);
+    out.push_back(result.logits.to(at::kCPU));  // waits for the step: the next one overwrites it
+    if (step < kSteps) ids = {tokens[step]};
+  }
+  *status = steps.Status();
+  return out;
+}
+
+// Piecewise (GraphMode::kPieces: the split, eagerly) or recorded (kAuto: CUDA graphs) steps against
+// Forward's, with the static cache growing by doubling (capacity hint 0).
+void CheckPiecewise(forward::CausalLM& model, const std::vector<at::Tensor>& reference,
+                    const std::vector<int64_t>& tokens, GraphMode mode, EngineCheckRow& row) {
+  std::string status;
+  const auto piecewise =
+      DecodePiecewise(model, MakeCache(KVCache::Layout::kStatic, 0), tokens, mode, &status);
+  for (size_t i = 0; i < reference.size(); ++i) Compare(reference[i], piecewise[i], row);
+  row.note = status;
+  if (mode == GraphMode::kAuto && status.rfind("cuda graphs: on", 0) != 0) {
+    row.tested = false;  // no graph ran: nothing was checked beyond Forward against itself
+  }
+}
+
 struct Recorded {
   GreedyResult result;
   std::vector<at::Tensor> rows;  // logits_a, logits_b of every callback, in order
@@ -154,6 +195,7 @@ void CheckPipelined(forward::CausalLM& a, forward::CausalLM& b, EngineCheckRow& 
       return;
     }
     for (size_t i = 0; i < sync.rows.size(); ++i) Compare(sync.rows[i], fast.rows[i], row);
+    row.note = "A " + y.engine_a + "; B " + y.engine_b;
   }
 }
 
@@ -164,19 +206,24 @@ std::vector<EngineCheckRow> CheckEngine(c10::Device device) {
   const bool was_deterministic = at::globalContext().deterministicAlgorithms();
   const bool was_filling = pipeline::FillsUninitializedMemory();
   at::globalContext().setDeterministicAlgorithms(true, true);
-  const std::vector<forward::Precision> precisions = {
-      forward::Precision::kFP32, forward::Precision::kBF16, forward::Precision::kFP16};
+  // The three precisions, and a precision policy with per-layer dtypes (layer 1's MLP in FP32, the
+  // norms and the LM head in FP32, the rest BF16): the pieces carry each module's own numerics.
+  const std::vector<std::string> policies = {"fp32", "bf16", "fp16",
+                                             "bf16+fp32:norm,lm_head,mlp[1-1]"};
   for (const char* arch : {"internlm2", "llama", "qwen2", "qwen3"}) {
     const model::ModelConfig config = CheckConfig(arch);
     const forward::Weights weights = RandomWeights(config, 7);
-    for (forward::Precision precision : precisions) {
-      const forward::Numerics numerics = forward::MakeNumerics(precision, device);
+    for (const std::string& policy : policies) {
+      const forward::Numerics numerics =
+          forward::MakeNumerics(forward::ParsePrecisionPolicy(policy), device);
+      const bool mixed = !numerics.policy.Uniform();
       for (bool sdpa : {false, true}) {
         EngineCheckRow base;
         base.arch = arch;
-        base.precision = forward::PrecisionName(precision);
+        base.precision = policy;
         base.attention = sdpa ? "sdpa" : "eager";
         if (sdpa && !forward::ops::SdpaAvailable()) continue;
+        if (sdpa && mixed) continue;  // the policy row: eager attention is enough
         forward::Variants variants = forward::ReferenceVariants(config.arch);
         variants.sdpa_attention = sdpa;
         auto model = forward::MakeCausalLM(config, weights, numerics, &variants);
@@ -194,6 +241,16 @@ std::vector<EngineCheckRow> CheckEngine(c10::Device device) {
           Compare(reference[i], hinted[i], cache_row);
         }
         rows.push_back(cache_row);
+
+        EngineCheckRow pieces_row = base;
+        pieces_row.check = "pieces";
+        CheckPiecewise(*model, grown, tokens, GraphMode::kPieces, pieces_row);
+        rows.push_back(pieces_row);
+
+        EngineCheckRow graphs_row = base;
+        graphs_row.check = "graphs";
+        CheckPiecewise(*model, grown, tokens, GraphMode::kAuto, graphs_row);
+        rows.push_back(graphs_row);
 
         EngineCheckRow fill_row = base;
         fill_row.check = "no_fill";
@@ -215,7 +272,7 @@ std::vector<EngineCheckRow> CheckEngine(c10::Device device) {
         forward::Variants other = variants;
         other.divide_scores_by_sqrt = !other.divide_scores_by_sqrt;  // a slightly different B
         auto model_b = forward::MakeCausalLM(config, weights, numerics, &other);
-        CheckPipelined(*model, *model_b, lockstep_row);
+        CheckPipelined(*model, *model_b, lockstep_row);  // graphs: GreedyOptions' default
         if (device.is_cpu()) {
           lockstep_row.tested = false;
           lockstep_row.note = "cpu: RunLockstep is synchronous either way";
@@ -233,7 +290,10 @@ std::string FormatEngineCheckRow(const EngineCheckRow& row) {
   const std::string head =
       fmt::format("{:<9} {:<4} {:<5} {:<12}", row.arch, row.precision, row.attention, row.check);
   if (!row.tested) return fmt::format("{} not tested: {}", head, row.note);
-  if (row.bitwise) return fmt::format("{} bitwise ({} rows)", head, row.compared);
+  if (row.bitwise) {
+    return fmt::format("{} bitwise ({} rows){}", head, row.compared,
+                       row.note.empty() ? "" : " [" + row.note + "]");
+  }
   return fmt::format("{} DIFFERS max |a-b| {:.4g} ({} rows){}", head, row.max_abs_diff,
                      row.compared, row.note.empty() ? "" : " " + row.note);
 }

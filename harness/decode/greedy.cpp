@@ -53,7 +53,13 @@ GreedyResult RunLockstepPipelined(forward::CausalLM& model_a, forward::CausalLM&
   GreedyResult result;
   const int64_t prompt_length = static_cast<int64_t>(prompt.size());
   const int64_t capacity = prompt_length + options.max_new_tokens;
-  pipeline::DeviceSide side_a(model_a, capacity), side_b(model_b, capacity);
+  pipeline::DeviceSide side_a(model_a, capacity, options.graphs),
+      side_b(model_b, capacity, options.graphs);
+  // Whatever way the loop ends, the result says how the steps ran.
+  auto engines = [&] {
+    result.engine_a = side_a.steps().Status();
+    result.engine_b = side_b.steps().Status();
+  };
   pipeline::OrderedWorker issue_a(1);  // A's steps are issued from this thread, B's from the caller's
   // One model object on both sides (a pair of identical sides): its Forward is not meant to run on
   // two threads at once (the rotary table grows lazily), so both are issued from the caller's.
@@ -123,6 +129,7 @@ GreedyResult RunLockstepPipelined(forward::CausalLM& model_a, forward::CausalLM&
       current_b = std::move(next_b);
     }
     callbacks.Drain();
+    engines();
     return result;
   }
 
@@ -165,6 +172,7 @@ GreedyResult RunLockstepPipelined(forward::CausalLM& model_a, forward::CausalLM&
     }
   }
   callbacks.Drain();
+  engines();
   return result;
 }
 
@@ -202,6 +210,9 @@ GreedyResult RunLockstep(forward::CausalLM& model_a, forward::CausalLM& model_b,
       !model_b.numerics().device.is_cpu()) {
     return RunLockstepPipelined(model_a, model_b, prompt, options, on_step);
   }
+  result.engine_a = result.engine_b = model_a.numerics().device.is_cpu()
+                                          ? "eager: cpu (synchronous loop)"
+                                          : "eager: synchronous loop";
   forward::KVCache cache_a, cache_b;
   cache_a.capacity_hint = cache_b.capacity_hint = prompt_length + options.max_new_tokens;
   at::Tensor logits_a = Feed(model_a, prompt, cache_a);

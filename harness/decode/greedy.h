@@ -15,10 +15,12 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include <ATen/Tensor.h>
 
+#include "harness/decode/piecewise.h"
 #include "harness/forward/causal_lm.h"
 
 namespace parity::decode {
@@ -37,6 +39,9 @@ struct GreedyOptions {
   // logits, two streams, callbacks on a worker thread). false, or on the CPU: the synchronous loop,
   // the reference the pipelined one is tested against (same tokens, same logits bit for bit).
   bool pipelined = true;
+  // Pipelined: how one-token steps run (decode/piecewise.h): CUDA graphs of the pieces between
+  // attentions where the build and the model allow (kAuto), Forward (kOff), or the pieces eagerly.
+  GraphMode graphs = GraphMode::kAuto;
 };
 
 // What the callback sees at each compared step.
@@ -59,6 +64,9 @@ struct GreedyResult {
   std::vector<int64_t> input_b;   // tokens B read after the prompt
   int64_t compared_steps = 0;     // steps handed to the callback
   std::vector<bool> same_context; // per compared step
+  // How each side's one-token steps ran: PiecewiseStep::Status() of the pipelined loop ("cuda
+  // graphs: on (...)", "cuda graphs: not built", "eager: cpu", ...), or "eager: synchronous loop".
+  std::string engine_a, engine_b;
 };
 
 // Runs the two models in lockstep on `prompt` (non-empty). Throws InputError when the prompt is

@@ -95,8 +95,9 @@ at::Tensor DeviceArgmax(const at::Tensor& logits) {
   return best.masked_fill(nan.select(0, 0), 0);
 }
 
-DeviceSide::DeviceSide(forward::CausalLM& model, int64_t capacity)
+DeviceSide::DeviceSide(forward::CausalLM& model, int64_t capacity, GraphMode graphs)
     : model_(model),
+      steps_(model, graphs),
       stream_(c10::impl::VirtualGuardImpl(model.numerics().device.type())
                   .getStreamFromGlobalPool(model.numerics().device, /*isHighPriority=*/false)) {
   cache_.capacity_hint = capacity;
@@ -138,13 +139,15 @@ PendingStep DeviceSide::Launch(const at::Tensor& tokens, const PendingStep* prod
       input = tokens.to(model_.numerics().device, /*non_blocking=*/true);
     }
   }
-  at::Tensor logits = model_.Forward(input, cache_);  // [1, T, V]
-  at::Tensor last = logits.select(0, 0).select(0, logits.size(1) - 1);
+  const StepOutput out = steps_.Step(input, cache_);  // Forward, or its recorded pieces
+  at::Tensor last = out.logits.select(0, 0).select(0, out.logits.size(1) - 1);
   step.stream = stream_;  // the stream of the device the logits are on (stream_ unless placed)
   for (const c10::Stream& stream : streams_) {
     if (stream.device() == last.device()) step.stream = stream;
   }
-  step.device_token = DeviceArgmax(last).view({1, 1});
+  // A replayed step's token lives in a graph buffer that this side's next step overwrites, while
+  // the other side may still read it (teacher forcing): hand out a copy.
+  step.device_token = out.from_graph ? out.token.clone() : out.token;
   step.host_logits.copy_(last, /*non_blocking=*/true);
   step.host_token.copy_(step.device_token.view({1}), /*non_blocking=*/true);
   step.done = std::make_shared<c10::Event>(stream_.device_type());

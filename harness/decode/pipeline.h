@@ -26,6 +26,7 @@
 #include <c10/core/Event.h>
 #include <c10/core/Stream.h>
 
+#include "harness/decode/piecewise.h"
 #include "harness/forward/causal_lm.h"
 
 namespace parity::decode::pipeline {
@@ -76,14 +77,17 @@ struct PendingStep {
 // sides on different devices never share one).
 class DeviceSide {
  public:
-  // `capacity`: positions the static KV cache is allocated for (prompt + new tokens).
-  DeviceSide(forward::CausalLM& model, int64_t capacity);
+  // `capacity`: positions the static KV cache is allocated for (prompt + new tokens). `graphs`:
+  // how one-token steps run (decode/piecewise.h; kAuto: CUDA graphs where possible).
+  DeviceSide(forward::CausalLM& model, int64_t capacity, GraphMode graphs = GraphMode::kAuto);
 
   // Issues a forward over `tokens` ([1, T] int64: the prompt on the CPU, or a previous step's
   // device_token, whose producing step `producer` this side's stream then waits for), the argmax
   // of the last position's logits and both copies to the host, on this side's stream; returns
   // without waiting for the device.
   PendingStep Launch(const at::Tensor& tokens, const PendingStep* producer = nullptr);
+
+  const PiecewiseStep& steps() const { return steps_; }
 
  private:
   // `first` and a stream from the pool for each further device of `model` (placement.h), in
@@ -92,6 +96,7 @@ class DeviceSide {
 
   forward::CausalLM& model_;
   forward::KVCache cache_;
+  PiecewiseStep steps_;
   c10::Stream stream_;                 // on the first device: the step is issued here
   std::vector<c10::Stream> streams_;   // one per device of the model, stream_ first
 };

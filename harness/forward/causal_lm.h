@@ -96,6 +96,8 @@ struct KVCache {
   bool device_tokens_trusted = false;
 };
 
+class StepPieces;  // step_pieces.h
+
 class CausalLM {
  public:
   virtual ~CausalLM() = default;
@@ -115,6 +117,10 @@ class CausalLM {
   virtual at::Tensor Forward(const at::Tensor& tokens, KVCache& cache,
                              const at::Tensor& attention_mask = at::Tensor(),
                              const Observer* observer = nullptr) = 0;
+
+  // The same forward pass split at attention (step_pieces.h), for recording its parts as CUDA
+  // graphs; nullptr when this implementation cannot be split (then decoding runs Forward).
+  virtual StepPieces* step_pieces() { return nullptr; }
 };
 
 // Builds the forward pass for the checkpoint's architecture, casting weights to `numerics`. Throws

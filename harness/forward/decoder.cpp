@@ -202,8 +202,7 @@ void Decoder::LoadMlp(const Weights& weights, int64_t layer, Layer& l) const {
   }
 }
 
-at::Tensor Decoder::Attention(const Layer& l, const at::Tensor& x, KVCache& cache, int64_t layer,
-                              const ops::AttentionInputs& inputs, const CosSin& rotary) const {
+QueryKeyValue Decoder::Project(const Layer& l, const at::Tensor& x, const CosSin& rotary) const {
   const int64_t batch = x.size(0), length = x.size(1);
   const int64_t kv = config_.num_kv_heads, groups = config_.group_size(), d = config_.head_dim,
                 heads = config_.num_heads, q_width = heads * d, kv_width = kv * d;
@@ -236,32 +235,41 @@ at::Tensor Decoder::Attention(const Layer& l, const at::Tensor& x, KVCache& cach
   q = ops::ApplyRotary(rotary_n_, Cast(q, *qk, rotary_n_).transpose(1, 2), rotary.cos, rotary.sin);
   k = ops::ApplyRotary(rotary_n_, Cast(k, *qk, rotary_n_).transpose(1, 2), rotary.cos, rotary.sin);
   // The cache holds keys and values in the layer's attention-scores precision.
-  q = Cast(q, rotary_n_, l.n.scores);
-  k = Cast(k, rotary_n_, l.n.scores);
-  v = Cast(v, l.n.projections, l.n.scores);
+  return {Cast(q, rotary_n_, l.n.scores), Cast(k, rotary_n_, l.n.scores),
+          Cast(v, l.n.projections, l.n.scores).transpose(1, 2)};
+}
+
+at::Tensor Decoder::Attend(int64_t layer, const QueryKeyValue& qkv, KVCache& cache,
+                           const StepContext& context) {
+  const Layer& l = layers_[layer];
+  const ops::AttentionInputs& inputs = l.window > 0 ? context.windowed : context.inputs;
   // The keys and values attention reads: [B, kv, S, d] (kGrowing; attention repeats them to the
   // query heads) or the static buffers' live views [B, H, S, d], already repeated (then attention's
   // repeat is the identity).
   at::Tensor keys, values;
   if (cache.layout == KVCache::Layout::kGrowing) {
-    ops::AppendToCache(cache.keys[layer], cache.values[layer], k, v.transpose(1, 2));
+    ops::AppendToCache(cache.keys[layer], cache.values[layer], qkv.k, qkv.v);
     keys = cache.keys[layer];
     values = cache.values[layer];
   } else {
     const ops::CacheView live =
-        ops::WriteToStaticCache(cache.keys[layer], cache.values[layer], k, v.transpose(1, 2),
-                                inputs.past, groups, cache.capacity_hint);
+        ops::WriteToStaticCache(cache.keys[layer], cache.values[layer], qkv.k, qkv.v,
+                                inputs.past, config_.group_size(), cache.capacity_hint);
     keys = live.keys;
     values = live.values;
   }
   const ops::ScoreScaling scaling = variants_.divide_scores_by_sqrt
                                         ? ops::ScoreScaling::kDivideBySqrt
                                         : ops::ScoreScaling::kMultiplyByInverse;
-  at::Tensor out = variants_.sdpa_attention
-                       ? ops::SdpaAttention(l.n.scores, q, keys, values, inputs)
-                       : ops::EagerAttention(l.n.scores, q, keys, values, inputs, scaling);
+  return variants_.sdpa_attention
+             ? ops::SdpaAttention(l.n.scores, qkv.q, keys, values, inputs)
+             : ops::EagerAttention(l.n.scores, qkv.q, keys, values, inputs, scaling);
+}
+
+at::Tensor Decoder::Output(const Layer& l, const at::Tensor& attention) const {
+  const int64_t batch = attention.size(0), length = attention.size(2);
   // [B, H, T, d] -> [B, T, H, d] -> [B, T, H * d]
-  at::Tensor merged = Cast(out, l.n.scores, l.n.projections).transpose(1, 2).contiguous()
+  at::Tensor merged = Cast(attention, l.n.scores, l.n.projections).transpose(1, 2).contiguous()
                           .reshape({batch, length, -1});
   return ops::Linear(l.n.projections, merged, l.o.weight, l.o.bias);
 }
@@ -297,15 +305,18 @@ at::Tensor Decoder::ToStage(const at::Tensor& x, c10::Device device) {
   return x.device() == device ? x.clone() : x.to(device);
 }
 
-Decoder::StageInputs Decoder::MoveInputs(const StageInputs& first, c10::Device device) {
+StepContext Decoder::MoveContext(const StepContext& first, c10::Device device) {
   auto move = [&](ops::AttentionInputs inputs) {
     inputs.positions = ToStage(inputs.positions, device);
     inputs.additive_mask = ToStage(inputs.additive_mask, device);
     inputs.allowed = ToStage(inputs.allowed, device);
     return inputs;
   };
-  return {move(first.inputs), move(first.windowed),
-          {ToStage(first.rotary.cos, device), ToStage(first.rotary.sin, device)}};
+  StepContext moved = first;
+  moved.inputs = move(first.inputs);
+  moved.windowed = move(first.windowed);
+  moved.rotary = {ToStage(first.rotary.cos, device), ToStage(first.rotary.sin, device)};
+  return moved;
 }
 
 void Decoder::CheckTokens(const at::Tensor& tokens, const KVCache& cache) const {
@@ -318,11 +329,25 @@ void Decoder::CheckTokens(const at::Tensor& tokens, const KVCache& cache) const 
   }
 }
 
-at::Tensor Decoder::Forward(const at::Tensor& tokens, KVCache& cache,
-                            const at::Tensor& attention_mask, const Observer* observer) {
-  // No autograd bookkeeping: weights never require grad, and this skips the autograd dispatch.
-  at::AutoDispatchBelowADInplaceOrView no_autograd;
-  const Tf32Scope tf32(numerics_);  // this model's TF32 setting while it runs (CUDA)
+std::string Decoder::RecordBlocker() const {
+  if (placement_.stages.size() > 1) {
+    return "layers placed over several devices (a recorded piece runs on one device)";
+  }
+  for (const Layer& l : layers_) {
+    if (!l.experts.empty()) {
+      return "MoE layers: the routing reads the chosen experts on the host (a synchronisation and "
+             "data-dependent shapes)";
+    }
+  }
+  return "";
+}
+
+const Numerics& Decoder::StreamNumerics(int64_t layer) const {
+  return layer == 0 ? embedding_n_ : layers_[layer - 1].n.residual;
+}
+
+StepContext Decoder::Prepare(const at::Tensor& tokens, KVCache& cache,
+                             const at::Tensor& attention_mask) {
   if (!tokens.defined() || tokens.dim() != 2 || tokens.scalar_type() != at::kLong ||
       tokens.size(1) == 0) {
     throw InputError("Forward: tokens must be a non-empty int64 tensor [batch, tokens]");
@@ -347,55 +372,96 @@ at::Tensor Decoder::Forward(const at::Tensor& tokens, KVCache& cache,
         "tokens have batch {}", cache.keys[0].size(0), cache.keys[0].size(2), past, batch));
   }
 
-  const ops::AttentionInputs inputs =
-      ops::MakeAttentionInputs(numerics_, batch, past, length, attention_mask,
-                               !variants_.sdpa_attention, variants_.sdpa_attention);
+  StepContext context;
+  context.past = past;
+  context.length = length;
+  context.inputs = ops::MakeAttentionInputs(numerics_, batch, past, length, attention_mask,
+                                            !variants_.sdpa_attention, variants_.sdpa_attention);
   // Sliding-window layers read through their own mask (HF's create_sliding_window_causal_mask).
-  const ops::AttentionInputs windowed =
+  context.windowed =
       window_ > 0 ? ops::MakeAttentionInputs(numerics_, batch, past, length, attention_mask,
                                              !variants_.sdpa_attention, variants_.sdpa_attention,
                                              window_)
-                  : inputs;
-  const CosSin rotary = rotary_.Compute(inputs.positions, past + length, inputs.max_position);
-  // Placement: stage s runs on its device with copies of these; the first stage reads them here.
-  std::vector<StageInputs> staged = {{inputs, windowed, rotary}};
+                  : context.inputs;
+  context.rotary = rotary_.Compute(context.inputs.positions, past + length,
+                                   context.inputs.max_position);
+  return context;
+}
 
-  at::Tensor hidden = at::embedding(embedding_, tokens.to(numerics_.device));  // [B, T, D]
-  Observe(observer, ObservationPoint::kEmbedding, -1, hidden);
-  // Precision policy: `stream` is the numerics `hidden` is in; Cast is a no-op in a uniform run.
-  const Numerics* stream = &embedding_n_;
-  for (int64_t layer = 0; layer < config_.num_layers; ++layer) {
-    const Layer& w = layers_[layer];
-    const LayerNumerics& n = w.n;
-    if (layer == placement_.stages[staged.size() - 1].end_layer) {  // a stage boundary
-      staged.push_back(MoveInputs(staged.front(), n.residual.device));
-      hidden = ToStage(hidden, n.residual.device);
-    }
-    const StageInputs& in = staged.back();
-    hidden = Cast(hidden, *stream, n.residual);
-    stream = &n.residual;
-    at::Tensor normed = ops::RmsNorm(n.norm, Cast(hidden, n.residual, n.norm), w.attention_norm,
-                                     config_.rms_norm_eps);
-    at::Tensor attention = Attention(w, Cast(normed, n.norm, n.projections), cache, layer,
-                                     w.window > 0 ? in.windowed : in.inputs, in.rotary);
-    hidden = ops::Add(n.residual, hidden, Cast(attention, n.projections, n.residual));
-    Observe(observer, ObservationPoint::kAttentionBlock, layer, hidden);
+at::Tensor Decoder::Embed(const at::Tensor& tokens) {
+  return at::embedding(embedding_, tokens.to(numerics_.device));  // [B, T, D]
+}
 
-    normed = ops::RmsNorm(n.norm, Cast(hidden, n.residual, n.norm), w.mlp_norm,
-                          config_.rms_norm_eps);
-    at::Tensor mlp = Mlp(w, Cast(normed, n.norm, n.mlp));
-    hidden = ops::Add(n.residual, hidden, Cast(mlp, n.mlp, n.residual));
-    Observe(observer, ObservationPoint::kMlpBlock, layer, hidden);
-  }
-  hidden = ops::RmsNorm(final_norm_n_, Cast(hidden, *stream, final_norm_n_), final_norm_,
-                        config_.rms_norm_eps);
+at::Tensor Decoder::PreAttention(int64_t layer, const at::Tensor& hidden, const CosSin& rotary,
+                                 QueryKeyValue& qkv) {
+  const Layer& w = layers_[layer];
+  const LayerNumerics& n = w.n;
+  // Precision policy: Cast is a no-op in a uniform run.
+  at::Tensor residual = Cast(hidden, StreamNumerics(layer), n.residual);
+  at::Tensor normed = ops::RmsNorm(n.norm, Cast(residual, n.residual, n.norm), w.attention_norm,
+                                   config_.rms_norm_eps);
+  qkv = Project(w, Cast(normed, n.norm, n.projections), rotary);
+  return residual;
+}
+
+at::Tensor Decoder::PostAttention(int64_t layer, const at::Tensor& residual,
+                                  const at::Tensor& attention, const Observer* observer) {
+  const Layer& w = layers_[layer];
+  const LayerNumerics& n = w.n;
+  at::Tensor hidden =
+      ops::Add(n.residual, residual, Cast(Output(w, attention), n.projections, n.residual));
+  Observe(observer, ObservationPoint::kAttentionBlock, layer, hidden);
+  at::Tensor normed = ops::RmsNorm(n.norm, Cast(hidden, n.residual, n.norm), w.mlp_norm,
+                                   config_.rms_norm_eps);
+  at::Tensor mlp = Mlp(w, Cast(normed, n.norm, n.mlp));
+  hidden = ops::Add(n.residual, hidden, Cast(mlp, n.mlp, n.residual));
+  Observe(observer, ObservationPoint::kMlpBlock, layer, hidden);
+  return hidden;
+}
+
+at::Tensor Decoder::Head(const at::Tensor& input, const Observer* observer) {
+  const int64_t length = input.size(1);
+  at::Tensor hidden =
+      ops::RmsNorm(final_norm_n_, Cast(input, StreamNumerics(config_.num_layers), final_norm_n_),
+                   final_norm_, config_.rms_norm_eps);
   Observe(observer, ObservationPoint::kFinalNorm, -1, hidden);
   if (!variants_.lm_head_all_positions) hidden = hidden.slice(1, length - 1, length);
   // The LM head's output is a run-dtype tensor (rounded); the references then call .float().
   at::Tensor logits = ops::Linear(lm_head_n_, Cast(hidden, final_norm_n_, lm_head_n_), lm_head_)
                           .to(numerics_.logits_type);
   Observe(observer, ObservationPoint::kLogits, -1, logits);
-  cache.length = past + length;
+  return logits;
+}
+
+void Decoder::Finish(KVCache& cache, const StepContext& context) {
+  cache.length = context.past + context.length;
+}
+
+at::Tensor Decoder::Forward(const at::Tensor& tokens, KVCache& cache,
+                            const at::Tensor& attention_mask, const Observer* observer) {
+  // No autograd bookkeeping: weights never require grad, and this skips the autograd dispatch.
+  at::AutoDispatchBelowADInplaceOrView no_autograd;
+  const Tf32Scope tf32(numerics_);  // this model's TF32 setting while it runs (CUDA)
+  // Placement: stage s runs on its device with a copy of the first stage's context.
+  std::vector<StepContext> staged;
+  staged.reserve(placement_.stages.size());
+  staged.push_back(Prepare(tokens, cache, attention_mask));
+  at::Tensor hidden = Embed(tokens);
+  Observe(observer, ObservationPoint::kEmbedding, -1, hidden);
+  for (int64_t layer = 0; layer < config_.num_layers; ++layer) {
+    if (layer == placement_.stages[staged.size() - 1].end_layer) {  // a stage boundary
+      const c10::Device device = placement_.stages[staged.size()].device;
+      staged.push_back(MoveContext(staged.front(), device));
+      hidden = ToStage(hidden, device);
+    }
+    const StepContext& context = staged.back();
+    QueryKeyValue qkv;
+    const at::Tensor residual = PreAttention(layer, hidden, context.rotary, qkv);
+    const at::Tensor attention = Attend(layer, qkv, cache, context);
+    hidden = PostAttention(layer, residual, attention, observer);
+  }
+  at::Tensor logits = Head(hidden, observer);
+  Finish(cache, staged.front());
   return logits;
 }
 

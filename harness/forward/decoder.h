@@ -17,13 +17,14 @@
 #include "harness/forward/ops.h"
 #include "harness/forward/placement.h"
 #include "harness/forward/rotary.h"
+#include "harness/forward/step_pieces.h"
 #include "harness/forward/weights.h"
 #include "harness/model/arch_spec.h"
 #include "harness/model/config.h"
 
 namespace parity::forward {
 
-class Decoder final : public CausalLM {
+class Decoder final : public CausalLM, public StepPieces {
  public:
   // Checks the config and the weights (every problem in one InputError), casts the weights to
   // `numerics` and moves each to its device under `placement` (validated by the caller; the
@@ -39,6 +40,22 @@ class Decoder final : public CausalLM {
   at::Tensor Forward(const at::Tensor& tokens, KVCache& cache,
                      const at::Tensor& attention_mask = at::Tensor(),
                      const Observer* observer = nullptr) override;
+  StepPieces* step_pieces() override { return this; }
+
+  // StepPieces (step_pieces.h): Forward is these, in order.
+  int64_t num_layers() const override { return config_.num_layers; }
+  std::string RecordBlocker() const override;
+  StepContext Prepare(const at::Tensor& tokens, KVCache& cache,
+                      const at::Tensor& attention_mask) override;
+  at::Tensor Embed(const at::Tensor& tokens) override;
+  at::Tensor PreAttention(int64_t layer, const at::Tensor& hidden, const CosSin& rotary,
+                          QueryKeyValue& qkv) override;
+  at::Tensor Attend(int64_t layer, const QueryKeyValue& qkv, KVCache& cache,
+                    const StepContext& context) override;
+  at::Tensor PostAttention(int64_t layer, const at::Tensor& residual, const at::Tensor& attention,
+                           const Observer* observer) override;
+  at::Tensor Head(const at::Tensor& hidden, const Observer* observer) override;
+  void Finish(KVCache& cache, const StepContext& context) override;
 
  private:
   struct Projection {
@@ -67,24 +84,23 @@ class Decoder final : public CausalLM {
   void LoadMlp(const Weights& weights, int64_t layer, Layer& l) const;
   Projection Load(const Weights& weights, model::Role weight, model::Role bias, int64_t layer,
                   const Numerics& numerics) const;
-  // Layer `layer`'s attention on the normed hidden x [B, T, D]: projections, q/k norm, rotary,
-  // writing this step's keys and values into the cache (its layout: causal_lm.h), attention over
-  // the cached + new keys, output projection. Returns [B, T, D] (before the residual add) in the
-  // layer's projection numerics.
-  at::Tensor Attention(const Layer& l, const at::Tensor& x, KVCache& cache, int64_t layer,
-                       const ops::AttentionInputs& inputs, const CosSin& rotary) const;
+  // Layer attention's parts. Project: the normed hidden x [B, T, D] in projection numerics ->
+  // rotated q, k and v in scores numerics. Output: attention's [B, H, T, d] -> output projection
+  // [B, T, D] (before the residual add) in projection numerics. Attend (above) sits between them:
+  // the cache write (its layout: causal_lm.h) and attention over the cached + new keys.
+  QueryKeyValue Project(const Layer& l, const at::Tensor& x, const CosSin& rotary) const;
+  at::Tensor Output(const Layer& l, const at::Tensor& attention) const;
+  // The numerics the residual stream is in when it enters layer `layer` (the embedding's for layer
+  // 0, else the previous layer's residual numerics; layer == L: what the final norm receives).
+  const Numerics& StreamNumerics(int64_t layer) const;
   // Throws InputError when a token id is outside the vocabulary: on the host for CPU ids, with one
   // device synchronisation for device ids unless the cache says they are trusted.
   void CheckTokens(const at::Tensor& tokens, const KVCache& cache) const;
   at::Tensor Mlp(const Layer& l, const at::Tensor& x) const;
-  // What every layer reads besides the hidden state, on one stage's device.
-  struct StageInputs {
-    ops::AttentionInputs inputs, windowed;
-    CosSin rotary;
-  };
-  // Copies of `first` (the first stage's) on `device`: at a stage boundary. A copy also when the
-  // device is the same (stages on one CPU), so that the boundary path always runs.
-  static StageInputs MoveInputs(const StageInputs& first, c10::Device device);
+  // `first` (the first stage's step context: what every layer reads besides the hidden state)
+  // copied to `device`, at a stage boundary. A copy also when the device is the same (stages on
+  // one CPU), so that the boundary path always runs.
+  static StepContext MoveContext(const StepContext& first, c10::Device device);
   static at::Tensor ToStage(const at::Tensor& x, c10::Device device);
 
   model::ModelConfig config_;
