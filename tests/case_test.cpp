@@ -129,8 +129,8 @@ TEST(CaseTest, ErrorsNameTheFileAndTheField) {
   EXPECT_EQ(ErrorOf(with(R"("max_new_token": 5)")),
             "cases/x.json: max_new_token: unknown field (expected one of name, description, models, "
             "prompts, chat, dtypes, pairs, mode, teacher, max_new_tokens, device, seed, top_k, "
-            "near_tie_ulps, oracle, oracle_device, thresholds, save_traces, save_kld_base, range_watch, "
-            "saturation_fraction)");
+            "near_tie_ulps, oracle, oracle_device, devices, thresholds, save_traces, save_kld_base, "
+            "range_watch, saturation_fraction)");
   EXPECT_EQ(ErrorOf(with(R"("pairs": [{"a": "orig", "b": "c"}])")),
             "cases/x.json: pairs[0].a: no model labelled \"orig\" (models: o, c)");
   EXPECT_EQ(ErrorOf(with(R"("pairs": [{"a": "o@fp12", "b": "c"}])")),

@@ -26,6 +26,7 @@
 #include "harness/core/error.h"
 #include "harness/session/inputs.h"
 #include "harness/forward/numerics.h"
+#include "harness/forward/placement.h"
 #include "harness/model/gguf_checkpoint.h"
 
 namespace parity::cli {
@@ -53,11 +54,13 @@ struct CompareOptions {
   std::optional<bool> require_oracle_acceptable;  // default: on when the oracle runs
   bool oracle = false;
   std::string oracle_device;
+  std::optional<std::string> devices, devices_a, devices_b;
   bool range_watch = false;      // --range-watch; neither: the case's rule (fp16 sides, oracle)
   bool no_range_watch = false;   // --no-range-watch
   std::optional<double> saturation_fraction;
   std::optional<double> memory_limit_gb;
   bool dtypes_given = false;
+  bool device_given = false;
   bool mode_given = false;
   bool teacher_given = false;
 };
@@ -163,6 +166,12 @@ int RunCompare(const CompareOptions& o) {
   json["teacher"] = teacher;
   json["max_new_tokens"] = o.max_new_tokens;
   json["device"] = o.device;
+  if (!o.device_given && (o.devices || o.devices_a)) {
+    // The run's device (settings.device, the oracle's default) is side A's first device.
+    const forward::PlacementSpec spec =
+        forward::ParsePlacementSpec(o.devices_a.value_or(o.devices.value_or("")), "--devices-a");
+    if (!spec.automatic) json["device"] = spec.devices.front().device.str();
+  }
   json["seed"] = o.seed;
   json["top_k"] = o.top_k;
   json["near_tie_ulps"] = o.near_tie_ulps;
@@ -185,6 +194,11 @@ int RunCompare(const CompareOptions& o) {
   json["thresholds"] = thresholds;
   if (o.oracle) json["oracle"] = true;
   if (!o.oracle_device.empty()) json["oracle_device"] = o.oracle_device;
+  if (o.devices || o.devices_a || o.devices_b) {
+    const std::string device = json["device"].get<std::string>();
+    json["devices"] = {{"a", o.devices_a.value_or(o.devices.value_or(device))},
+                       {"b", o.devices_b.value_or(o.devices.value_or(device))}};
+  }
   if (o.range_watch) json["range_watch"] = true;
   if (o.no_range_watch) json["range_watch"] = false;
   if (o.saturation_fraction) json["saturation_fraction"] = *o.saturation_fraction;
@@ -264,13 +278,16 @@ CommandRegistrar compare_command("compare", [](CLI::App& app, Action& action) {
                       "Fraction of a precision's largest finite value (FP16 65504) from which a "
                       "point is a saturation risk (default 0.5)");
   command->add_option("--oracle-device", o->oracle_device,
-                      "Where the FP64 oracle runs: cpu, cuda or cuda:N (default: --device)");
+                      "Where the FP64 oracle runs: cpu, cuda or cuda:N, or a placement as for "
+                      "--devices (default: --device)");
+  AddPlacementOptions(command, o->devices, o->devices_a, o->devices_b);
   command->add_option("--memory-limit", o->memory_limit_gb,
                       "Plan within this many GB (decimal) per device instead of what it reports "
                       "free; a plan that does not fit is refused with the numbers (exit 2)")
       ->check(CLI::PositiveNumber);
   command->callback([o, &action, command] {
     o->dtypes_given = command->count("--dtypes") > 0;
+    o->device_given = command->count("--device") > 0;
     o->mode_given = command->count("--mode") > 0;
     o->teacher_given = command->count("--teacher") > 0;
     action = [o] { return RunCompare(*o); };

@@ -11,6 +11,7 @@
 #include "harness/compare/case.h"
 #include "harness/compare/suite.h"
 #include "harness/decode/greedy.h"
+#include "harness/forward/placement.h"
 #include "harness/report/shard.h"
 
 namespace parity::cli {
@@ -24,6 +25,7 @@ struct RunOptions {
   std::optional<std::string> mode;
   std::optional<std::string> shard;  // "i/N"
   std::optional<std::string> oracle_device;
+  std::optional<std::string> devices, devices_a, devices_b;
   std::optional<double> memory_limit_gb;
 };
 
@@ -33,6 +35,14 @@ int RunCaseCommand(const RunOptions& options) {
   if (options.max_new_tokens) c.max_new_tokens = *options.max_new_tokens;
   if (options.mode) c.mode = decode::ParseGreedyMode(*options.mode);
   if (options.oracle_device) c.oracle_device = *options.oracle_device;
+  // Placements (forward/placement.h): checked here, planned against memory at run time.
+  if (options.devices) c.devices_a = c.devices_b = *options.devices;
+  if (options.devices_a) c.devices_a = *options.devices_a;
+  if (options.devices_b) c.devices_b = *options.devices_b;
+  for (const auto& [flag, text] : {std::pair{"--devices-a", c.devices_a}, {"--devices-b", c.devices_b},
+                                   {"--oracle-device", c.oracle_device}}) {
+    if (!text.empty()) forward::ParsePlacementSpec(text, flag);
+  }
   RunCommandOptions output = options.output;
   if (options.memory_limit_gb) {
     output.memory_limit_bytes = static_cast<int64_t>(*options.memory_limit_gb * 1e9);
@@ -68,7 +78,8 @@ CommandRegistrar run_command("run", [](CLI::App& app, Action& action) {
   command->add_option("--mode", options->mode, "Override the case's mode: free or teacher_forced");
   command->add_option("--oracle-device", options->oracle_device,
                       "Override the case's oracle_device: where the FP64 oracle runs (cpu, cuda, "
-                      "cuda:N)");
+                      "cuda:N, or a placement as for --devices)");
+  AddPlacementOptions(command, options->devices, options->devices_a, options->devices_b);
   command->add_option("--memory-limit", options->memory_limit_gb,
                       "Plan within this many GB (decimal) per device instead of what it reports "
                       "free; a plan that does not fit is refused with the numbers (exit 2)")

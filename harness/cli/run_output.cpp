@@ -14,6 +14,18 @@
 
 namespace parity::cli {
 
+void AddPlacementOptions(CLI::App* command, std::optional<std::string>& devices,
+                         std::optional<std::string>& devices_a,
+                         std::optional<std::string>& devices_b) {
+  command->add_option(
+      "--devices", devices,
+      "Each side's layers over these devices, planned from their free memory before loading: "
+      "cuda:0,cuda:1 (layers in proportion to free memory), cuda:0=20,cuda:1=12 (layer counts), "
+      "cuda:0@40GB,cuda:1 (memory caps), auto (the fewest GPUs that hold the model)");
+  command->add_option("--devices-a", devices_a, "Side A's placement (as --devices), e.g. cuda:0");
+  command->add_option("--devices-b", devices_b, "Side B's placement (as --devices), e.g. cuda:1");
+}
+
 void AddRunOutputOptions(CLI::App* command, RunCommandOptions& options) {
   command->add_option("--out", options.out,
                       "Output directory: new, empty, or holding an earlier run of the same case "

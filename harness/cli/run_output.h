@@ -28,6 +28,11 @@ struct RunCommandOptions {
 // Adds --out, --cache-dir, --replace, --json, --save-traces and --save-kld-base to `command`.
 void AddRunOutputOptions(CLI::App* command, RunCommandOptions& options);
 
+// Adds --devices, --devices-a and --devices-b (forward/placement.h syntax) to `command`.
+void AddPlacementOptions(CLI::App* command, std::optional<std::string>& devices,
+                         std::optional<std::string>& devices_a,
+                         std::optional<std::string>& devices_b);
+
 // Claims OUT, runs the case, writes OUT/summary.json, OUT/steps.jsonl, the reports and OUT/run.json,
 // prints the table (or the JSON result), and returns the exit code: 0 pass, 1 a gate failed,
 // 130 interrupted (the finished runs are written, marked interrupted). `after_run` (may be null)

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "harness/core/error.h"
+#include "harness/forward/placement.h"
 
 namespace parity::compare {
 namespace {
@@ -403,6 +404,15 @@ const CaseModel& Case::Model(const std::string& label) const {
   throw InputError(fmt::format("{}: no model labelled \"{}\"", path.value_or(name), label));
 }
 
+const std::string& Case::SideDevices(bool a) const {
+  const std::string& given = a ? devices_a : devices_b;
+  return given.empty() ? device : given;
+}
+
+const std::string& Case::OracleDevices() const {
+  return oracle_device.empty() ? device : oracle_device;
+}
+
 Thresholds ParseThresholds(const nlohmann::ordered_json& json, const Thresholds& base,
                            const std::string& where, const std::string& path) {
   Problems problems(path);
@@ -422,8 +432,8 @@ Case ParseCase(const nlohmann::ordered_json& json, const std::string& path) {
   CheckKeys(json, "",
             {"name", "description", "models", "prompts", "chat", "dtypes", "pairs", "mode",
              "teacher", "max_new_tokens", "device", "seed", "top_k", "near_tie_ulps", "oracle",
-             "oracle_device", "thresholds", "save_traces", "save_kld_base", "range_watch",
-             "saturation_fraction"},
+             "oracle_device", "devices", "thresholds", "save_traces", "save_kld_base",
+             "range_watch", "saturation_fraction"},
             problems);
   if (auto name = GetString(json, "name", "", problems)) {
     c.name = *name;
@@ -460,12 +470,29 @@ Case ParseCase(const nlohmann::ordered_json& json, const std::string& path) {
     if (!is_device(*device)) problems.Add("device", fmt::format("expected \"cpu\", \"cuda\" or \"cuda:N\", got \"{}\"", *device));
     c.device = *device;
   }
-  if (auto device = GetString(json, "oracle_device", "", problems)) {
-    if (!is_device(*device)) {
-      problems.Add("oracle_device",
-                   fmt::format("expected \"cpu\", \"cuda\" or \"cuda:N\", got \"{}\"", *device));
+  // Placements (forward/placement.h): each checked here, planned against memory at run time.
+  auto placement = [&](const std::string& field, const std::string& text) {
+    try {
+      forward::ParsePlacementSpec(text, "placement");
+    } catch (const InputError& e) {
+      problems.Add(field, e.what());
     }
-    c.oracle_device = *device;
+    return text;
+  };
+  if (auto device = GetString(json, "oracle_device", "", problems)) {
+    c.oracle_device = placement("oracle_device", *device);
+  }
+  if (auto devices = json.find("devices"); devices != json.end()) {
+    if (devices->is_string()) {
+      c.devices_a = c.devices_b = placement("devices", devices->get<std::string>());
+    } else if (devices->is_object()) {
+      CheckKeys(*devices, "devices", {"a", "b"}, problems);
+      if (auto a = GetString(*devices, "a", "devices", problems)) c.devices_a = placement("devices.a", *a);
+      if (auto b = GetString(*devices, "b", "devices", problems)) c.devices_b = placement("devices.b", *b);
+    } else {
+      problems.Add("devices", fmt::format("expected a placement string (\"cuda:0,cuda:1\") or an "
+                                          "object {{\"a\": ..., \"b\": ...}}, got {}", Got(*devices)));
+    }
   }
   if (auto seed = GetInt(json, "seed", "", 0, problems)) c.seed = static_cast<uint64_t>(*seed);
   if (auto k = GetInt(json, "top_k", "", 1, problems)) c.top_k = *k;

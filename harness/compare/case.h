@@ -25,7 +25,12 @@
 //   "teacher": "a" | "b",                           default "a"
 //   "max_new_tokens": 32, "device": "cpu", "seed": 0, "top_k": 5, "near_tie_ulps": 4,
 //   "oracle": true,                                 default: "fp64" in dtypes
-//   "oracle_device": "cpu",                         where the FP64 oracle runs; default: device
+//   "oracle_device": "cpu",                         where the FP64 oracle runs; default: device;
+//                                                   a placement: "cuda:0,cuda:1", "auto"
+//   "devices": "cuda:0,cuda:1"                      each side's layers over these devices
+//              | {"a": "cuda:0", "b": "cuda:1"}     per side (forward/placement.h syntax:
+//                                                   DEVICE[=LAYERS][@SIZE],... or auto);
+//                                                   default: device
 //   "thresholds": {"max_kl": 1e-3, ...}             gates, see reports/SCHEMA.md
 //   "save_traces": false, "save_kld_base": false    write each model side's trace / llama.cpp
 //                                                   KLD-base file into OUT (compare/save_traces.h)
@@ -91,7 +96,8 @@ struct Case {
   int64_t top_k = 5;
   double near_tie_ulps = 4;
   bool oracle = false;
-  std::string oracle_device;        // empty: `device`
+  std::string oracle_device;        // a placement (forward/placement.h); empty: `device`
+  std::string devices_a, devices_b; // each side's placement; empty: `device`
   bool chat = false;
   bool save_traces = false;         // write each model side's trace into OUT/traces
   bool save_kld_base = false;       // and/or its llama.cpp KLD-base file into OUT/kld-base
@@ -100,6 +106,9 @@ struct Case {
   Thresholds thresholds;
 
   const CaseModel& Model(const std::string& label) const;  // throws InputError when unknown
+  // The placement text of side A / side B / the FP64 oracle, with the defaults applied.
+  const std::string& SideDevices(bool a) const;
+  const std::string& OracleDevices() const;
 };
 
 // Parses a case. `path` is used for messages and to resolve relative model paths. Throws one

@@ -786,7 +786,8 @@ nlohmann::json ToJson(const Summary& s) {
                        {"failures", failures}}},
           {"runs", runs},
           {"pairs", pairs},
-          {"traces", traces}};
+          {"traces", traces},
+          {"placements", s.placements}};
 }
 
 Summary SummaryFromJson(const nlohmann::json& json, const std::string& source) {
@@ -806,6 +807,7 @@ Summary SummaryFromJson(const nlohmann::json& json, const std::string& source) {
     if (auto it = json.find("interrupted"); it != json.end() && it->is_boolean()) {
       s.interrupted = *it;
     }
+    if (auto it = json.find("placements"); it != json.end() && it->is_array()) s.placements = *it;
   }
   Reader case_ref = r.Child("case");
   s.case_ref.name = case_ref.String("name");

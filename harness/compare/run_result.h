@@ -371,6 +371,10 @@ struct Summary {
   std::vector<Run> runs;
   std::vector<PairSummary> pairs;
   std::vector<SavedTrace> traces;  // written by --save-traces / --save-kld-base; key "traces"
+  // Where each pair's models ran: one object per side and oracle model (compare/pair_placement.h
+  // PairPlacementJson: pair, side, model, lockstep, plan, reason, stages); key "placements",
+  // absent in summaries written before it existed.
+  nlohmann::json placements = nlohmann::json::array();
 };
 
 // Both files of one output directory.

@@ -16,6 +16,7 @@
 #include <spdlog/spdlog.h>
 
 #include "harness/compare/metrics.h"
+#include "harness/compare/pair_placement.h"
 #include "harness/compare/overflow.h"
 #include "harness/compare/recorded_pair.h"
 #include "harness/compare/recorded_side.h"
@@ -509,11 +510,24 @@ class ModelPool {
   forward::CausalLM& Get(const std::string& label, const forward::PrecisionPolicy& precision,
                          std::optional<c10::Device> device = std::nullopt) {
     const c10::Device where = device.value_or(device_);
-    std::string key = fmt::format("{}@{}", label, precision.Text());
-    if (where != device_) key += "@" + where.str();
+    return Get(label, precision, forward::Placement::Single(where, config(label).num_layers));
+  }
+  // The model with its layers placed as planned (compare/pair_placement.h).
+  forward::CausalLM& Get(const std::string& label, const forward::PrecisionPolicy& precision,
+                         const forward::Placement& placement) {
     const session::StoredModel& model = *models_.at(label);
-    load_keys_[key] = session::ModelStore::LoadKey(model, precision, where);
-    return store_.Get(model, precision, where);
+    load_keys_[Key(label, precision, placement)] =
+        session::ModelStore::LoadKey(model, precision, placement);
+    return store_.Get(model, precision, placement);
+  }
+  // "label@precision", with "@placement" unless it is the case's device alone.
+  std::string Key(const std::string& label, const forward::PrecisionPolicy& precision,
+                  const forward::Placement& placement) const {
+    std::string key = fmt::format("{}@{}", label, precision.Text());
+    if (placement.stages.size() != 1 || placement.first_device() != device_) {
+      key += "@" + placement.Key();
+    }
+    return key;
   }
 
   // Releases every loaded model whose key ("label@precision[@device]") is not in `keep`.
@@ -587,6 +601,16 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
   for (const CasePair& case_pair : c.pairs) {
     forward::MakeNumerics(case_pair.a.precision, device);
     forward::MakeNumerics(case_pair.b.precision, device);
+  }
+  // Placements (forward/placement.h): each side's, and the oracle's; their devices checked now.
+  const forward::PlacementSpec spec_a = forward::ParsePlacementSpec(c.SideDevices(true), "devices (side a)");
+  const forward::PlacementSpec spec_b = forward::ParsePlacementSpec(c.SideDevices(false), "devices (side b)");
+  const forward::PlacementSpec spec_oracle =
+      forward::ParsePlacementSpec(c.OracleDevices(), "oracle_device");
+  for (const forward::PlacementSpec* spec : {&spec_a, &spec_b, &spec_oracle}) {
+    for (const forward::DeviceRequest& r : spec->devices) {
+      forward::MakeNumerics(forward::Precision::kFP32, r.device);
+    }
   }
   session::ModelStore store(options.cache_dir);
   ModelPool pool(c, store, device);
@@ -719,42 +743,35 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
     longest_prompt = std::max<int64_t>(longest_prompt, static_cast<int64_t>(ids.size()));
   }
   const int64_t sequence = longest_prompt + c.max_new_tokens;
-  const c10::Device oracle_device(c.oracle_device.empty() ? c.device : c.oracle_device);
-  summary.settings.oracle_device = c.oracle ? oracle_device.str() : "";
+  summary.settings.oracle_device = c.oracle ? c.OracleDevices() : "";
 
-  // Memory, planned before anything is loaded: a pair runs in lockstep when both its models fit
-  // together, else one side after the other; each FP64 oracle model runs alone.
-  auto footprint = [&](const std::string& label, const forward::PrecisionPolicy& precision,
-                       c10::Device where) {
-    return forward::EstimateFootprint(pool.config(label), precision.Widest(), where, sequence,
-                                      SideLabel({label, precision}));
-  };
-  std::vector<bool> lockstep(c.pairs.size(), true);
+  // Memory, planned before anything is loaded (compare/pair_placement.h): a pair runs in lockstep
+  // when both its models fit together, else one side after the other; each FP64 oracle model runs
+  // alone. Each plan says what goes where and why, and goes into summary.json.
+  std::vector<std::optional<PairPlacement>> placements(c.pairs.size());
   for (size_t p = 0; p < c.pairs.size(); ++p) {
     const CasePair& cp = c.pairs[p];
     if (recorded.count(cp.a.model) || recorded.count(cp.b.model)) continue;  // one model at most
-    const std::string what = fmt::format("pair {}/{}", SideLabel(cp.a), SideLabel(cp.b));
-    try {
-      forward::RequireFits({footprint(cp.a.model, cp.a.precision, device),
-                            footprint(cp.b.model, cp.b.precision, device)},
-                           device, what + " in lockstep", options.memory_limit_bytes);
-    } catch (const InputError& together) {
-      // Not together: one at a time, or refuse with the numbers of the larger side.
-      forward::RequireFits({footprint(cp.a.model, cp.a.precision, device)}, device,
-                           what + ", side a alone", options.memory_limit_bytes);
-      forward::RequireFits({footprint(cp.b.model, cp.b.precision, device)}, device,
-                           what + ", side b alone", options.memory_limit_bytes);
-      spdlog::info("{}", together.what());
-      spdlog::info("{}: the two models do not fit together; decoding one side after the other",
-                   what);
-      lockstep[p] = false;
-    }
-    if (c.oracle && !IsFp64(cp.a.precision) && !IsFp64(cp.b.precision)) {
-      for (const std::string& label : {cp.a.model, cp.b.model}) {
-        forward::RequireFits({footprint(label, forward::Precision::kFP64, oracle_device)},
-                             oracle_device, fmt::format("FP64 oracle of {} for {}", label, what),
-                             options.memory_limit_bytes);
-      }
+    PairPlacementRequest request;
+    request.model_a = cp.a.model;
+    request.model_b = cp.b.model;
+    request.label_a = SideLabel(cp.a);
+    request.label_b = SideLabel(cp.b);
+    request.config_a = &pool.config(cp.a.model);
+    request.config_b = &pool.config(cp.b.model);
+    request.precision_a = cp.a.precision;
+    request.precision_b = cp.b.precision;
+    request.spec_a = spec_a;
+    request.spec_b = spec_b;
+    request.spec_oracle = spec_oracle;
+    request.sequence_length = sequence;
+    request.oracle = c.oracle && !IsFp64(cp.a.precision) && !IsFp64(cp.b.precision);
+    request.same_model = cp.a.model == cp.b.model;
+    request.memory_limit = options.memory_limit_bytes;
+    placements[p] = PlanPair(request);
+    for (const auto& entry : PairPlacementJson(
+             fmt::format("{}/{}", request.label_a, request.label_b), request, *placements[p])) {
+      summary.placements.push_back(entry);
     }
   }
 
@@ -765,11 +782,12 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
         recorded.count(case_pair.a.model) ? &recorded.at(case_pair.a.model) : nullptr;
     const RecordedSide* recorded_b =
         recorded.count(case_pair.b.model) ? &recorded.at(case_pair.b.model) : nullptr;
-    auto side_spec = [&](const CaseSide& side, const RecordedSide* rec) {
-      return rec ? SideSpec{side.model, rec->precision_text(), rec->Describe(), false}
-                 : MakeSide(side, device);
+    const std::optional<PairPlacement>& placed = placements[p];
+    auto side_spec = [&](const CaseSide& side, const RecordedSide* rec, bool a_side) {
+      if (rec) return SideSpec{side.model, rec->precision_text(), rec->Describe(), false};
+      return MakeSide(side, placed ? (a_side ? placed->a : placed->b).first_device() : device);
     };
-    Pair pair{side_spec(case_pair.a, recorded_a), side_spec(case_pair.b, recorded_b)};
+    Pair pair{side_spec(case_pair.a, recorded_a, true), side_spec(case_pair.b, recorded_b, false)};
     // A recorded side has no FP64 run: no oracle for its pairs (the evidence says so).
     const bool oracle = c.oracle && !recorded_a && !recorded_b &&
                         !IsFp64(case_pair.a.precision) && !IsFp64(case_pair.b.precision);
@@ -821,10 +839,11 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
       in.depth = depth;
       in.seed = c.seed;
       outcomes = RunRecordedPair(in, requests, text);
-    } else if (lockstep[p]) {
-      pool.KeepOnly({SideLabel(case_pair.a), SideLabel(case_pair.b)});
-      forward::CausalLM& model_a = pool.Get(case_pair.a.model, case_pair.a.precision);
-      forward::CausalLM& model_b = pool.Get(case_pair.b.model, case_pair.b.precision);
+    } else if (placed->lockstep) {
+      pool.KeepOnly({pool.Key(case_pair.a.model, case_pair.a.precision, placed->a),
+                     pool.Key(case_pair.b.model, case_pair.b.precision, placed->b)});
+      forward::CausalLM& model_a = pool.Get(case_pair.a.model, case_pair.a.precision, placed->a);
+      forward::CausalLM& model_b = pool.Get(case_pair.b.model, case_pair.b.precision, placed->b);
       for (const RunRequest& request : requests) {
         at::manual_seed(c.seed);
         try {
@@ -852,7 +871,8 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
                            : std::nullopt;
       };
       pool.KeepOnly({});
-      forward::CausalLM& first_model = pool.Get(first.model, first.precision);
+      forward::CausalLM& first_model =
+          pool.Get(first.model, first.precision, first_is_a ? placed->a : placed->b);
       for (const RunRequest& request : requests) {
         at::manual_seed(c.seed);
         first_runs.push_back(decode::DecodeAlone(first_model, request.prompt_tokens, request.greedy));
@@ -861,7 +881,8 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
         LogDecodedAlone(first, first_is_a, first_runs.size(), requests.size());
       }
       pool.KeepOnly({});
-      forward::CausalLM& second_model = pool.Get(second.model, second.precision);
+      forward::CausalLM& second_model =
+          pool.Get(second.model, second.precision, first_is_a ? placed->b : placed->a);
       for (size_t r = 0; r < requests.size(); ++r) {
         at::manual_seed(c.seed);
         try {
@@ -902,7 +923,8 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
         if (!a_side && same_model) break;
         const std::string& label = a_side ? case_pair.a.model : case_pair.b.model;
         auto started = std::chrono::steady_clock::now();
-        forward::CausalLM& model64 = pool.Get(label, forward::Precision::kFP64, oracle_device);
+        const forward::Placement& placement64 = a_side ? *placed->oracle_a : *placed->oracle_b;
+        forward::CausalLM& model64 = pool.Get(label, forward::Precision::kFP64, placement64);
         const double load_s =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
         started = std::chrono::steady_clock::now();
@@ -917,7 +939,7 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
           }
         }
         spdlog::info("FP64 oracle: {}@fp64 on {}: loaded in {:.1f} s, {} teacher-forced run(s) in "
-                     "{:.1f} s", label, oracle_device.str(), load_s, outcomes.size(),
+                     "{:.1f} s", label, placement64.Describe(), load_s, outcomes.size(),
                      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
         pool.KeepOnly({});
       }

@@ -102,6 +102,18 @@ DeviceSide::DeviceSide(forward::CausalLM& model, int64_t capacity, GraphMode gra
                   .getStreamFromGlobalPool(model.numerics().device, /*isHighPriority=*/false)) {
   cache_.capacity_hint = capacity;
   cache_.device_tokens_trusted = true;  // device ids here come from DeviceArgmax
+  streams_ = PlacedStreams(model, stream_);
+}
+
+std::vector<c10::Stream> DeviceSide::PlacedStreams(const forward::CausalLM& model,
+                                                   c10::Stream first) {
+  std::vector<c10::Stream> streams = {first};
+  c10::impl::VirtualGuardImpl guard(first.device_type());
+  for (const c10::Device& device : model.devices()) {
+    if (device == first.device()) continue;
+    streams.push_back(guard.getStreamFromGlobalPool(device, /*isHighPriority=*/false));
+  }
+  return streams;
 }
 
 PendingStep DeviceSide::Launch(const at::Tensor& tokens, const PendingStep* producer) {
@@ -113,6 +125,7 @@ PendingStep DeviceSide::Launch(const at::Tensor& tokens, const PendingStep* prod
   step.host_logits = at::empty({vocab}, pinned.dtype(model_.numerics().logits_type));
   step.host_token = at::empty({1}, pinned.dtype(at::kLong));
   c10::InferenceMode inference;
+  c10::MultiStreamGuard placed(streams_);  // a placed model's later stages: this side's streams
   c10::StreamGuard guard(stream_);
   at::Tensor input = tokens;
   if (producer != nullptr && !tokens.device().is_cpu()) {
@@ -128,14 +141,17 @@ PendingStep DeviceSide::Launch(const at::Tensor& tokens, const PendingStep* prod
   }
   const StepOutput out = steps_.Step(input, cache_);  // Forward, or its recorded pieces
   at::Tensor last = out.logits.select(0, 0).select(0, out.logits.size(1) - 1);
-  step.stream = stream_;
+  step.stream = stream_;  // the stream of the device the logits are on (stream_ unless placed)
+  for (const c10::Stream& stream : streams_) {
+    if (stream.device() == last.device()) step.stream = stream;
+  }
   // A replayed step's token lives in a graph buffer that this side's next step overwrites, while
   // the other side may still read it (teacher forcing): hand out a copy.
   step.device_token = out.from_graph ? out.token.clone() : out.token;
   step.host_logits.copy_(last, /*non_blocking=*/true);
   step.host_token.copy_(step.device_token.view({1}), /*non_blocking=*/true);
   step.done = std::make_shared<c10::Event>(stream_.device_type());
-  step.done->record(stream_);
+  step.done->record(step.stream);
   return step;
 }
 

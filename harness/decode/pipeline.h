@@ -20,6 +20,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include <ATen/Tensor.h>
 #include <c10/core/Event.h>
@@ -71,7 +72,9 @@ struct PendingStep {
   int64_t token() const;  // after Wait
 };
 
-// One model with its KV cache and its stream.
+// One model with its KV cache and its stream (one per device when its layers are placed over
+// several: forward/placement.h; each stage then runs on its side's stream of its device, so two
+// sides on different devices never share one).
 class DeviceSide {
  public:
   // `capacity`: positions the static KV cache is allocated for (prompt + new tokens). `graphs`:
@@ -87,10 +90,15 @@ class DeviceSide {
   const PiecewiseStep& steps() const { return steps_; }
 
  private:
+  // `first` and a stream from the pool for each further device of `model` (placement.h), in
+  // the model's device order.
+  static std::vector<c10::Stream> PlacedStreams(const forward::CausalLM& model, c10::Stream first);
+
   forward::CausalLM& model_;
   forward::KVCache cache_;
   PiecewiseStep steps_;
-  c10::Stream stream_;
+  c10::Stream stream_;                 // on the first device: the step is issued here
+  std::vector<c10::Stream> streams_;   // one per device of the model, stream_ first
 };
 
 // The greedy token of `logits` [V] on its device, as GreedyArgmax chooses it: NaN entries never

@@ -83,11 +83,11 @@ Weights LoadWeights(const io::Checkpoint& checkpoint, const model::ModelConfig& 
 }
 
 std::unique_ptr<CausalLM> LoadCausalLM(const io::Checkpoint& checkpoint, const Numerics& numerics,
-                                       const Variants* variants) {
+                                       const Variants* variants, const Placement* placement) {
   const model::ModelConfig config =
       model::ParseConfig(checkpoint.config_json(), checkpoint.config_source());
   const Weights weights = LoadWeights(checkpoint, config);
-  return MakeCausalLM(config, weights, numerics, variants);
+  return MakeCausalLM(config, weights, numerics, variants, placement);
 }
 
 }  // namespace parity::forward

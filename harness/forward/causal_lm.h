@@ -21,6 +21,8 @@ class Checkpoint;
 
 namespace parity::forward {
 
+struct Placement;  // placement.h: layer ranges per device
+
 // Points the observation hook sees, in forward order.
 enum class ObservationPoint {
   kEmbedding,      // hidden after the embedding lookup, layer -1
@@ -102,6 +104,9 @@ class CausalLM {
   virtual const model::ModelConfig& config() const = 0;
   virtual const Numerics& numerics() const = 0;
   virtual const Variants& variants() const = 0;
+  // The devices the pass runs on, in layer order, without repeats (placement.h): tokens go to the
+  // first (numerics().device), logits come from the last.
+  virtual std::vector<c10::Device> devices() const { return {numerics().device}; }
 
   // Runs `tokens` [B, T] (int64) at positions cache.length .. cache.length + T - 1, appending to the
   // cache. `attention_mask` [B, T_cached + T] (1 = real token, 0 = padding) may be undefined; with
@@ -120,14 +125,18 @@ class CausalLM {
 
 // Builds the forward pass for the checkpoint's architecture, casting weights to `numerics`. Throws
 // InputError naming the tensor when one is missing or has the wrong shape (all such problems in one
-// error). `variants` defaults to ReferenceVariants of the checkpoint's architecture.
+// error). `variants` defaults to ReferenceVariants of the checkpoint's architecture. `placement`
+// (placement.h) spreads the layers over devices of numerics.device's type; null: all on
+// numerics.device.
 std::unique_ptr<CausalLM> LoadCausalLM(const io::Checkpoint& checkpoint, const Numerics& numerics,
-                                       const Variants* variants = nullptr);
+                                       const Variants* variants = nullptr,
+                                       const Placement* placement = nullptr);
 
 struct Weights;  // weights.h: tensors by role and layer
 // The same from a config and weights built in code (tests, planted faults), for config.arch.
 // Throws InputError listing every config or weight problem.
 std::unique_ptr<CausalLM> MakeCausalLM(const model::ModelConfig& config, const Weights& weights,
-                                       const Numerics& numerics, const Variants* variants = nullptr);
+                                       const Numerics& numerics, const Variants* variants = nullptr,
+                                       const Placement* placement = nullptr);
 
 }  // namespace parity::forward

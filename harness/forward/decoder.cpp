@@ -1,5 +1,6 @@
 #include "harness/forward/decoder.h"
 
+#include <algorithm>
 #include <string>
 
 #include <ATen/ATen.h>
@@ -67,6 +68,12 @@ model::ModelConfig Checked(const model::ModelConfig& given, const Weights& weigh
   return config;
 }
 
+// `numerics` computing on `device` (a placement stage's).
+Numerics OnDevice(Numerics numerics, c10::Device device) {
+  numerics.device = device;
+  return numerics;
+}
+
 void Observe(const Observer* observer, ObservationPoint point, int64_t layer,
              const at::Tensor& value) {
   if (observer != nullptr && *observer) (*observer)(Observation{point, layer, value});
@@ -75,15 +82,16 @@ void Observe(const Observer* observer, ObservationPoint point, int64_t layer,
 }  // namespace
 
 Decoder::Decoder(const model::ModelConfig& config, const Weights& weights,
-                 const Numerics& numerics, const Variants& variants)
+                 const Numerics& numerics, const Variants& variants, const Placement& placement)
     : config_(Checked(config, weights)),
       spec_(&model::SpecOf(config_.arch)),
-      numerics_(numerics),
-      embedding_n_(numerics.For(Module::kEmbedding)),
-      rotary_n_(numerics.For(Module::kRotary)),
-      final_norm_n_(numerics.For(Module::kNorm)),
-      lm_head_n_(numerics.For(Module::kLmHead)),
+      numerics_(OnDevice(numerics, placement.first_device())),
+      embedding_n_(numerics_.For(Module::kEmbedding)),
+      rotary_n_(numerics_.For(Module::kRotary)),
+      final_norm_n_(OnDevice(numerics_.For(Module::kNorm), placement.last_device())),
+      lm_head_n_(OnDevice(numerics_.For(Module::kLmHead), placement.last_device())),
       variants_(variants),
+      placement_(placement),
       rotary_(config_, rotary_n_,
               variants.rotary_precomputed ? RotaryStyle::kPrecomputedTable
                                           : RotaryStyle::kPerStep) {
@@ -95,15 +103,18 @@ Decoder::Decoder(const model::ModelConfig& config, const Weights& weights,
   embedding_ = embedding_n_.FromCheckpoint(weights.Get(Role::kEmbedding));
   final_norm_ = final_norm_n_.FromCheckpoint(weights.Get(Role::kFinalNorm));
   const bool head_is_table = config_.tie_word_embeddings &&
-                             lm_head_n_.precision == embedding_n_.precision;
+                             lm_head_n_.precision == embedding_n_.precision &&
+                             placement_.stages.size() == 1;
   lm_head_ = head_is_table ? embedding_
                            : lm_head_n_.FromCheckpoint(weights.Get(
                                  config_.tie_word_embeddings ? Role::kEmbedding : Role::kLmHead));
   for (int64_t layer = 0; layer < config_.num_layers; ++layer) {
     Layer l;
-    l.n = {numerics_.For(Module::kNorm, layer), numerics_.For(Module::kAttentionProjections, layer),
-           numerics_.For(Module::kAttentionScores, layer), numerics_.For(Module::kMlp, layer),
-           numerics_.For(Module::kRouter, layer), numerics_.For(Module::kResidual, layer)};
+    const c10::Device on = placement_.stages[placement_.StageOf(layer)].device;
+    auto placed = [&](Module module) { return OnDevice(numerics_.For(module, layer), on); };
+    l.n = {placed(Module::kNorm), placed(Module::kAttentionProjections),
+           placed(Module::kAttentionScores), placed(Module::kMlp), placed(Module::kRouter),
+           placed(Module::kResidual)};
     l.attention_norm = l.n.norm.FromCheckpoint(weights.Get(Role::kAttentionNorm, layer));
     l.mlp_norm = l.n.norm.FromCheckpoint(weights.Get(Role::kMlpNorm, layer));
     LoadAttention(weights, layer, l);
@@ -277,6 +288,37 @@ at::Tensor Decoder::Mlp(const Layer& l, const at::Tensor& x) const {
   return ops::Linear(n, product, l.down.weight, l.down.bias);
 }
 
+std::vector<c10::Device> Decoder::devices() const {
+  std::vector<c10::Device> devices;
+  for (const PlacementStage& stage : placement_.stages) {
+    if (std::find(devices.begin(), devices.end(), stage.device) == devices.end()) {
+      devices.push_back(stage.device);
+    }
+  }
+  return devices;
+}
+
+at::Tensor Decoder::ToStage(const at::Tensor& x, c10::Device device) {
+  if (!x.defined()) return x;
+  // Between two devices: a device-to-device copy on both devices' current streams (libtorch orders
+  // it after the producer and before the consumer); on one device (CPU stages): a copy all the same.
+  return x.device() == device ? x.clone() : x.to(device);
+}
+
+StepContext Decoder::MoveContext(const StepContext& first, c10::Device device) {
+  auto move = [&](ops::AttentionInputs inputs) {
+    inputs.positions = ToStage(inputs.positions, device);
+    inputs.additive_mask = ToStage(inputs.additive_mask, device);
+    inputs.allowed = ToStage(inputs.allowed, device);
+    return inputs;
+  };
+  StepContext moved = first;
+  moved.inputs = move(first.inputs);
+  moved.windowed = move(first.windowed);
+  moved.rotary = {ToStage(first.rotary.cos, device), ToStage(first.rotary.sin, device)};
+  return moved;
+}
+
 void Decoder::CheckTokens(const at::Tensor& tokens, const KVCache& cache) const {
   if (!tokens.device().is_cpu() && cache.device_tokens_trusted) return;
   // CPU ids: min/max on the host, no device involved; device ids: one synchronisation.
@@ -288,6 +330,9 @@ void Decoder::CheckTokens(const at::Tensor& tokens, const KVCache& cache) const 
 }
 
 std::string Decoder::RecordBlocker() const {
+  if (placement_.stages.size() > 1) {
+    return "layers placed over several devices (a recorded piece runs on one device)";
+  }
   for (const Layer& l : layers_) {
     if (!l.experts.empty()) {
       return "MoE layers: the routing reads the chosen experts on the host (a synchronisation and "
@@ -397,17 +442,26 @@ at::Tensor Decoder::Forward(const at::Tensor& tokens, KVCache& cache,
   // No autograd bookkeeping: weights never require grad, and this skips the autograd dispatch.
   at::AutoDispatchBelowADInplaceOrView no_autograd;
   const Tf32Scope tf32(numerics_);  // this model's TF32 setting while it runs (CUDA)
-  const StepContext context = Prepare(tokens, cache, attention_mask);
+  // Placement: stage s runs on its device with a copy of the first stage's context.
+  std::vector<StepContext> staged;
+  staged.reserve(placement_.stages.size());
+  staged.push_back(Prepare(tokens, cache, attention_mask));
   at::Tensor hidden = Embed(tokens);
   Observe(observer, ObservationPoint::kEmbedding, -1, hidden);
   for (int64_t layer = 0; layer < config_.num_layers; ++layer) {
+    if (layer == placement_.stages[staged.size() - 1].end_layer) {  // a stage boundary
+      const c10::Device device = placement_.stages[staged.size()].device;
+      staged.push_back(MoveContext(staged.front(), device));
+      hidden = ToStage(hidden, device);
+    }
+    const StepContext& context = staged.back();
     QueryKeyValue qkv;
     const at::Tensor residual = PreAttention(layer, hidden, context.rotary, qkv);
     const at::Tensor attention = Attend(layer, qkv, cache, context);
     hidden = PostAttention(layer, residual, attention, observer);
   }
   at::Tensor logits = Head(hidden, observer);
-  Finish(cache, context);
+  Finish(cache, staged.front());
   return logits;
 }
 

@@ -15,6 +15,7 @@
 #include "harness/forward/causal_lm.h"
 #include "harness/forward/numerics.h"
 #include "harness/forward/ops.h"
+#include "harness/forward/placement.h"
 #include "harness/forward/rotary.h"
 #include "harness/forward/step_pieces.h"
 #include "harness/forward/weights.h"
@@ -26,13 +27,15 @@ namespace parity::forward {
 class Decoder final : public CausalLM, public StepPieces {
  public:
   // Checks the config and the weights (every problem in one InputError), casts the weights to
-  // `numerics` and moves them to its device.
+  // `numerics` and moves each to its device under `placement` (validated by the caller; the
+  // embedding and rotary on the first stage's device, the final norm and head on the last's).
   Decoder(const model::ModelConfig& config, const Weights& weights, const Numerics& numerics,
-          const Variants& variants);
+          const Variants& variants, const Placement& placement);
 
   const model::ModelConfig& config() const override { return config_; }
   const Numerics& numerics() const override { return numerics_; }
   const Variants& variants() const override { return variants_; }
+  std::vector<c10::Device> devices() const override;
 
   at::Tensor Forward(const at::Tensor& tokens, KVCache& cache,
                      const at::Tensor& attention_mask = at::Tensor(),
@@ -94,12 +97,18 @@ class Decoder final : public CausalLM, public StepPieces {
   // device synchronisation for device ids unless the cache says they are trusted.
   void CheckTokens(const at::Tensor& tokens, const KVCache& cache) const;
   at::Tensor Mlp(const Layer& l, const at::Tensor& x) const;
+  // `first` (the first stage's step context: what every layer reads besides the hidden state)
+  // copied to `device`, at a stage boundary. A copy also when the device is the same (stages on
+  // one CPU), so that the boundary path always runs.
+  static StepContext MoveContext(const StepContext& first, c10::Device device);
+  static at::Tensor ToStage(const at::Tensor& x, c10::Device device);
 
   model::ModelConfig config_;
   const model::ArchSpec* spec_;
   Numerics numerics_;       // the base precision, with the policy
   Numerics embedding_n_, rotary_n_, final_norm_n_, lm_head_n_;  // the global modules' numerics
   Variants variants_;
+  Placement placement_;    // stages of layers per device (one stage: everything on one device)
   at::Tensor embedding_;   // [V, D]
   at::Tensor final_norm_;  // [D]
   at::Tensor lm_head_;     // [V, D] (the embedding when tied)

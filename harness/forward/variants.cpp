@@ -2,9 +2,11 @@
 // layer without touching checkpoint files.
 #include <fmt/format.h>
 
+#include "harness/core/error.h"
 #include "harness/forward/causal_lm.h"
 #include "harness/forward/decoder.h"
 #include "harness/forward/ops.h"
+#include "harness/forward/placement.h"
 #include "harness/model/arch_spec.h"
 
 namespace parity::forward {
@@ -42,9 +44,19 @@ std::string DescribeVariants(const Variants& variants) {
 }
 
 std::unique_ptr<CausalLM> MakeCausalLM(const model::ModelConfig& config, const Weights& weights,
-                                       const Numerics& numerics, const Variants* variants) {
+                                       const Numerics& numerics, const Variants* variants,
+                                       const Placement* placement) {
   const Variants chosen = variants != nullptr ? *variants : ReferenceVariants(config.arch);
-  return std::make_unique<Decoder>(config, weights, numerics, chosen);
+  if (placement == nullptr) {
+    return std::make_unique<Decoder>(config, weights, numerics, chosen,
+                                     Placement::Single(numerics.device, config.num_layers));
+  }
+  placement->Validate(config.num_layers);
+  if (placement->first_device().type() != numerics.device.type()) {
+    throw InputError(fmt::format("placement '{}' for numerics on {}: one device type per model",
+                                 placement->Key(), numerics.device.str()));
+  }
+  return std::make_unique<Decoder>(config, weights, numerics, chosen, *placement);
 }
 
 }  // namespace parity::forward

@@ -226,6 +226,7 @@ compare::RunOutputs MergeShards(const std::vector<ShardOutputs>& shards) {
   summary.settings = first.settings;
   summary.models = first.models;
   summary.thresholds = first.thresholds;
+  summary.placements = first.placements;  // each shard planned alike but for its own prompts
   summary.created_utc = first.created_utc;
   for (const ShardOutputs& shard : shards) {
     summary.created_utc = std::max(summary.created_utc, shard.outputs.summary.created_utc);

@@ -100,15 +100,32 @@ std::string ModelStore::LoadKey(const StoredModel& model, const forward::Precisi
   return fmt::format("{}@{}@{}", model.identity, precision.Text(), device.str());
 }
 
+std::string ModelStore::LoadKey(const StoredModel& model, const forward::PrecisionPolicy& precision,
+                                const forward::Placement& placement) {
+  if (placement.stages.size() == 1) return LoadKey(model, precision, placement.first_device());
+  return fmt::format("{}@{}@{}", model.identity, precision.Text(), placement.Key());
+}
+
 forward::CausalLM& ModelStore::Get(const StoredModel& model,
                                    const forward::PrecisionPolicy& precision,
                                    c10::Device device) {
-  const std::string key = LoadKey(model, precision, device);
+  return Get(model, precision, forward::Placement::Single(device, model.config.num_layers));
+}
+
+forward::CausalLM& ModelStore::Get(const StoredModel& model,
+                                   const forward::PrecisionPolicy& precision,
+                                   const forward::Placement& placement) {
+  const std::string key = LoadKey(model, precision, placement);
   auto it = loaded_.find(key);
   if (it != loaded_.end()) return *it->second;
-  const forward::Numerics numerics = forward::MakeNumerics(precision, device);
-  spdlog::info("loading {} in {}", model.path, numerics.Describe());
-  auto lm = forward::LoadCausalLM(*model.checkpoint, numerics);
+  const forward::Numerics numerics = forward::MakeNumerics(precision, placement.first_device());
+  if (placement.stages.size() == 1) {
+    spdlog::info("loading {} in {}", model.path, numerics.Describe());
+  } else {
+    spdlog::info("loading {} in {}, placed: {}", model.path, numerics.Describe(),
+                 placement.Describe());
+  }
+  auto lm = forward::LoadCausalLM(*model.checkpoint, numerics, nullptr, &placement);
   return *loaded_.emplace(key, std::move(lm)).first->second;
 }
 

@@ -18,6 +18,7 @@
 
 #include "harness/forward/causal_lm.h"
 #include "harness/forward/numerics.h"
+#include "harness/forward/placement.h"
 #include "harness/io/checkpoint.h"
 #include "harness/model/config.h"
 #include "harness/session/conversion_cache.h"
@@ -60,6 +61,12 @@ class ModelStore {
                          c10::Device device);
   static std::string LoadKey(const StoredModel& model, const forward::PrecisionPolicy& precision,
                              c10::Device device);
+  // The same with the layers placed over devices (forward/placement.h); a one-stage placement is
+  // the device's model above.
+  forward::CausalLM& Get(const StoredModel& model, const forward::PrecisionPolicy& precision,
+                         const forward::Placement& placement);
+  static std::string LoadKey(const StoredModel& model, const forward::PrecisionPolicy& precision,
+                             const forward::Placement& placement);
   // Releases every loaded forward pass whose LoadKey is not in `keep`.
   void KeepOnly(const std::set<std::string>& keep);
 
