@@ -253,7 +253,19 @@ std::vector<EngineCheckRow> CheckEngine(c10::Device device, bool graphs) {
 
         EngineCheckRow pieces_row = base;
         pieces_row.check = "pieces";
-        CheckPiecewise(*model, grown, tokens, GraphMode::kPieces, pieces_row);
+        if (!device.is_cpu() && !graphs) {
+          // On a device the piecewise step only serves the graphs: checked with them (opt-in).
+          pieces_row.tested = false;
+          pieces_row.note = "on a device with the opt-in graph rows (bench --check --graphs on)";
+        } else {
+          try {
+            CheckPiecewise(*model, grown, tokens, GraphMode::kPieces, pieces_row);
+          } catch (const std::exception& error) {
+            if (device.is_cpu()) throw;
+            pieces_row.bitwise = false;
+            pieces_row.note = FirstLine(std::string("error: ") + error.what());
+          }
+        }
         rows.push_back(pieces_row);
 
         EngineCheckRow graphs_row = base;

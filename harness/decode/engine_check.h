@@ -8,7 +8,8 @@
 //                 kGrowing (at::cat per step, repeat_kv per step): prompt logits at every position
 //                 and 12 greedy steps, bitwise;
 //   pieces        the one-token steps assembled from StepPieces (decode/piecewise.h, eagerly,
-//                 through the static buffers) vs Forward: every step's logits, bitwise;
+//                 through the static buffers) vs Forward: every step's logits, bitwise (on a
+//                 device only with `graphs`, which is all it serves there);
 //   graphs        (only with `graphs`, as graphs are opt-in) the same pieces recorded as CUDA
 //                 graphs and replayed (warm-up step, recording step, 10 replays) vs Forward,
 //                 bitwise; an error is a failed row; not tested where no graph ran (the CPU, a
