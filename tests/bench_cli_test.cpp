@@ -18,10 +18,10 @@ TEST(BenchCli, ReportsConsistentFiguresOnTheCpu) {
   std::string log;
   const std::string command = "(" + ParityCli() + " bench " + TrainedFixtureDir() +
                               " --device cpu --dtype bf16 --prompt-tokens 3 --new-tokens 3 "
-                              "--modes pipelined,synchronous --json > '" + json_path + "')";
+                              "--modes pipelined,synchronous --graphs on,off --json > '" + json_path + "')";
   ASSERT_EQ(RunCommand(command, &log), 0) << log;
   const nlohmann::json all = nlohmann::json::parse(ReadFileText(json_path));
-  // Pipelined with graphs on and off (--graphs defaults to both), synchronous (never records).
+  // Pipelined with graphs on and off, synchronous (never records).
   ASSERT_EQ(all.size(), 3u);
   for (const nlohmann::json& r : all) {
     EXPECT_EQ(r["precision"], "bf16");

@@ -1,6 +1,8 @@
 #include "harness/decode/engine_check.h"
 
+#include <algorithm>
 #include <cmath>
+#include <string>
 #include <memory>
 
 #include <ATen/ATen.h>
@@ -71,6 +73,11 @@ forward::Weights RandomWeights(const model::ModelConfig& config, uint64_t seed) 
     weights.Set(expected.role, expected.layer, expected.expert, value.to(at::kFloat));
   }
   return weights;
+}
+
+// The first line of an error message, at most 200 characters.
+std::string FirstLine(const std::string& text) {
+  return text.substr(0, std::min<size_t>(text.find('\n'), 200));
 }
 
 at::Tensor Bits(const at::Tensor& t) {
@@ -175,8 +182,10 @@ Recorded Lockstep(forward::CausalLM& a, forward::CausalLM& b, GreedyOptions opti
   return r;
 }
 
-void CheckPipelined(forward::CausalLM& a, forward::CausalLM& b, EngineCheckRow& row) {
+void CheckPipelined(forward::CausalLM& a, forward::CausalLM& b, GraphMode graphs,
+                    EngineCheckRow& row) {
   GreedyOptions options;
+  options.graphs = graphs;
   options.max_new_tokens = kSteps;
   // An EOS that A emits part-way, so that the finishing paths run too.
   Recorded probe = Lockstep(a, b, options, false);
@@ -201,7 +210,7 @@ void CheckPipelined(forward::CausalLM& a, forward::CausalLM& b, EngineCheckRow& 
 
 }  // namespace
 
-std::vector<EngineCheckRow> CheckEngine(c10::Device device) {
+std::vector<EngineCheckRow> CheckEngine(c10::Device device, bool graphs) {
   std::vector<EngineCheckRow> rows;
   const bool was_deterministic = at::globalContext().deterministicAlgorithms();
   const bool was_filling = pipeline::FillsUninitializedMemory();
@@ -244,12 +253,34 @@ std::vector<EngineCheckRow> CheckEngine(c10::Device device) {
 
         EngineCheckRow pieces_row = base;
         pieces_row.check = "pieces";
-        CheckPiecewise(*model, grown, tokens, GraphMode::kPieces, pieces_row);
+        if (!device.is_cpu() && !graphs) {
+          // On a device the piecewise step only serves the graphs: checked with them (opt-in).
+          pieces_row.tested = false;
+          pieces_row.note = "on a device with the opt-in graph rows (bench --check --graphs on)";
+        } else {
+          try {
+            CheckPiecewise(*model, grown, tokens, GraphMode::kPieces, pieces_row);
+          } catch (const std::exception& error) {
+            if (device.is_cpu()) throw;
+            pieces_row.bitwise = false;
+            pieces_row.note = FirstLine(std::string("error: ") + error.what());
+          }
+        }
         rows.push_back(pieces_row);
 
         EngineCheckRow graphs_row = base;
         graphs_row.check = "graphs";
-        CheckPiecewise(*model, grown, tokens, GraphMode::kAuto, graphs_row);
+        if (!graphs) {
+          graphs_row.tested = false;
+          graphs_row.note = "cuda graphs are opt-in (bench --check --graphs on)";
+        } else {
+          try {
+            CheckPiecewise(*model, grown, tokens, GraphMode::kAuto, graphs_row);
+          } catch (const std::exception& error) {
+            graphs_row.bitwise = false;
+            graphs_row.note = FirstLine(std::string("error: ") + error.what());
+          }
+        }
         rows.push_back(graphs_row);
 
         EngineCheckRow fill_row = base;
@@ -272,7 +303,14 @@ std::vector<EngineCheckRow> CheckEngine(c10::Device device) {
         forward::Variants other = variants;
         other.divide_scores_by_sqrt = !other.divide_scores_by_sqrt;  // a slightly different B
         auto model_b = forward::MakeCausalLM(config, weights, numerics, &other);
-        CheckPipelined(*model, *model_b, lockstep_row);  // graphs: GreedyOptions' default
+        try {
+          CheckPipelined(*model, *model_b, graphs ? GraphMode::kAuto : GraphMode::kOff,
+                         lockstep_row);
+        } catch (const std::exception& error) {
+          if (!graphs) throw;  // the default path: an error is an error
+          lockstep_row.bitwise = false;
+          lockstep_row.note = FirstLine(std::string("error: ") + error.what());
+        }
         if (device.is_cpu()) {
           lockstep_row.tested = false;
           lockstep_row.note = "cpu: RunLockstep is synchronous either way";

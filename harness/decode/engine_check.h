@@ -8,14 +8,17 @@
 //                 kGrowing (at::cat per step, repeat_kv per step): prompt logits at every position
 //                 and 12 greedy steps, bitwise;
 //   pieces        the one-token steps assembled from StepPieces (decode/piecewise.h, eagerly,
-//                 through the static buffers) vs Forward: every step's logits, bitwise;
-//   graphs        the same pieces recorded as CUDA graphs and replayed (warm-up step, recording
-//                 step, 10 replays) vs Forward, bitwise; not tested where no graph ran (the CPU, a
+//                 through the static buffers) vs Forward: every step's logits, bitwise (on a
+//                 device only with `graphs`, which is all it serves there);
+//   graphs        (only with `graphs`, as graphs are opt-in) the same pieces recorded as CUDA
+//                 graphs and replayed (warm-up step, recording step, 10 replays) vs Forward,
+//                 bitwise; an error is a failed row; not tested where no graph ran (the CPU, a
 //                 build without PARITY_CUDA_GRAPHS: the note says which);
 //   pipelined     RunLockstep pipelined (device argmax, async copies, two streams, callbacks on a
 //                 worker) vs synchronous, free and teacher-forced: tokens, streams and every step's
-//                 logits, bitwise; the pipelined loop records CUDA graphs where it can (the note
-//                 gives each side's engine status); on the CPU both are the synchronous loop
+//                 logits, bitwise; with `graphs` the pipelined loop records CUDA graphs where it
+//                 can (the note gives each side's engine status); on the CPU both are the
+//                 synchronous loop
 //                 (reported, not tested);
 //   no_fill       the static-cache run with deterministic mode's uninitialized-memory fill on vs
 //                 off (libtorch >= 2.1), bitwise.
@@ -41,7 +44,8 @@ struct EngineCheckRow {
   std::string note;
 };
 
-std::vector<EngineCheckRow> CheckEngine(c10::Device device);
+// `graphs`: also the CUDA-graph rows, and the pipelined rows with graphs on (opt-in, as in runs).
+std::vector<EngineCheckRow> CheckEngine(c10::Device device, bool graphs = false);
 
 // "internlm2 bf16 eager static_cache: bitwise (13 rows)" or "... DIFFERS max |a-b| 0.0312 (...)".
 std::string FormatEngineCheckRow(const EngineCheckRow& row);

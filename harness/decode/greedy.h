@@ -39,9 +39,11 @@ struct GreedyOptions {
   // logits, two streams, callbacks on a worker thread). false, or on the CPU: the synchronous loop,
   // the reference the pipelined one is tested against (same tokens, same logits bit for bit).
   bool pipelined = true;
-  // Pipelined: how one-token steps run (decode/piecewise.h): CUDA graphs of the pieces between
-  // attentions where the build and the model allow (kAuto), Forward (kOff), or the pieces eagerly.
-  GraphMode graphs = GraphMode::kAuto;
+  // Pipelined: how one-token steps run (decode/piecewise.h): Forward (kOff, the default), CUDA
+  // graphs of the pieces between attentions where the build and the model allow (kAuto: opt-in,
+  // experimental: on the H200 its first run failed with "CUDA error: invalid argument", see
+  // reports/SPEED.md), or the pieces eagerly (kPieces).
+  GraphMode graphs = GraphMode::kOff;
 };
 
 // What the callback sees at each compared step.

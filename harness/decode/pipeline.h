@@ -78,8 +78,8 @@ struct PendingStep {
 class DeviceSide {
  public:
   // `capacity`: positions the static KV cache is allocated for (prompt + new tokens). `graphs`:
-  // how one-token steps run (decode/piecewise.h; kAuto: CUDA graphs where possible).
-  DeviceSide(forward::CausalLM& model, int64_t capacity, GraphMode graphs = GraphMode::kAuto);
+  // how one-token steps run (decode/piecewise.h; kOff: Forward; kAuto: CUDA graphs, opt-in).
+  DeviceSide(forward::CausalLM& model, int64_t capacity, GraphMode graphs = GraphMode::kOff);
 
   // Issues a forward over `tokens` ([1, T] int64: the prompt on the CPU, or a previous step's
   // device_token, whose producing step `producer` this side's stream then waits for), the argmax
