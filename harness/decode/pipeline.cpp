@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <limits>
+#include <optional>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -107,11 +108,17 @@ DeviceSide::DeviceSide(forward::CausalLM& model, int64_t capacity, GraphMode gra
 
 std::vector<c10::Stream> DeviceSide::PlacedStreams(const forward::CausalLM& model,
                                                    c10::Stream first) {
+  // One stream per physical device. A device named without an index ("cuda", as `--device cuda`
+  // gives) is the current device, as the pool resolved it for `first`: compared by name it would
+  // get a second stream of its own, which MultiStreamGuard would make current and the step's
+  // event would be recorded on (an idle stream: the host would read the logits before the copy).
   std::vector<c10::Stream> streams = {first};
   c10::impl::VirtualGuardImpl guard(first.device_type());
-  for (const c10::Device& device : model.devices()) {
-    if (device == first.device()) continue;
-    streams.push_back(guard.getStreamFromGlobalPool(device, /*isHighPriority=*/false));
+  for (const c10::Device& named : model.devices()) {
+    const c10::Device device = named.has_index() ? named : guard.getDevice();
+    bool known = false;
+    for (const c10::Stream& stream : streams) known = known || stream.device() == device;
+    if (!known) streams.push_back(guard.getStreamFromGlobalPool(device, /*isHighPriority=*/false));
   }
   return streams;
 }
@@ -125,7 +132,11 @@ PendingStep DeviceSide::Launch(const at::Tensor& tokens, const PendingStep* prod
   step.host_logits = at::empty({vocab}, pinned.dtype(model_.numerics().logits_type));
   step.host_token = at::empty({1}, pinned.dtype(at::kLong));
   c10::InferenceMode inference;
-  c10::MultiStreamGuard placed(streams_);  // a placed model's later stages: this side's streams
+  // A placed model's later stages run on this side's streams of their devices (one per device:
+  // the guard restores them in its own order, so two streams of one device would leave one
+  // current after it). A model on one device takes the one-stream path below alone.
+  std::optional<c10::MultiStreamGuard> placed;
+  if (streams_.size() > 1) placed.emplace(streams_);
   c10::StreamGuard guard(stream_);
   at::Tensor input = tokens;
   if (producer != nullptr && !tokens.device().is_cpu()) {
@@ -143,7 +154,10 @@ PendingStep DeviceSide::Launch(const at::Tensor& tokens, const PendingStep* prod
   at::Tensor last = out.logits.select(0, 0).select(0, out.logits.size(1) - 1);
   step.stream = stream_;  // the stream of the device the logits are on (stream_ unless placed)
   for (const c10::Stream& stream : streams_) {
-    if (stream.device() == last.device()) step.stream = stream;
+    if (stream.device() == last.device()) {
+      step.stream = stream;
+      break;
+    }
   }
   // A replayed step's token lives in a graph buffer that this side's next step overwrites, while
   // the other side may still read it (teacher forcing): hand out a copy.
