@@ -63,13 +63,17 @@ GreedyResult RunLockstepPipelined(forward::CausalLM& model_a, forward::CausalLM&
   pipeline::OrderedWorker issue_a(1);  // A's steps are issued from this thread, B's from the caller's
   // One model object on both sides (a pair of identical sides): its Forward is not meant to run on
   // two threads at once (the rotary table grows lazily), so both are issued from the caller's.
-  const bool shared_model = &model_a == &model_b;
+  // Two models that differ in TF32 likewise: TF32 is one process-wide cuBLAS flag that each
+  // model's Forward sets for its own matmuls (forward::Tf32Scope), so issuing them on two threads at
+  // once could run one side's FP32 matmuls as TF32.
+  const bool one_thread =
+      &model_a == &model_b || model_a.numerics().tf32 != model_b.numerics().tf32;
   pipeline::OrderedWorker callbacks(4);
   // Issues A's and B's next steps at once (either may be skipped); returns when both are issued.
   auto launch = [&](const at::Tensor* input_a, const PendingStep* from_a, const at::Tensor* input_b,
                     const PendingStep* from_b, PendingStep* next_a, PendingStep* next_b) {
-    if (input_a != nullptr && shared_model) *next_a = side_a.Launch(*input_a, from_a);
-    if (input_a != nullptr && !shared_model) {
+    if (input_a != nullptr && one_thread) *next_a = side_a.Launch(*input_a, from_a);
+    if (input_a != nullptr && !one_thread) {
       issue_a.Submit([&] { *next_a = side_a.Launch(*input_a, from_a); });
     }
     try {
