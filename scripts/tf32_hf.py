@@ -1,4 +1,4 @@
-# TF32 on the GPU machine: a random small HF Llama written here (no download), 64 greedy steps with
+# TF32 on the GPU machine: a random HF Llama (TF32_SHAPE, below) written here (no download), 64 greedy steps with
 # HF transformers in FP32 with TF32 off and with TF32 on, on CUDA, plus the torch / transformers
 # defaults for TF32 as found in a fresh process. Usage: tf32_hf.py MODEL_DIR OUT_DIR.
 # Weights: N(0, 1/fan_in) matrices, N(0, 1) embeddings, norms 1 + N(0, 0.1) (a realistic logit scale,

@@ -307,8 +307,9 @@ pid_t Spawn(const std::string& command, const std::string& log) {
 // sanitizer scripts: an instrumented `parity` child runs several times slower).
 template <typename Predicate>
 bool WaitFor(Predicate predicate, double seconds) {
-  const char* scale = std::getenv("PARITY_TEST_TIME_SCALE");
-  if (scale != nullptr && std::atof(scale) > 1) seconds *= std::atof(scale);
+  const char* text = std::getenv("PARITY_TEST_TIME_SCALE");
+  const double scale = text != nullptr ? std::atof(text) : 1;
+  if (scale > 1) seconds *= scale;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
   while (std::chrono::steady_clock::now() < deadline) {
     if (predicate()) return true;
