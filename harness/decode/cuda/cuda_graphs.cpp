@@ -8,9 +8,13 @@
 // instantiates the graph), replay(); graph_pool_handle() for one memory pool that the pieces of a
 // step share (safe because they are replayed in the order they were recorded). The capture mode is
 // thread-local: the other side's host thread keeps issuing its own work (allocations, event
-// queries) while this one records.
+// queries) while this one records. Recordings themselves are serialised process-wide (they happen
+// once per model, so this costs nothing measurable): two concurrent captures share the caching
+// allocator's capture bookkeeping, and the first GPU run (two sides recording at once) failed with
+// "CUDA error: invalid argument" while no single-side run was tried.
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 
 #include <ATen/cuda/CUDAGraph.h>
@@ -35,6 +39,8 @@ class CudaRecorder final : public GraphRecorder {
     if (stream == c10::cuda::getDefaultCUDAStream(stream.device_index())) {
       throw std::runtime_error("CUDA graphs are recorded on a non-default stream");
     }
+    static std::mutex recording;
+    const std::lock_guard<std::mutex> one_at_a_time(recording);
     auto piece = std::make_unique<CudaPiece>();
     piece->graph.capture_begin(pool_, cudaStreamCaptureModeThreadLocal);
     try {
