@@ -88,11 +88,15 @@ GreedyResult RunLockstepPipelined(forward::CausalLM& model_a, forward::CausalLM&
     issue_a.Drain();
   };
   // The callback and the check that the device argmax is GreedyArgmax's, off the critical path.
+  // The callback gets its own copies of the logits: the pinned buffers go back to their side's
+  // pool when this task ends (DeviceSide::HostBuffers says why they must not be freed).
   auto report = [&](int64_t step, bool same, const PendingStep* a, const PendingStep* b) {
-    at::Tensor logits_a = a != nullptr ? a->host_logits : at::Tensor();
-    at::Tensor logits_b = b != nullptr ? b->host_logits : at::Tensor();
+    at::Tensor pinned_a = a != nullptr ? a->host_logits : at::Tensor();
+    at::Tensor pinned_b = b != nullptr ? b->host_logits : at::Tensor();
     const int64_t token_a = a != nullptr ? a->token() : -1, token_b = b != nullptr ? b->token() : -1;
     callbacks.Submit([=, &on_step] {
+      const at::Tensor logits_a = pinned_a.defined() ? pinned_a.clone() : at::Tensor();
+      const at::Tensor logits_b = pinned_b.defined() ? pinned_b.clone() : at::Tensor();
       for (const auto& [logits, token] : {std::pair{logits_a, token_a}, std::pair{logits_b, token_b}}) {
         if (!logits.defined()) continue;
         const int64_t host = GreedyArgmax(logits);

@@ -3,6 +3,8 @@
 #include <cstdlib>
 #include <limits>
 #include <optional>
+#include <tuple>
+#include <utility>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -123,14 +125,23 @@ std::vector<c10::Stream> DeviceSide::PlacedStreams(const forward::CausalLM& mode
   return streams;
 }
 
+std::pair<at::Tensor, at::Tensor> DeviceSide::HostBuffers() {
+  // use_count 1: only the pool holds the pair (a holder that let go cannot take it back), so no
+  // reader is left; a copy still in flight into it is ordered before the next one on this stream.
+  for (const auto& pair : host_) {
+    if (pair.first.use_count() == 1 && pair.second.use_count() == 1) return pair;
+  }
+  const auto pinned = at::TensorOptions().device(at::kCPU).pinned_memory(true);
+  host_.emplace_back(at::empty({model_.config().vocab_size}, pinned.dtype(model_.numerics().logits_type)),
+                     at::empty({1}, pinned.dtype(at::kLong)));
+  return host_.back();
+}
+
 PendingStep DeviceSide::Launch(const at::Tensor& tokens, const PendingStep* producer) {
   // The host buffers are ordinary tensors (callbacks may do anything with them); everything else
   // lives in inference mode, which spares each op the autograd and version-counter bookkeeping.
-  const int64_t vocab = model_.config().vocab_size;
-  const auto pinned = at::TensorOptions().device(at::kCPU).pinned_memory(true);
   PendingStep step;
-  step.host_logits = at::empty({vocab}, pinned.dtype(model_.numerics().logits_type));
-  step.host_token = at::empty({1}, pinned.dtype(at::kLong));
+  std::tie(step.host_logits, step.host_token) = HostBuffers();
   c10::InferenceMode inference;
   // A placed model's later stages run on this side's streams of their devices (one per device:
   // the guard restores them in its own order, so two streams of one device would leave one

@@ -20,6 +20,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <ATen/Tensor.h>
@@ -93,12 +94,20 @@ class DeviceSide {
   // `first` and a stream from the pool for each further device of `model` (placement.h), in
   // the model's device order.
   static std::vector<c10::Stream> PlacedStreams(const forward::CausalLM& model, c10::Stream first);
+  // A step's pinned host logits [V] and token [1]: a pair no one else holds any more, or a new one.
+  // Pinned buffers are reused and freed only with the side, never while it decodes: freeing one makes
+  // libtorch's host allocator record an event on every stream that used it, from whichever thread
+  // drops the last reference (a callback worker); if that stream is recording a CUDA graph at that
+  // moment, the event joins the capture and the run fails ("CUDA error: invalid argument" on the
+  // H200, 2026-11-28, only with two sides recording while callbacks ran).
+  std::pair<at::Tensor, at::Tensor> HostBuffers();
 
   forward::CausalLM& model_;
   forward::KVCache cache_;
   PiecewiseStep steps_;
   c10::Stream stream_;                 // on the first device: the step is issued here
   std::vector<c10::Stream> streams_;   // one per device of the model, stream_ first
+  std::vector<std::pair<at::Tensor, at::Tensor>> host_;  // HostBuffers' pool (pinned logits, token)
 };
 
 // The greedy token of `logits` [V] on its device, as GreedyArgmax chooses it: NaN entries never
