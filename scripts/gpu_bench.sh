@@ -4,21 +4,24 @@
 #   1. build (scripts/gpu_build.sh, the parity target) unless BUILD=0; `parity bench --check` on CUDA
 #      (bitwise self-check of the decode engine, every family and dtype);
 #   2. writes a random BF16 InternLM2 checkpoint with internlm2_5-7b-chat's sizes (no download),
-#      converts it with `parity convert internlm2-to-llama`;
+#      converts it with `parity convert internlm2-to-llama` (scripts/write_internlm2.py --preset 7b);
 #   3. `parity bench original converted` (lockstep, metrics on, deterministic settings, vocab 92544)
-#      at BF16 for PROMPTS (default 16,4096), then FP32 for prompt 16; ms per model-token and the
-#      ratio to weight bytes / copy bandwidth measured in the same process;
+#      at BF16 for PROMPTS (default 16) with CUDA graphs GRAPHS (default off,on), then FP32 for
+#      prompt 16, and (after HF) the long input (LONG=1: prompt 4096 + LONG_NEW=512 new tokens,
+#      graphs on); ms per model-token and the ratio to weight bytes / copy bandwidth measured in
+#      the same process;
 #   4. HF `generate(output_logits=True, return_dict_in_generate=True)` greedy on the converted copy,
 #      attn_implementation eager and sdpa, BF16, prompt 16, NEW tokens: ms per token;
 #   5. the ratio table (results.md).
-# Results in $OUT. Knobs: NEW (128), PROMPTS (16,4096), FP32=1, HF=1, CHECK=1, BUILD=1,
+# Results in $OUT. Knobs: NEW (128), PROMPTS (16), GRAPHS, LONG, FP32=1, HF=1, CHECK=1, BUILD=1,
 # MODES (pipelined; add synchronous for the reference loop), FILL (off; off,on times both).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/parity-bench-out}
 work=${WORK:-/tmp/parity-bench}
 new=${NEW:-128}
-prompts=${PROMPTS:-16,4096}
+prompts=${PROMPTS:-16}
+graphs=${GRAPHS:-off,on}
 modes=${MODES:-pipelined}
 mkdir -p "$out" "$work"
 export PYTHONUNBUFFERED=1
@@ -44,53 +47,8 @@ if [[ "${CHECK:-1}" == 1 ]]; then
 fi
 
 step write-checkpoint
-[[ -f "$work/original/config.json" ]] && echo "reusing $work" || python3 - "$work" <<'PY' > "$out/write.log" 2>&1
-# Random BF16 InternLM2, internlm2_5-7b-chat sizes, std 0.02 matrices, unit norms, 8 shards.
-import json, os, sys, time, torch
-from safetensors.torch import save_file
-work = sys.argv[1]
-t0 = time.time()
-V, D, L, H, KV, F, shards = 92544, 4096, 32, 32, 8, 14336, 8
-d, G = D // H, H // KV
-cfg = {"architectures": ["InternLM2ForCausalLM"], "model_type": "internlm2", "vocab_size": V,
-       "hidden_size": D, "intermediate_size": F, "num_hidden_layers": L,
-       "num_attention_heads": H, "num_key_value_heads": KV, "hidden_act": "silu",
-       "max_position_embeddings": 32768, "rms_norm_eps": 1e-5, "rope_theta": 1000000,
-       "rope_scaling": {"type": "dynamic", "factor": 2.0}, "bias": False,
-       "torch_dtype": "bfloat16", "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2,
-       "tie_word_embeddings": False, "attn_implementation": "eager"}
-g = torch.Generator(device="cuda").manual_seed(0)
-def rnd(*shape):
-    return (torch.randn(*shape, generator=g, device="cuda") * 0.02).to(torch.bfloat16).cpu()
-names = ["model.tok_embeddings.weight"]
-for i in range(L):
-    p = f"model.layers.{i}."
-    names += [p + "attention.wqkv.weight", p + "attention.wo.weight", p + "feed_forward.w1.weight",
-              p + "feed_forward.w3.weight", p + "feed_forward.w2.weight",
-              p + "attention_norm.weight", p + "ffn_norm.weight"]
-names += ["model.norm.weight", "output.weight"]
-def make(name):
-    if name.endswith("norm.weight"): return torch.ones(D, dtype=torch.bfloat16)
-    if "tok_embeddings" in name or name == "output.weight": return rnd(V, D)
-    if "wqkv" in name: return rnd(KV * (G + 2) * d, D)
-    if "wo" in name: return rnd(D, D)
-    if "w2" in name: return rnd(D, F)
-    return rnd(F, D)
-orig = os.path.join(work, "original")
-os.makedirs(orig, exist_ok=True)
-per = (len(names) + shards - 1) // shards
-weight_map, total = {}, 0
-for s in range(shards):
-    file = f"model-{s + 1:05d}-of-{shards:05d}.safetensors"
-    tensors = {n: make(n) for n in names[s * per:(s + 1) * per]}
-    save_file(tensors, os.path.join(orig, file), metadata={"format": "pt"})
-    for n, t in tensors.items():
-        weight_map[n] = file; total += t.numel() * 2
-json.dump(cfg, open(os.path.join(orig, "config.json"), "w"), indent=2)
-json.dump({"metadata": {"total_size": total}, "weight_map": weight_map},
-          open(os.path.join(orig, "model.safetensors.index.json"), "w"), indent=2)
-print(f"wrote {len(names)} tensors, {total / 1e9:.1f} GB, {time.time() - t0:.0f} s")
-PY
+[[ -f "$work/original/config.json" ]] && echo "reusing $work" || timeout 200 python3 \
+  scripts/write_internlm2.py "$work/original" --preset 7b --shards 8 > "$out/write.log" 2>&1
 tail -1 "$out/write.log"
 # convert2llama copies tokenizer.model: the trained fixture's SentencePiece model padded with
 # placeholder pieces up to the model's vocabulary (as scripts/gpu_verdicts.sh does).
@@ -104,15 +62,16 @@ tail -1 "$out/convert.log" 2>/dev/null
 
 step parity-bf16
 timeout 300 "$parity" bench "$work/original" "$work/converted" --device cuda --dtype bf16 \
-  --prompt-tokens "$prompts" --new-tokens "$new" --modes "$modes" --fill "${FILL:-off}" --json \
-  > "$out/parity_bf16.json" \
-  2> "$out/parity_bf16.err"
+  --prompt-tokens "$prompts" --new-tokens "$new" --modes "$modes" --fill "${FILL:-off}" \
+  --graphs "$graphs" --json > "$out/parity_bf16.json" 2> "$out/parity_bf16.err"
 echo "exit $?"; grep -E "ms_per_model_token|ratio_to_limit|prompt_tokens" "$out/parity_bf16.json"
+
 
 if [[ "${FP32:-1}" == 1 ]]; then
   step parity-fp32
   timeout 200 "$parity" bench "$work/original" "$work/converted" --device cuda --dtype fp32 \
-    --prompt-tokens 16 --new-tokens "$new" --json > "$out/parity_fp32.json" 2> "$out/parity_fp32.err"
+    --prompt-tokens 16 --new-tokens "$new" --graphs "$graphs" --json > "$out/parity_fp32.json" \
+    2> "$out/parity_fp32.err"
   echo "exit $?"; grep -E "ms_per_model_token|ratio_to_limit" "$out/parity_fp32.json"
 fi
 
@@ -148,6 +107,14 @@ PY
   echo "exit $?"; cat "$out/hf.json"
 fi
 
+if [[ "${LONG:-1}" == 1 ]]; then
+  step parity-bf16-long
+  timeout 300 "$parity" bench "$work/original" "$work/converted" --device cuda --dtype bf16 \
+    --prompt-tokens 4096 --new-tokens "${LONG_NEW:-512}" --graphs on --json \
+    > "$out/parity_bf16_long.json" 2> "$out/parity_bf16_long.err"
+  echo "exit $?"; grep -E "ms_per_model_token|ratio_to_limit" "$out/parity_bf16_long.json"
+fi
+
 step table
 python3 - "$out" <<'PY' | tee "$out/results.md"
 import json, os, sys
@@ -155,7 +122,9 @@ out = sys.argv[1]
 def load(name):
     try: return json.load(open(os.path.join(out, name)))
     except Exception: return None
-rows, bf16, fp32, hf = [], load("parity_bf16.json") or [], load("parity_fp32.json") or [], load("hf.json") or {}
+rows, hf = [], load("hf.json") or {}
+bf16 = (load("parity_bf16.json") or []) + (load("parity_bf16_long.json") or [])
+fp32 = load("parity_fp32.json") or []
 # Rows in the order they ran; within one process the first SDPA row pays cuDNN's plan building
 # for every new key length, later rows reuse the plans (marked "plans cached").
 print("| what | prompt | ms per model-token | x limit | HF eager / this | model A alone: ms per step / host issue |")
@@ -169,10 +138,13 @@ for rows in (bf16, fp32):
         cached = ", plans cached" if r["sdpa_kernel"] == "cudnn_attention" and r["prompt_tokens"] in seen else ""
         seen.add(r["prompt_tokens"])
         speed = f"{eager / r['ms_per_model_token']:.2f}" if eager and r["precision"] == "bf16" else ""
-        print(f"| Parity lockstep {r['precision']} {mode}, {fill} ({'/'.join(r['attention'])}, {r['sdpa_kernel']}{cached}) "
+        graph = "graphs on" if r.get("graphs_requested") else "graphs off"
+        print(f"| Parity lockstep {r['precision']} {mode}, {fill}, {graph} ({'/'.join(r['attention'])}, {r['sdpa_kernel']}{cached}) "
               f"| {r['prompt_tokens']} | {r['ms_per_model_token']:.2f} | {r['ratio_to_limit']:.2f} "
               f"(limit {r['limit_ms_per_model_token']:.2f}) | {speed} | {r['alone_ms_per_step']:.1f} / "
               f"{r['alone_issue_ms_per_step']:.1f} |")
+        if r.get("graphs_requested"):
+            print(f"|   engines: {' / '.join(r['engine'])} | | | | | |")
 limit = next((r["limit_ms_per_model_token"] for r in bf16), None)
 for impl, v in hf.items():
     ratio = f"{v['ms_per_token'] / limit:.2f}" if limit else ""
