@@ -1,8 +1,8 @@
 // `parity bench MODEL_A [MODEL_B]`: ms per model-token of the real lockstep pipeline and its ratio
 // to the weight-bytes / copy-bandwidth limit measured in the same run (compare/bench.h).
 // `parity bench --check [--device D]`: the decode engine's fast paths against the computations they
-// replace, bit for bit, on small random models of each family (decode/engine_check.h); exit 1 when
-// any differs.
+// replace, bit for bit, on small random models of each family (decode/engine_check.h), CUDA graphs
+// included unless --graphs off; exit 1 when any differs.
 #include <iostream>
 #include <memory>
 #include <string>
@@ -26,7 +26,7 @@ struct BenchCliOptions {
   bool check = false;
   std::vector<std::string> modes = {"pipelined"};
   std::vector<std::string> fill = {"off"};
-  std::vector<std::string> graphs = {"off"};
+  std::vector<std::string> graphs = {"on"};
   bool json = false;
 };
 
@@ -68,8 +68,10 @@ CommandRegistrar bench_command("bench", [](CLI::App& app, Action& action) {
       ->check(CLI::IsMember({"off", "on"}))
       ->capture_default_str();
   command->add_option("--graphs", options->graphs,
-                      "CUDA graphs of the one-token step (pipelined loop), comma-separated: off, "
-                      "on (opt-in, experimental); with --check: 'on' adds the graph rows")
+                      "CUDA graphs of the one-token step (pipelined loop), comma-separated: on "
+                      "(as runs decode: where the build and the model allow), off (Forward "
+                      "eagerly: --cuda-graphs off of run/compare); with --check: 'off' alone "
+                      "skips the graph rows")
       ->delimiter(',')
       ->check(CLI::IsMember({"on", "off"}))
       ->capture_default_str();

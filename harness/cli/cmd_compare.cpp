@@ -59,6 +59,7 @@ struct CompareOptions {
   bool no_range_watch = false;   // --no-range-watch
   std::optional<double> saturation_fraction;
   std::optional<double> memory_limit_gb;
+  std::string cuda_graphs = "auto";  // --cuda-graphs: "auto" | "off"
   bool dtypes_given = false;
   bool device_given = false;
   bool mode_given = false;
@@ -96,6 +97,7 @@ std::string DefaultName(const std::string& a, const std::string& b, const std::s
 }
 
 int RunCompare(const CompareOptions& o) {
+  compare::ParseCudaGraphs(o.cuda_graphs, "--cuda-graphs");  // named as the user wrote it
   auto [dir_a, precision_a] = SplitSide(o.a);
   auto [dir_b, precision_b] = SplitSide(o.b);
   auto open_side = [](const std::string& dir, const std::optional<std::string>& precision)
@@ -202,6 +204,7 @@ int RunCompare(const CompareOptions& o) {
   if (o.range_watch) json["range_watch"] = true;
   if (o.no_range_watch) json["range_watch"] = false;
   if (o.saturation_fraction) json["saturation_fraction"] = *o.saturation_fraction;
+  json["cuda_graphs"] = o.cuda_graphs;
 
   compare::Case c = compare::ParseCase(json, "parity compare");
   c.path.reset();
@@ -277,6 +280,11 @@ CommandRegistrar compare_command("compare", [](CLI::App& app, Action& action) {
   command->add_option("--saturation-fraction", o->saturation_fraction,
                       "Fraction of a precision's largest finite value (FP16 65504) from which a "
                       "point is a saturation risk (default 0.5)");
+  command->add_option("--cuda-graphs", o->cuda_graphs,
+                      "One-token decode steps of the pipelined GPU loop: auto (CUDA graphs where "
+                      "the build and the model allow; bitwise Forward's logits) or off (Forward "
+                      "eagerly)")
+      ->capture_default_str();
   command->add_option("--oracle-device", o->oracle_device,
                       "Where the FP64 oracle runs: cpu, cuda or cuda:N, or a placement as for "
                       "--devices (default: --device)");

@@ -27,6 +27,7 @@ struct RunOptions {
   std::optional<std::string> oracle_device;
   std::optional<std::string> devices, devices_a, devices_b;
   std::optional<double> memory_limit_gb;
+  std::optional<std::string> cuda_graphs;  // "auto" | "off"
 };
 
 int RunCaseCommand(const RunOptions& options) {
@@ -35,6 +36,7 @@ int RunCaseCommand(const RunOptions& options) {
   if (options.max_new_tokens) c.max_new_tokens = *options.max_new_tokens;
   if (options.mode) c.mode = decode::ParseGreedyMode(*options.mode);
   if (options.oracle_device) c.oracle_device = *options.oracle_device;
+  if (options.cuda_graphs) c.cuda_graphs = compare::ParseCudaGraphs(*options.cuda_graphs, "--cuda-graphs");
   // Placements (forward/placement.h): checked here, planned against memory at run time.
   if (options.devices) c.devices_a = c.devices_b = *options.devices;
   if (options.devices_a) c.devices_a = *options.devices_a;
@@ -84,6 +86,10 @@ CommandRegistrar run_command("run", [](CLI::App& app, Action& action) {
                       "Plan within this many GB (decimal) per device instead of what it reports "
                       "free; a plan that does not fit is refused with the numbers (exit 2)")
       ->check(CLI::PositiveNumber);
+  command->add_option("--cuda-graphs", options->cuda_graphs,
+                      "Override the case's cuda_graphs: auto (CUDA graphs of the one-token step "
+                      "where the pipelined GPU loop can record them; bitwise Forward's logits) or "
+                      "off (Forward eagerly)");
   command->add_option("--shard", options->shard,
                       "Run the slice i/N of the prompts (index % N == i) and record it in "
                       "OUT/shard.json, for `parity merge`");

@@ -34,9 +34,9 @@ struct BenchOptions {
   std::vector<int64_t> prompt_tokens = {16};  // prompts of seeded random ids in [3, vocab)
   std::vector<bool> pipelined = {true};       // decode::GreedyOptions::pipelined
   // CUDA graphs of the one-token step (decode/piecewise.h) on / off, for the pipelined loop (the
-  // synchronous loop never records). Off by default: graphs are opt-in (--graphs off,on times both
-  // in one process).
-  std::vector<bool> graphs = {false};
+  // synchronous loop never records). On by default, as runs decode (GreedyOptions::graphs kAuto);
+  // --graphs off,on times both in one process.
+  std::vector<bool> graphs = {true};
   std::vector<bool> fill_uninitialized = {false};  // deterministic mode's NaN fill (runs: off)
   int64_t new_tokens = 128;
   int64_t repeats = 1;                 // timed N-token runs; the fastest is reported

@@ -413,6 +413,12 @@ const std::string& Case::OracleDevices() const {
   return oracle_device.empty() ? device : oracle_device;
 }
 
+decode::GraphMode ParseCudaGraphs(const std::string& text, const std::string& field) {
+  if (text == "auto") return decode::GraphMode::kAuto;
+  if (text == "off") return decode::GraphMode::kOff;
+  throw InputError(fmt::format("{}: expected \"auto\" or \"off\", got \"{}\"", field, text));
+}
+
 Thresholds ParseThresholds(const nlohmann::ordered_json& json, const Thresholds& base,
                            const std::string& where, const std::string& path) {
   Problems problems(path);
@@ -433,7 +439,7 @@ Case ParseCase(const nlohmann::ordered_json& json, const std::string& path) {
             {"name", "description", "models", "prompts", "chat", "dtypes", "pairs", "mode",
              "teacher", "max_new_tokens", "device", "seed", "top_k", "near_tie_ulps", "oracle",
              "oracle_device", "devices", "thresholds", "save_traces", "save_kld_base",
-             "range_watch", "saturation_fraction"},
+             "range_watch", "saturation_fraction", "cuda_graphs"},
             problems);
   if (auto name = GetString(json, "name", "", problems)) {
     c.name = *name;
@@ -515,6 +521,13 @@ Case ParseCase(const nlohmann::ordered_json& json, const std::string& path) {
                    fmt::format("expected a fraction of the range in (0, 1], got {}", *fraction));
     } else {
       c.saturation_fraction = *fraction;
+    }
+  }
+  if (auto graphs = GetString(json, "cuda_graphs", "", problems)) {
+    try {
+      c.cuda_graphs = ParseCudaGraphs(*graphs, "cuda_graphs");
+    } catch (const InputError&) {
+      problems.Add("cuda_graphs", fmt::format("expected \"auto\" or \"off\", got \"{}\"", *graphs));
     }
   }
   ParsePairs(json, c, problems);

@@ -37,8 +37,13 @@
 //   "range_watch": true,                            overflow and saturation watch of each model
 //                                                   side (compare/overflow.h); default: on for
 //                                                   pairs with an fp16 module, and with the oracle
-//   "saturation_fraction": 0.5                      a point at >= this fraction of its precision's
+//   "saturation_fraction": 0.5,                     a point at >= this fraction of its precision's
 //                                                   largest finite value is a saturation risk
+//   "cuda_graphs": "auto" | "off"                   one-token decode steps of the pipelined loop
+//                                                   (two models on a GPU) as CUDA graphs where the
+//                                                   build and the model allow (decode/piecewise.h;
+//                                                   bitwise Forward's logits), or Forward eagerly;
+//                                                   default "auto"; the CPU never records
 // A model's path may also be a recorded side: a trace directory (reports/TRACES.md) or a llama.cpp
 // KL-divergence base file (compare/recorded_side.h); it then replays its recording.
 // }
@@ -103,6 +108,8 @@ struct Case {
   bool save_kld_base = false;       // and/or its llama.cpp KLD-base file into OUT/kld-base
   std::optional<bool> range_watch;  // null: on for pairs with an fp16 module, and with the oracle
   double saturation_fraction = 0.5; // RangeWatch::saturation_fraction, in (0, 1]
+  // decode::GreedyOptions::graphs of every run: kAuto ("auto", the default) or kOff ("off").
+  decode::GraphMode cuda_graphs = decode::GraphMode::kAuto;
   Thresholds thresholds;
 
   const CaseModel& Model(const std::string& label) const;  // throws InputError when unknown
@@ -124,5 +131,9 @@ Thresholds ParseThresholds(const nlohmann::ordered_json& json, const Thresholds&
 
 // "original@fp16"
 std::string SideLabel(const CaseSide& side);
+
+// A case's "cuda_graphs" or the CLI's --cuda-graphs: "auto" -> kAuto, "off" -> kOff. Throws
+// InputError naming `field` otherwise (e.g. `--cuda-graphs: expected "auto" or "off", got "on"`).
+decode::GraphMode ParseCudaGraphs(const std::string& text, const std::string& field);
 
 }  // namespace parity::compare

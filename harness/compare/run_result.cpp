@@ -463,6 +463,7 @@ const std::vector<Field<Settings>>& FieldsOf<Settings>() {
       {"oracle_device", &S::oracle_device, true},
       {"range_watch", &S::range_watch, true},
       {"saturation_fraction", &S::saturation_fraction, true},
+      {"cuda_graphs", &S::cuda_graphs, true},
       {"deterministic_algorithms", &S::deterministic_algorithms},
       {"num_threads", &S::num_threads},
   };
@@ -616,6 +617,9 @@ Settings SettingsFrom(const Reader& r) {
   }
   if (s.range_watch != "on" && s.range_watch != "off" && s.range_watch != "auto") {
     r.Fail("range_watch", "\"on\", \"off\" or \"auto\"", r.At("range_watch"));
+  }
+  if (s.cuda_graphs != "auto" && s.cuda_graphs != "off") {
+    r.Fail("cuda_graphs", "\"auto\" or \"off\"", r.At("cuda_graphs"));
   }
   // Free JSON (the backend's own description), beside the table; null in older files.
   if (r.Has("attention_backend")) s.attention_backend = r.At("attention_backend");

@@ -319,6 +319,9 @@ struct Settings {
   std::string range_watch = "auto";  // the case's range watch: "on", "off", or "auto" (on for
                                      // pairs with an fp16 module, and for all with the oracle)
   double saturation_fraction = 0.5;  // RangeWatch::saturation_fraction
+  std::string cuda_graphs = "auto";  // the case's cuda_graphs: "auto" (CUDA graphs where the
+                                     // pipelined loop can record) or "off"; runs[].engine says how
+                                     // each side ran
   bool deterministic_algorithms = true;  // at::globalContext().setDeterministicAlgorithms
   int64_t num_threads = 0;      // at::get_num_threads() during the run
   // forward::DescribeAttentionSettings(): cuDNN version (null without), TF32 for cuBLAS / cuDNN;

@@ -591,6 +591,7 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
   s.oracle = c.oracle;
   s.range_watch = c.range_watch ? (*c.range_watch ? "on" : "off") : "auto";
   s.saturation_fraction = c.saturation_fraction;
+  s.cuda_graphs = decode::GraphModeName(c.cuda_graphs);
   s.deterministic_algorithms = at::globalContext().deterministicAlgorithms();
   s.num_threads = at::get_num_threads();
   s.attention_backend = forward::DescribeAttentionSettings();
@@ -815,6 +816,7 @@ RunOutputs RunCase(const Case& c, const SuiteOptions& options) {
       request.greedy.max_new_tokens = c.max_new_tokens;
       request.greedy.eos_ids = eos_ids;
       request.greedy.teacher_is_a = c.teacher_is_a;
+      request.greedy.graphs = c.cuda_graphs;
       request.top_k = c.top_k;
       request.near_tie_ulps = c.near_tie_ulps;
       request.thresholds = case_pair.thresholds;

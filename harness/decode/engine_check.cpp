@@ -254,9 +254,9 @@ std::vector<EngineCheckRow> CheckEngine(c10::Device device, bool graphs) {
         EngineCheckRow pieces_row = base;
         pieces_row.check = "pieces";
         if (!device.is_cpu() && !graphs) {
-          // On a device the piecewise step only serves the graphs: checked with them (opt-in).
+          // On a device the piecewise step only serves the graphs: checked with them.
           pieces_row.tested = false;
-          pieces_row.note = "on a device with the opt-in graph rows (bench --check --graphs on)";
+          pieces_row.note = "on a device with the graph rows (bench --check without --graphs off)";
         } else {
           try {
             CheckPiecewise(*model, grown, tokens, GraphMode::kPieces, pieces_row);
@@ -272,7 +272,7 @@ std::vector<EngineCheckRow> CheckEngine(c10::Device device, bool graphs) {
         graphs_row.check = "graphs";
         if (!graphs) {
           graphs_row.tested = false;
-          graphs_row.note = "cuda graphs are opt-in (bench --check --graphs on)";
+          graphs_row.note = "cuda graphs off (bench --check --graphs off)";
         } else {
           try {
             CheckPiecewise(*model, grown, tokens, GraphMode::kAuto, graphs_row);
@@ -307,7 +307,7 @@ std::vector<EngineCheckRow> CheckEngine(c10::Device device, bool graphs) {
           CheckPipelined(*model, *model_b, graphs ? GraphMode::kAuto : GraphMode::kOff,
                          lockstep_row);
         } catch (const std::exception& error) {
-          if (!graphs) throw;  // the default path: an error is an error
+          if (!graphs) throw;  // Forward's path: an error is an error; with graphs a failed row
           lockstep_row.bitwise = false;
           lockstep_row.note = FirstLine(std::string("error: ") + error.what());
         }

@@ -10,7 +10,7 @@
 //   pieces        the one-token steps assembled from StepPieces (decode/piecewise.h, eagerly,
 //                 through the static buffers) vs Forward: every step's logits, bitwise (on a
 //                 device only with `graphs`, which is all it serves there);
-//   graphs        (only with `graphs`, as graphs are opt-in) the same pieces recorded as CUDA
+//   graphs        (with `graphs`, the default as in runs) the same pieces recorded as CUDA
 //                 graphs and replayed (warm-up step, recording step, 10 replays) vs Forward,
 //                 bitwise; an error is a failed row; not tested where no graph ran (the CPU, a
 //                 build without PARITY_CUDA_GRAPHS: the note says which);
@@ -44,8 +44,9 @@ struct EngineCheckRow {
   std::string note;
 };
 
-// `graphs`: also the CUDA-graph rows, and the pipelined rows with graphs on (opt-in, as in runs).
-std::vector<EngineCheckRow> CheckEngine(c10::Device device, bool graphs = false);
+// `graphs` (default, as runs decode): also the CUDA-graph rows, and the pipelined rows with graphs
+// on; false (`bench --check --graphs off`): neither, the pipelined rows with graphs off.
+std::vector<EngineCheckRow> CheckEngine(c10::Device device, bool graphs = true);
 
 // "internlm2 bf16 eager static_cache: bitwise (13 rows)" or "... DIFFERS max |a-b| 0.0312 (...)".
 std::string FormatEngineCheckRow(const EngineCheckRow& row);

@@ -39,11 +39,12 @@ struct GreedyOptions {
   // logits, two streams, callbacks on a worker thread). false, or on the CPU: the synchronous loop,
   // the reference the pipelined one is tested against (same tokens, same logits bit for bit).
   bool pipelined = true;
-  // Pipelined: how one-token steps run (decode/piecewise.h): Forward (kOff, the default), CUDA
-  // graphs of the pieces between attentions where the build and the model allow (kAuto: opt-in,
-  // experimental: on the H200 its first run failed with "CUDA error: invalid argument", see
-  // reports/SPEED.md), or the pieces eagerly (kPieces).
-  GraphMode graphs = GraphMode::kOff;
+  // Pipelined: how one-token steps run (decode/piecewise.h): CUDA graphs of the pieces between
+  // attentions where the build and the model allow, else Forward (kAuto, the default: bitwise
+  // Forward's logits, `parity bench --check`; 2.6x faster on the H200, reports/SPEED.md), Forward
+  // (kOff: a case's "cuda_graphs": "off", `--cuda-graphs off`), or the pieces eagerly (kPieces).
+  // The CPU and the synchronous loop never record ("eager: cpu").
+  GraphMode graphs = GraphMode::kAuto;
 };
 
 // What the callback sees at each compared step.

@@ -79,8 +79,9 @@ struct PendingStep {
 class DeviceSide {
  public:
   // `capacity`: positions the static KV cache is allocated for (prompt + new tokens). `graphs`:
-  // how one-token steps run (decode/piecewise.h; kOff: Forward; kAuto: CUDA graphs, opt-in).
-  DeviceSide(forward::CausalLM& model, int64_t capacity, GraphMode graphs = GraphMode::kOff);
+  // how one-token steps run (decode/piecewise.h; kAuto, the default as in GreedyOptions: CUDA
+  // graphs where the build and the model allow, else Forward; kOff: Forward).
+  DeviceSide(forward::CausalLM& model, int64_t capacity, GraphMode graphs = GraphMode::kAuto);
 
   // Issues a forward over `tokens` ([1, T] int64: the prompt on the CPU, or a previous step's
   // device_token, whose producing step `producer` this side's stream then waits for), the argmax
