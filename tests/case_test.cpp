@@ -58,6 +58,27 @@ TEST(CaseTest, MinimalCaseGetsDefaults) {
   EXPECT_EQ(c.near_tie_ulps, 4);
   EXPECT_FALSE(c.oracle);
   EXPECT_FALSE(c.thresholds.max_kl.has_value());
+  EXPECT_EQ(c.cuda_graphs, decode::GraphMode::kAuto);  // CUDA graphs where the loop can record
+}
+
+TEST(CaseTest, CudaGraphsIsAutoOrOff) {
+  const std::string base = R"("name": "x", "models": {"o": {"path": "m"}, "c": {"path": "n"}}, "prompts": ["p"])";
+  EXPECT_EQ(Parse("{" + base + R"(, "cuda_graphs": "off"})").cuda_graphs, decode::GraphMode::kOff);
+  EXPECT_EQ(Parse("{" + base + R"(, "cuda_graphs": "auto"})").cuda_graphs, decode::GraphMode::kAuto);
+  // "on" and "pieces" (decode::ParseGraphMode's other words) are not case values.
+  EXPECT_EQ(ErrorOf("{" + base + R"(, "cuda_graphs": "on"})"),
+            "cases/x.json: cuda_graphs: expected \"auto\" or \"off\", got \"on\"");
+  EXPECT_EQ(ErrorOf("{" + base + R"(, "cuda_graphs": "pieces"})"),
+            "cases/x.json: cuda_graphs: expected \"auto\" or \"off\", got \"pieces\"");
+  EXPECT_EQ(ErrorOf("{" + base + R"(, "cuda_graphs": false})"),
+            "cases/x.json: cuda_graphs: expected a string, got false");
+  EXPECT_EQ(ParseCudaGraphs("off", "--cuda-graphs"), decode::GraphMode::kOff);
+  try {
+    ParseCudaGraphs("no", "--cuda-graphs");
+    ADD_FAILURE() << "no InputError";
+  } catch (const InputError& e) {
+    EXPECT_EQ(std::string(e.what()), "--cuda-graphs: expected \"auto\" or \"off\", got \"no\"");
+  }
 }
 
 TEST(CaseTest, FullCaseExpandsPairsAndAppliesThresholds) {
@@ -130,7 +151,7 @@ TEST(CaseTest, ErrorsNameTheFileAndTheField) {
             "cases/x.json: max_new_token: unknown field (expected one of name, description, models, "
             "prompts, chat, dtypes, pairs, mode, teacher, max_new_tokens, device, seed, top_k, "
             "near_tie_ulps, oracle, oracle_device, devices, thresholds, save_traces, save_kld_base, "
-            "range_watch, saturation_fraction)");
+            "range_watch, saturation_fraction, cuda_graphs)");
   EXPECT_EQ(ErrorOf(with(R"("pairs": [{"a": "orig", "b": "c"}])")),
             "cases/x.json: pairs[0].a: no model labelled \"orig\" (models: o, c)");
   EXPECT_EQ(ErrorOf(with(R"("pairs": [{"a": "o@fp12", "b": "c"}])")),

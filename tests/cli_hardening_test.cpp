@@ -133,6 +133,36 @@ TEST(CliInputs, MaxNewTokensZeroSaysWhatIsExpected) {
   EXPECT_LT(log.size(), 300u) << log;  // not 300 digits of DBL_MAX
 }
 
+// --cuda-graphs auto|off (run and compare) and a case's "cuda_graphs": recorded in
+// summary.json's settings; on the CPU either way the synchronous loop runs ("eager: cpu ...").
+TEST(CliInputs, CudaGraphsIsAutoOrOffAndRecorded) {
+  TempDir dir;
+  auto settings_of = [&](const std::string& command, const std::string& out) {
+    std::string log;
+    EXPECT_EQ(RunCommand(command + " --out " + out, &log), 0) << command << "\n" << log;
+    const compare::Summary summary = compare::ReadRunOutputs(out).summary;
+    EXPECT_FALSE(summary.runs.empty());
+    for (const auto& run : summary.runs) {
+      EXPECT_EQ(run.engine_a, "eager: cpu (synchronous loop)");
+      EXPECT_EQ(run.engine_b, "eager: cpu (synchronous loop)");
+    }
+    return summary.settings.cuda_graphs;
+  };
+  const std::string compare = Cli() + " compare " + Fixture() + " " + Twin() +
+                              " --prompt-tokens 1,2 --max-new-tokens 2";
+  EXPECT_EQ(settings_of(compare, dir.path() + "/default"), "auto");
+  EXPECT_EQ(settings_of(compare + " --cuda-graphs off", dir.path() + "/off"), "off");
+  const std::string run = "cd " + std::string(PARITY_SOURCE_DIR) + " && " + Cli() +
+                          " run cases/internlm2-tiny.json --max-new-tokens 1";
+  EXPECT_EQ(settings_of(run, dir.path() + "/run-default"), "auto");
+  EXPECT_EQ(settings_of(run + " --cuda-graphs off", dir.path() + "/run-off"), "off");
+  ExpectBadInput(compare + " --cuda-graphs on --out " + dir.path() + "/bad",
+                 "--cuda-graphs: expected \"auto\" or \"off\", got \"on\"");
+  ExpectBadInput(run + " --cuda-graphs never --out " + dir.path() + "/bad",
+                 "--cuda-graphs: expected \"auto\" or \"off\", got \"never\"");
+  EXPECT_FALSE(fs::exists(dir.path() + "/bad/summary.json"));
+}
+
 TEST(CliInputs, ConvertRefusesABrokenSourceAndAForeignDestination) {
   TempDir dir;
   const std::string broken = BrokenFixture(dir.path() + "/broken");

@@ -104,6 +104,27 @@ TEST(GreedyTest, FreeRunningEachModelContinuesItsOwnText) {
   EXPECT_EQ(a.forward_calls, 6);  // prompt + 5 single tokens
 }
 
+// CUDA graphs are the default wherever the pipelined CUDA loop runs (bitwise Forward's logits,
+// `parity bench --check`); on the CPU nothing records: the synchronous loop, "eager: cpu".
+TEST(GreedyTest, DefaultsAskForGraphsAndTheCpuStaysEager) {
+  const decode::GreedyOptions defaults;
+  EXPECT_EQ(defaults.graphs, decode::GraphMode::kAuto);
+  EXPECT_TRUE(defaults.pipelined);
+  decode::PlanInput cpu_step;  // a one-token step of a side on the CPU, asked as runs ask
+  cpu_step.mode = defaults.graphs;
+  cpu_step.cuda = false;
+  cpu_step.one_token_steps = 3;
+  EXPECT_EQ(decode::PlanStep(cpu_step).path, decode::StepPath::kForward);
+  EXPECT_EQ(decode::PlanStep(cpu_step).why, "eager: cpu");
+  ScriptedLM a(Counter), b(Counter);
+  decode::GreedyOptions options;
+  options.max_new_tokens = 3;
+  const decode::GreedyResult r = decode::RunLockstep(a, b, kPrompt, options);
+  EXPECT_EQ(r.tokens_a, (std::vector<int64_t>{2, 3, 4}));
+  EXPECT_EQ(r.engine_a, "eager: cpu (synchronous loop)");
+  EXPECT_EQ(r.engine_b, "eager: cpu (synchronous loop)");
+}
+
 TEST(GreedyTest, TeacherForcedBothReadTheTeachersStream) {
   ScriptedLM a(Counter), b(CounterWithDetour(kPrompt.size() + 3));
   decode::GreedyOptions options;
