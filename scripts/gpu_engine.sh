@@ -4,8 +4,8 @@
 #   0. the graph translation unit (harness/decode/cuda/): if it did not build, its compiler errors go
 #      to graph_build_errors.txt, build-gpu is reconfigured with -DPARITY_CUDA_GRAPHS=OFF and parity
 #      relinked (nothing else recompiles), and the rest runs eagerly ("cuda graphs: not built");
-#   1. `parity bench --check --device cuda` (the default engine, graphs off), then with `--graphs on`
-#      (graphs vs eager logits bitwise, every family and dtype; opt-in, CUDA_LAUNCH_BLOCKING=1);
+#   1. `parity bench --check --device cuda --graphs off`, then with `--graphs on` (the default:
+#      graphs vs eager logits bitwise, every family and dtype; CUDA_LAUNCH_BLOCKING=1 on failure);
 #   2. a random BF16 InternLM2 with TinyLlama-1.1B's sizes (V 32000, D 2048, 22 layers, 32 heads,
 #      4 KV heads, F 5632; ~2.2 GB) written on the GPU, converted to Llama;
 #   3. `parity bench original converted` with --graphs off, then on (separate processes): ms per
@@ -45,12 +45,12 @@ grep -E "PARITY_CUDA_GRAPHS|TORCH_INSTALL_PREFIX" build-gpu/CMakeCache.txt > "$o
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$out/gpu.txt" 2>&1
 
 step check
-# The default engine (graphs off), then the opt-in graph rows on their own: first as a run uses them,
+# The engine with graphs off, then the graph rows (the default since they passed) on their own: first as a run uses them,
 # then, if they failed, with synchronous launches so that an error names its API call (the first GPU
 # run, 2026-11-28, failed with "CUDA error: invalid argument" and no row printed). The single-model
 # graph rows run on one host thread, the pipelined ones on two: which of them fail says whether
 # concurrency is involved.
-timeout 60 "$parity" bench --check --device cuda > "$out/check.txt" 2>&1
+timeout 60 "$parity" bench --check --device cuda --graphs off > "$out/check.txt" 2>&1
 echo "exit $?" >> "$out/check.txt"
 tail -2 "$out/check.txt"
 timeout 60 "$parity" bench --check --device cuda --graphs on > "$out/check_graphs.txt" 2>&1

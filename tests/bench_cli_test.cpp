@@ -52,6 +52,22 @@ TEST(BenchCli, ReportsConsistentFiguresOnTheCpu) {
   EXPECT_FALSE(all[2]["graphs_requested"].get<bool>());
 }
 
+// Without --graphs the bench times what a run uses: graphs requested (the CPU still runs eagerly).
+TEST(BenchCli, GraphsAreRequestedByDefault) {
+  TempDir dir;
+  const std::string json_path = dir.path() + "/bench.json";
+  std::string log;
+  ASSERT_EQ(RunCommand("(" + ParityCli() + " bench " + TrainedFixtureDir() +
+                           " --device cpu --dtype bf16 --prompt-tokens 3 --new-tokens 2 --json > '" +
+                           json_path + "')", &log), 0) << log;
+  const nlohmann::json all = nlohmann::json::parse(ReadFileText(json_path));
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_TRUE(all[0]["graphs_requested"].get<bool>());
+  EXPECT_EQ(all[0]["engine"][0], "eager: cpu (synchronous loop)");
+  EXPECT_NE(RunCommand(ParityCli() + " bench --check --graphs maybe", &log), 0);
+  EXPECT_NE(log.find("--graphs"), std::string::npos) << log;
+}
+
 TEST(BenchCli, RejectsBadArguments) {
   std::string log;
   EXPECT_EQ(RunCommand(ParityCli() + " bench --device cpu", &log), 2) << log;
