@@ -132,7 +132,8 @@ std::pair<at::Tensor, at::Tensor> DeviceSide::HostBuffers() {
     if (pair.first.use_count() == 1 && pair.second.use_count() == 1) return pair;
   }
   const auto pinned = at::TensorOptions().device(at::kCPU).pinned_memory(true);
-  host_.emplace_back(at::empty({model_.config().vocab_size}, pinned.dtype(model_.numerics().logits_type)),
+  const int64_t vocab = model_.config().vocab_size;
+  host_.emplace_back(at::empty({vocab}, pinned.dtype(model_.numerics().logits_type)),
                      at::empty({1}, pinned.dtype(at::kLong)));
   return host_.back();
 }

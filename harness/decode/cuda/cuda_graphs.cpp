@@ -8,10 +8,11 @@
 // instantiates the graph), replay(); graph_pool_handle() for one memory pool that the pieces of a
 // step share (safe because they are replayed in the order they were recorded). The capture mode is
 // thread-local: the other side's host thread keeps issuing its own work (allocations, event
-// queries) while this one records. Recordings themselves are serialised process-wide (they happen
-// once per model, so this costs nothing measurable): two concurrent captures share the caching
-// allocator's capture bookkeeping, and the first GPU run (two sides recording at once) failed with
-// "CUDA error: invalid argument" while no single-side run was tried.
+// queries) while this one records, but must not record events on a capturing stream: pinned host
+// buffers are therefore never freed while a side decodes (decode/pipeline.h HostBuffers: that was
+// the "CUDA error: invalid argument" of the first GPU runs). Recordings are also serialised
+// process-wide (once per model: no measurable cost), so two captures never share the caching
+// allocator's capture bookkeeping.
 #include <functional>
 #include <memory>
 #include <mutex>
