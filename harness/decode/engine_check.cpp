@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <string>
 #include <memory>
 
@@ -78,6 +79,18 @@ forward::Weights RandomWeights(const model::ModelConfig& config, uint64_t seed) 
 // The first line of an error message, at most 200 characters.
 std::string FirstLine(const std::string& text) {
   return text.substr(0, std::min<size_t>(text.find('\n'), 200));
+}
+
+// Runs `check`, which fills `row`. An error is rethrown where `rethrow` (a path that must not fail:
+// the check stops), else it becomes a failed row naming its first line.
+void RunRow(EngineCheckRow& row, bool rethrow, const std::function<void()>& check) {
+  try {
+    check();
+  } catch (const std::exception& error) {
+    if (rethrow) throw;
+    row.bitwise = false;
+    row.note = FirstLine(std::string("error: ") + error.what());
+  }
 }
 
 at::Tensor Bits(const at::Tensor& t) {
@@ -258,13 +271,9 @@ std::vector<EngineCheckRow> CheckEngine(c10::Device device, bool graphs) {
           pieces_row.tested = false;
           pieces_row.note = "on a device with the graph rows (bench --check without --graphs off)";
         } else {
-          try {
+          RunRow(pieces_row, device.is_cpu(), [&] {
             CheckPiecewise(*model, grown, tokens, GraphMode::kPieces, pieces_row);
-          } catch (const std::exception& error) {
-            if (device.is_cpu()) throw;
-            pieces_row.bitwise = false;
-            pieces_row.note = FirstLine(std::string("error: ") + error.what());
-          }
+          });
         }
         rows.push_back(pieces_row);
 
@@ -274,12 +283,9 @@ std::vector<EngineCheckRow> CheckEngine(c10::Device device, bool graphs) {
           graphs_row.tested = false;
           graphs_row.note = "cuda graphs off (bench --check --graphs off)";
         } else {
-          try {
+          RunRow(graphs_row, /*rethrow=*/false, [&] {
             CheckPiecewise(*model, grown, tokens, GraphMode::kAuto, graphs_row);
-          } catch (const std::exception& error) {
-            graphs_row.bitwise = false;
-            graphs_row.note = FirstLine(std::string("error: ") + error.what());
-          }
+          });
         }
         rows.push_back(graphs_row);
 
@@ -303,14 +309,11 @@ std::vector<EngineCheckRow> CheckEngine(c10::Device device, bool graphs) {
         forward::Variants other = variants;
         other.divide_scores_by_sqrt = !other.divide_scores_by_sqrt;  // a slightly different B
         auto model_b = forward::MakeCausalLM(config, weights, numerics, &other);
-        try {
+        // Forward's path (graphs off) must not fail; with graphs an error is a failed row.
+        RunRow(lockstep_row, !graphs, [&] {
           CheckPipelined(*model, *model_b, graphs ? GraphMode::kAuto : GraphMode::kOff,
                          lockstep_row);
-        } catch (const std::exception& error) {
-          if (!graphs) throw;  // Forward's path: an error is an error; with graphs a failed row
-          lockstep_row.bitwise = false;
-          lockstep_row.note = FirstLine(std::string("error: ") + error.what());
-        }
+        });
         if (device.is_cpu()) {
           lockstep_row.tested = false;
           lockstep_row.note = "cpu: RunLockstep is synchronous either way";
